@@ -1,0 +1,72 @@
+//! `users.toml` (`[[users]]` entries) and the `[admin]` section both files may hold.
+
+use serde::{Deserialize, Serialize};
+
+/// One `[[users]]` entry: a user allowed to connect to one database through pgdog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct User {
+    /// User name clients log in with.
+    pub name: String,
+    /// `name` of the `[[databases]]` entries this user may connect to.
+    pub database: String,
+    /// Plaintext password clients log in with (also used for Postgres unless overridden).
+    pub password: Option<String>,
+    /// Postgres-style SCRAM-SHA-256 secret or md5 hash clients log in with, instead of `password`.
+    pub password_hash: Option<String>,
+    /// Pool size for this user; overrides the database's and `general.default_pool_size`.
+    pub pool_size: Option<usize>,
+    /// Minimum idle connections for this user; overrides `general.min_pool_size`.
+    pub min_pool_size: Option<usize>,
+    /// Pooler mode for this user; overrides `general.pooler_mode`.
+    pub pooler_mode: Option<super::PoolerMode>,
+    /// User pgdog logs in to Postgres as; overrides the database's `user` and `name`.
+    pub server_user: Option<String>,
+    /// Password pgdog logs in to Postgres with; overrides the database's `password` and `password`.
+    pub server_password: Option<String>,
+    /// Whether this user may run schema changes (DDL) across all shards.
+    pub schema_admin: bool,
+}
+
+impl Default for User {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            database: String::new(),
+            password: None,
+            password_hash: None,
+            pool_size: None,
+            min_pool_size: None,
+            pooler_mode: None,
+            server_user: None,
+            server_password: None,
+            schema_admin: false,
+        }
+    }
+}
+
+/// The `[admin]` section: credentials for pgdog's admin database.
+///
+/// It may appear in `pgdog.toml` and in `users.toml`; the one in `users.toml`
+/// wins as a whole (see [`crate::ConfigAndUsers::admin`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Name of the admin database clients connect to; must not be a `[[databases]]` name.
+    pub name: String,
+    /// User name for logging in to the admin database.
+    pub user: String,
+    /// Password for the admin database; `None` means no password is configured and
+    /// admin logins are refused.
+    pub password: Option<String>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            name: "admin".into(),
+            user: "admin".into(),
+            password: None,
+        }
+    }
+}

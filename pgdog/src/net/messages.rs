@@ -1,0 +1,285 @@
+//! The messages pgdog builds itself, and decoding of the few client messages it must inspect
+//! (Query, Parse, Bind, Describe, Close) to track prepared statements and session state.
+
+use bytes::{Bytes, BytesMut};
+
+use super::frame::{put_cstr, Frame, Reader};
+use super::Error;
+
+/// AuthenticationOk.
+pub fn authentication_ok() -> Bytes {
+    Frame::new(b'R', &0i32.to_be_bytes()).bytes
+}
+
+/// AuthenticationCleartextPassword.
+pub fn authentication_cleartext() -> Bytes {
+    Frame::new(b'R', &3i32.to_be_bytes()).bytes
+}
+
+/// AuthenticationMD5Password with its salt.
+pub fn authentication_md5(salt: [u8; 4]) -> Bytes {
+    let mut body = 5i32.to_be_bytes().to_vec();
+    body.extend_from_slice(&salt);
+    Frame::new(b'R', &body).bytes
+}
+
+/// AuthenticationSASL offering SCRAM-SHA-256.
+pub fn authentication_sasl() -> Bytes {
+    let mut body = 10i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"SCRAM-SHA-256\0\0");
+    Frame::new(b'R', &body).bytes
+}
+
+/// AuthenticationSASLContinue with server-first-message.
+pub fn authentication_sasl_continue(data: &[u8]) -> Bytes {
+    let mut body = 11i32.to_be_bytes().to_vec();
+    body.extend_from_slice(data);
+    Frame::new(b'R', &body).bytes
+}
+
+/// AuthenticationSASLFinal with server-final-message.
+pub fn authentication_sasl_final(data: &[u8]) -> Bytes {
+    let mut body = 12i32.to_be_bytes().to_vec();
+    body.extend_from_slice(data);
+    Frame::new(b'R', &body).bytes
+}
+
+/// ParameterStatus.
+pub fn parameter_status(name: &str, value: &str) -> Bytes {
+    let mut body = BytesMut::new();
+    put_cstr(&mut body, name);
+    put_cstr(&mut body, value);
+    Frame::new(b'S', &body).bytes
+}
+
+/// BackendKeyData.
+pub fn backend_key_data(pid: i32, secret: i32) -> Bytes {
+    let mut body = pid.to_be_bytes().to_vec();
+    body.extend_from_slice(&secret.to_be_bytes());
+    Frame::new(b'K', &body).bytes
+}
+
+/// NegotiateProtocolVersion: we speak 3.0 and none of the requested `_pq_` options.
+pub fn negotiate_protocol_version(minor: i32, unsupported: &[&str]) -> Bytes {
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&minor.to_be_bytes());
+    body.extend_from_slice(&(unsupported.len() as i32).to_be_bytes());
+    for option in unsupported {
+        put_cstr(&mut body, option);
+    }
+    Frame::new(b'v', &body).bytes
+}
+
+/// ReadyForQuery with a transaction status: `I`, `T` or `E`.
+pub fn ready_for_query(status: u8) -> Bytes {
+    Frame::new(b'Z', &[status]).bytes
+}
+
+/// ParseComplete.
+pub fn parse_complete() -> Bytes {
+    Frame::new(b'1', &[]).bytes
+}
+
+/// CloseComplete.
+pub fn close_complete() -> Bytes {
+    Frame::new(b'3', &[]).bytes
+}
+
+/// A simple Query.
+pub fn query(sql: &str) -> Bytes {
+    let mut body = BytesMut::new();
+    put_cstr(&mut body, sql);
+    Frame::new(b'Q', &body).bytes
+}
+
+/// Close of a prepared statement.
+pub fn close_statement(name: &str) -> Bytes {
+    let mut body = BytesMut::from(&b"S"[..]);
+    put_cstr(&mut body, name);
+    Frame::new(b'C', &body).bytes
+}
+
+/// Sync.
+pub fn sync() -> Bytes {
+    Frame::new(b'S', &[]).bytes
+}
+
+/// Terminate.
+pub fn terminate() -> Bytes {
+    Frame::new(b'X', &[]).bytes
+}
+
+/// The SQL text of a simple `Query` message.
+pub fn query_text(frame: &Frame) -> Result<&str, Error> {
+    Reader::new(frame.body()).cstr()
+}
+
+/// A decoded `Parse`: statement name, SQL text and the raw parameter type section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parse<'a> {
+    /// Statement name ("" for the unnamed statement).
+    pub name: &'a str,
+    /// SQL text.
+    pub query: &'a str,
+    /// int16 count + int32 OIDs, as sent.
+    pub param_types: &'a [u8],
+}
+
+impl<'a> Parse<'a> {
+    /// Decodes a `Parse` message body.
+    pub fn decode(frame: &'a Frame) -> Result<Self, Error> {
+        let mut r = Reader::new(frame.body());
+        let name = r.cstr()?;
+        let query = r.cstr()?;
+        let param_types = r.rest();
+        let mut check = Reader::new(param_types);
+        let count = check.i16()?;
+        if count < 0 || check.rest().len() != count as usize * 4 {
+            return Err(Error::Malformed("Parse parameter types do not match their count"));
+        }
+        Ok(Parse {
+            name,
+            query,
+            param_types,
+        })
+    }
+
+    /// Re-encodes it under another statement name.
+    pub fn renamed(&self, name: &str) -> Bytes {
+        let mut body = BytesMut::with_capacity(self.query.len() + self.param_types.len() + 32);
+        put_cstr(&mut body, name);
+        put_cstr(&mut body, self.query);
+        body.extend_from_slice(self.param_types);
+        Frame::new(b'P', &body).bytes
+    }
+}
+
+/// The statement name a `Bind` refers to.
+pub fn bind_statement(frame: &Frame) -> Result<&str, Error> {
+    let mut r = Reader::new(frame.body());
+    r.cstr()?;
+    r.cstr()
+}
+
+/// Re-encodes a `Bind` so it refers to statement `name`.
+pub fn bind_renamed(frame: &Frame, name: &str) -> Result<Bytes, Error> {
+    let mut r = Reader::new(frame.body());
+    let portal = r.cstr()?;
+    r.cstr()?;
+    let rest = r.rest();
+    let mut body = BytesMut::with_capacity(rest.len() + portal.len() + name.len() + 2);
+    put_cstr(&mut body, portal);
+    put_cstr(&mut body, name);
+    body.extend_from_slice(rest);
+    Ok(Frame::new(b'B', &body).bytes)
+}
+
+/// The target of a `Describe` or `Close`: a statement (`S`) or portal (`P`) and its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// `b'S'` or `b'P'`.
+    pub kind: u8,
+    /// The statement or portal name.
+    pub name: &'a str,
+}
+
+impl<'a> Target<'a> {
+    /// Decodes a `Describe` or `Close` body.
+    pub fn decode(frame: &'a Frame) -> Result<Self, Error> {
+        let mut r = Reader::new(frame.body());
+        let kind = r.u8()?;
+        if kind != b'S' && kind != b'P' {
+            return Err(Error::Malformed("Describe/Close target must be 'S' or 'P'"));
+        }
+        let name = r.cstr()?;
+        Ok(Target { kind, name })
+    }
+
+    /// Re-encodes the message (tag `D` or `C`) for another name.
+    pub fn renamed(&self, tag: u8, name: &str) -> Bytes {
+        let mut body = BytesMut::with_capacity(name.len() + 2);
+        body.extend_from_slice(&[self.kind]);
+        put_cstr(&mut body, name);
+        Frame::new(tag, &body).bytes
+    }
+
+    /// Whether this names a prepared statement other than the unnamed one.
+    pub fn is_named_statement(&self) -> bool {
+        self.kind == b'S' && !self.name.is_empty()
+    }
+}
+
+/// The transaction status byte of a `ReadyForQuery`.
+pub fn ready_status(frame: &Frame) -> Result<u8, Error> {
+    Reader::new(frame.body()).u8()
+}
+
+/// Name and value of a `ParameterStatus`.
+pub fn parameter_status_pair(frame: &Frame) -> Result<(&str, &str), Error> {
+    let mut r = Reader::new(frame.body());
+    Ok((r.cstr()?, r.cstr()?))
+}
+
+/// The command tag of a `CommandComplete`.
+pub fn command_tag(frame: &Frame) -> Result<&str, Error> {
+    Reader::new(frame.body()).cstr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(bytes: Bytes) -> Frame {
+        Frame {
+            tag: bytes[0],
+            bytes,
+        }
+    }
+
+    #[test]
+    fn parse_rename_keeps_types() {
+        let mut body = BytesMut::new();
+        put_cstr(&mut body, "s1");
+        put_cstr(&mut body, "select $1");
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&23i32.to_be_bytes());
+        let original = Frame::new(b'P', &body);
+        let parse = Parse::decode(&original).unwrap();
+        assert_eq!(parse.name, "s1");
+        let renamed = frame(parse.renamed("__pgdog_1"));
+        let again = Parse::decode(&renamed).unwrap();
+        assert_eq!(again.name, "__pgdog_1");
+        assert_eq!(again.query, "select $1");
+        assert_eq!(again.param_types, parse.param_types);
+    }
+
+    #[test]
+    fn parse_with_wrong_type_count_is_malformed() {
+        let mut body = BytesMut::new();
+        put_cstr(&mut body, "s1");
+        put_cstr(&mut body, "select $1");
+        body.extend_from_slice(&3i16.to_be_bytes());
+        assert!(Parse::decode(&Frame::new(b'P', &body)).is_err());
+    }
+
+    #[test]
+    fn bind_rename() {
+        let mut body = BytesMut::new();
+        put_cstr(&mut body, "");
+        put_cstr(&mut body, "s1");
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let bind = Frame::new(b'B', &body);
+        assert_eq!(bind_statement(&bind).unwrap(), "s1");
+        let renamed = frame(bind_renamed(&bind, "x").unwrap());
+        assert_eq!(bind_statement(&renamed).unwrap(), "x");
+        assert_eq!(&renamed.body()[3..], &[0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn describe_target() {
+        let d = Frame::new(b'D', b"Sabc\0");
+        let t = Target::decode(&d).unwrap();
+        assert!(t.is_named_statement());
+        assert!(Target::decode(&Frame::new(b'D', b"Xabc\0")).is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! SQLSTATE codes pgdog sends in its own `ErrorResponse`s, named as in the PostgreSQL docs.
+
+/// 08P01: malformed, truncated or unexpected protocol messages.
+pub const PROTOCOL_VIOLATION: &str = "08P01";
+/// 08006: a server connection failed mid-query.
+pub const CONNECTION_FAILURE: &str = "08006";
+/// 08001: pgdog could not connect to the server.
+pub const CLIENT_UNABLE_TO_ESTABLISH_CONNECTION: &str = "08001";
+/// 28P01: wrong password or unknown user.
+pub const INVALID_PASSWORD: &str = "28P01";
+/// 28000: authentication method not acceptable.
+pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
+/// 3D000: unknown database.
+pub const INVALID_CATALOG_NAME: &str = "3D000";
+/// 53300: pool exhausted (no server connection within checkout_timeout).
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
+/// 57P01: pgdog is shutting down.
+pub const ADMIN_SHUTDOWN: &str = "57P01";
+/// 57014: query canceled (query_timeout).
+pub const QUERY_CANCELED: &str = "57014";
+/// 0A000: feature not supported (e.g. GSSAPI encryption, unsupported protocol version).
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+/// 58000: system error (e.g. a TLS handshake failure).
+pub const SYSTEM_ERROR: &str = "58000";
+/// 57P05: an idle client timed out (client_idle_timeout).
+pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+/// XX000: internal error.
+pub const INTERNAL_ERROR: &str = "XX000";
