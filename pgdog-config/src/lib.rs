@@ -1,1 +1,29 @@
-//! cfg
+//! Configuration for pgdog: the types, defaults, parsing and validation of
+//! `pgdog.toml` (general settings, `[[databases]]`, `[admin]`) and
+//! `users.toml` (`[[users]]`, `[admin]`), compatible with PgDog's files.
+//!
+//! This crate owns every default value and every rule about what a valid
+//! configuration is. Its errors are one line each and name the file, the key
+//! and the fix. It does no I/O beyond reading the config files and checking
+//! that the TLS files are readable.
+//!
+//! Start with [`ConfigAndUsers::load`].
+
+#![warn(missing_docs)]
+
+mod config;
+mod database;
+mod error;
+mod general;
+mod hash;
+mod load;
+mod parse;
+mod users;
+mod validate;
+
+pub use config::{Config, Users};
+pub use database::{Database, Role};
+pub use error::{ConfigError, FileKind, ParseError, Problem};
+pub use general::{as_duration, AuthType, General, PoolerMode};
+pub use load::ConfigAndUsers;
+pub use users::{Admin, User};

@@ -2,8 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::PoolerMode;
+
 /// One `[[users]]` entry: a user allowed to connect to one database through pgdog.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Every field defaults to empty / unset / `false`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct User {
     /// User name clients log in with.
@@ -19,30 +23,13 @@ pub struct User {
     /// Minimum idle connections for this user; overrides `general.min_pool_size`.
     pub min_pool_size: Option<usize>,
     /// Pooler mode for this user; overrides `general.pooler_mode`.
-    pub pooler_mode: Option<super::PoolerMode>,
-    /// User pgdog logs in to Postgres as; overrides the database's `user` and `name`.
+    pub pooler_mode: Option<PoolerMode>,
+    /// User pgdog logs in to Postgres as; overrides the database's `user` and this user's `name`.
     pub server_user: Option<String>,
-    /// Password pgdog logs in to Postgres with; overrides the database's `password` and `password`.
+    /// Password pgdog logs in to Postgres with; overrides the database's `password` and this user's `password`.
     pub server_password: Option<String>,
-    /// Whether this user may run schema changes (DDL) across all shards.
+    /// Marks the user pgdog uses for schema changes (DDL) across all shards.
     pub schema_admin: bool,
-}
-
-impl Default for User {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            database: String::new(),
-            password: None,
-            password_hash: None,
-            pool_size: None,
-            min_pool_size: None,
-            pooler_mode: None,
-            server_user: None,
-            server_password: None,
-            schema_admin: false,
-        }
-    }
 }
 
 /// The `[admin]` section: credentials for pgdog's admin database.

@@ -2,12 +2,17 @@
 //!
 //! Layout (imports go one way, top to bottom):
 //! - [`cli`]: command-line subcommands (`run`, `configcheck`, `hash`, `demo`).
-//! - [`frontend`]: the listener, client connections, their authentication and the
-//!   per-client proxy loop.
-//! - [`backend`]: server connections, pools, prepared-statement cache, live pool state.
+//! - [`frontend`]: the listener, client logins and the per-client proxy loop.
+//! - [`state`]: the live state shared by all clients (pools, caches, shutdown signal).
+//! - [`backend`]: server connections, pools, prepared-statement cache, live pool map.
 //! - [`auth`]: password secrets and server-side SCRAM/md5.
+//! - [`tls`]: TLS certificates for client connections.
 //! - [`net`]: the wire protocol (framing, messages, SQLSTATEs, streams).
-//! - [`local`]: throwaway local PostgreSQL clusters for the demo, tests and benchmarks.
 
 pub mod auth;
+pub mod backend;
+pub mod cli;
+pub mod frontend;
 pub mod net;
+pub mod state;
+pub mod tls;

@@ -1,1 +1,44 @@
-fn main(){}
+//! The `pgdog` binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgdog::cli::{self, Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match &cli.command {
+        Some(Command::Hash { password }) => {
+            println!("{}", cli::hash(password));
+            Ok(())
+        }
+        Some(Command::Configcheck) => cli::load(&cli).map(|_| {
+            println!(
+                "{} and {} are valid",
+                cli.config.display(),
+                cli.users.display()
+            );
+        }),
+        None | Some(Command::Run) => cli::load(&cli).and_then(|config| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.config.general.workers.max(1))
+                .enable_all()
+                .build()?;
+            runtime.block_on(cli::run(config, &cli))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgdog: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

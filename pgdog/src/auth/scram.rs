@@ -109,7 +109,8 @@ pub struct ScramExchange {
 impl ScramExchange {
     /// Takes the client-first-message and returns the exchange and the server-first-message.
     pub fn start(secret: ScramSecret, client_first: &[u8]) -> Result<(Self, String), AuthError> {
-        let text = std::str::from_utf8(client_first).map_err(|_| AuthError::Malformed("not UTF-8"))?;
+        let text =
+            std::str::from_utf8(client_first).map_err(|_| AuthError::Malformed("not UTF-8"))?;
         let (cbind_flag, rest) = text
             .split_once(',')
             .ok_or(AuthError::Malformed("missing GS2 header"))?;
@@ -144,7 +145,8 @@ impl ScramExchange {
 
     /// Verifies the client-final-message; on success returns the server-final-message.
     pub fn finish(self, client_final: &[u8]) -> Result<String, AuthError> {
-        let text = std::str::from_utf8(client_final).map_err(|_| AuthError::Malformed("not UTF-8"))?;
+        let text =
+            std::str::from_utf8(client_final).map_err(|_| AuthError::Malformed("not UTF-8"))?;
         let (without_proof, proof) = text
             .rsplit_once(",p=")
             .ok_or(AuthError::Malformed("missing proof"))?;
@@ -229,7 +231,13 @@ mod tests {
     #[test]
     fn garbage_is_malformed_not_panic() {
         let secret = ScramSecret::from_password("pw");
-        for input in [&b""[..], b"n", b"p=tls-unique,,n=,r=x", b"n,,n=", b"\xff\xfe"] {
+        for input in [
+            &b""[..],
+            b"n",
+            b"p=tls-unique,,n=,r=x",
+            b"n,,n=",
+            b"\xff\xfe",
+        ] {
             assert!(ScramExchange::start(secret.clone(), input).is_err());
         }
         let (server, _) = ScramExchange::start(secret, b"n,,n=,r=abc").unwrap();

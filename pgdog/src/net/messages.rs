@@ -135,7 +135,9 @@ impl<'a> Parse<'a> {
         let mut check = Reader::new(param_types);
         let count = check.i16()?;
         if count < 0 || check.rest().len() != count as usize * 4 {
-            return Err(Error::Malformed("Parse parameter types do not match their count"));
+            return Err(Error::Malformed(
+                "Parse parameter types do not match their count",
+            ));
         }
         Ok(Parse {
             name,

@@ -1,0 +1,266 @@
+//! Matching server responses to what was sent. pgdog rewrites a client's extended-protocol
+//! stream (it injects `Parse`s for statements the server lacks, answers some messages itself and
+//! runs its own `SET`s), so each response must be routed: forwarded, swallowed, or preceded by a
+//! reply pgdog makes up. The queue of `Expect`s, one per message sent, says which.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::prepared::Statement;
+use super::server::Prepared;
+use crate::net::{messages, Frame};
+
+/// What a message sent to the server (or answered by pgdog) expects back.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// The client's `Parse` (of a global statement, in transaction mode): forward ParseComplete.
+    Parse(Option<Arc<Statement>>),
+    /// A `Parse` pgdog injected for a statement the server lacked: swallow its ParseComplete.
+    InjectedParse(Arc<Statement>),
+    /// A reply pgdog gives itself (ParseComplete / CloseComplete) at this point of the stream.
+    Synthetic(Bytes),
+    /// `Bind`: BindComplete.
+    Bind,
+    /// `Describe`: [ParameterDescription] + RowDescription or NoData.
+    Describe,
+    /// `Execute`: rows, then CommandComplete / EmptyQueryResponse / PortalSuspended.
+    Execute,
+    /// `Close` of a portal: CloseComplete.
+    Close,
+    /// `Sync`: ReadyForQuery.
+    Sync,
+    /// The client's simple `Query`: everything until ReadyForQuery.
+    Query,
+    /// pgdog's own simple query (session sync, cleanup): swallow everything until ReadyForQuery.
+    Internal,
+}
+
+impl Expect {
+    fn ends_with_ready(&self) -> bool {
+        matches!(self, Expect::Sync | Expect::Query | Expect::Internal)
+    }
+}
+
+/// What to do with one server message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Send it to the client.
+    Forward,
+    /// Drop it: it answers something pgdog sent on its own.
+    Swallow,
+}
+
+/// The responses in flight on one server connection.
+#[derive(Debug, Default)]
+pub struct Pending {
+    queue: VecDeque<Expect>,
+}
+
+impl Pending {
+    /// Records a message sent (or answered by pgdog).
+    pub fn push(&mut self, expect: Expect) {
+        self.queue.push_back(expect);
+    }
+
+    /// Nothing in flight.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Forgets everything (the connection is being discarded).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// Writes the replies pgdog owes the client that are now at the head of the stream.
+    pub fn drain_synthetic(&mut self, out: &mut BytesMut) {
+        while let Some(Expect::Synthetic(bytes)) = self.queue.front() {
+            out.extend_from_slice(bytes);
+            self.queue.pop_front();
+        }
+    }
+
+    /// Routes one server message and updates the queue. `prepared` learns which injected
+    /// statements now exist on the server (or never will, after an error).
+    pub fn route(
+        &mut self,
+        frame: &Frame,
+        prepared: &mut std::collections::HashMap<Arc<str>, Prepared>,
+    ) -> Route {
+        let internal = matches!(self.queue.front(), Some(Expect::Internal));
+        let route = if internal {
+            Route::Swallow
+        } else {
+            Route::Forward
+        };
+        match frame.tag {
+            // ParseComplete
+            b'1' => match self.queue.pop_front() {
+                Some(Expect::InjectedParse(statement)) => {
+                    statement.set_validated();
+                    prepared.insert(statement.name.clone(), Prepared::Ready);
+                    Route::Swallow
+                }
+                Some(Expect::Parse(Some(statement))) => {
+                    statement.set_validated();
+                    prepared.insert(statement.name.clone(), Prepared::Ready);
+                    route
+                }
+                _ => route,
+            },
+            // BindComplete, CloseComplete, NoData, RowDescription outside a simple query.
+            b'2' | b'3' | b'n' => {
+                self.pop_unless_query();
+                route
+            }
+            b'T' => {
+                if matches!(self.queue.front(), Some(Expect::Describe)) {
+                    self.queue.pop_front();
+                }
+                route
+            }
+            // CommandComplete, EmptyQueryResponse, PortalSuspended end an Execute.
+            b'C' | b'I' | b's' => {
+                if matches!(self.queue.front(), Some(Expect::Execute)) {
+                    self.queue.pop_front();
+                }
+                route
+            }
+            b'E' => {
+                // The server skips everything up to the next Sync after an error in the
+                // extended protocol; a simple query still ends with ReadyForQuery.
+                while let Some(front) = self.queue.front() {
+                    if front.ends_with_ready() {
+                        break;
+                    }
+                    if let Some(Expect::InjectedParse(statement) | Expect::Parse(Some(statement))) =
+                        self.queue.pop_front()
+                    {
+                        if prepared.get(&statement.name) == Some(&Prepared::Pending) {
+                            prepared.remove(&statement.name);
+                        }
+                    }
+                }
+                route
+            }
+            b'Z' => {
+                while let Some(front) = self.queue.pop_front() {
+                    if front.ends_with_ready() {
+                        break;
+                    }
+                }
+                route
+            }
+            // DataRow, ParameterDescription, COPY, notices, notifications, ParameterStatus.
+            _ => route,
+        }
+    }
+
+    fn pop_unless_query(&mut self) {
+        if !matches!(
+            self.queue.front(),
+            Some(Expect::Query) | Some(Expect::Internal) | None
+        ) {
+            self.queue.pop_front();
+        }
+    }
+}
+
+/// A ParseComplete pgdog sends for a statement the server already has.
+pub fn synthetic_parse_complete() -> Expect {
+    Expect::Synthetic(messages::parse_complete())
+}
+
+/// A CloseComplete pgdog sends for a client's Close of a prepared statement.
+pub fn synthetic_close_complete() -> Expect {
+    Expect::Synthetic(messages::close_complete())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn statement(name: &str) -> Arc<Statement> {
+        let cache = crate::backend::prepared::PreparedStatements::default();
+        let body = format!("{name}\0select 1\0\0\0");
+        let frame = Frame::new(b'P', body.as_bytes());
+        cache.statement(&crate::net::messages::Parse::decode(&frame).unwrap())
+    }
+
+    fn f(tag: u8) -> Frame {
+        Frame::new(tag, if tag == b'Z' { b"I" } else { b"" })
+    }
+
+    #[test]
+    fn injected_parse_is_swallowed_and_marked_ready() {
+        let mut p = Pending::default();
+        let mut prepared = HashMap::new();
+        let stmt = statement("s1");
+        let name = stmt.name.clone();
+        prepared.insert(name.clone(), Prepared::Pending);
+        for e in [
+            Expect::InjectedParse(stmt.clone()),
+            Expect::Bind,
+            Expect::Execute,
+            Expect::Sync,
+        ] {
+            p.push(e);
+        }
+        assert_eq!(p.route(&f(b'1'), &mut prepared), Route::Swallow);
+        assert_eq!(prepared[&name], Prepared::Ready);
+        assert!(stmt.is_validated());
+        for tag in [b'2', b'D', b'C', b'Z'] {
+            assert_eq!(p.route(&f(tag), &mut prepared), Route::Forward);
+        }
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn synthetic_replies_come_out_in_order() {
+        let mut p = Pending::default();
+        let mut prepared = HashMap::new();
+        p.push(Expect::Execute);
+        p.push(synthetic_parse_complete());
+        p.push(Expect::Bind);
+        let mut out = BytesMut::new();
+        p.drain_synthetic(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(p.route(&f(b'C'), &mut prepared), Route::Forward);
+        p.drain_synthetic(&mut out);
+        assert_eq!(&out[..], &messages::parse_complete()[..]);
+    }
+
+    #[test]
+    fn error_skips_to_sync_and_forgets_pending_statements() {
+        let mut p = Pending::default();
+        let mut prepared = HashMap::new();
+        let stmt = statement("s2");
+        let name = stmt.name.clone();
+        prepared.insert(name.clone(), Prepared::Pending);
+        p.push(Expect::Bind);
+        p.push(Expect::InjectedParse(stmt.clone()));
+        p.push(synthetic_parse_complete());
+        p.push(Expect::Sync);
+        assert_eq!(p.route(&f(b'E'), &mut prepared), Route::Forward);
+        assert!(!prepared.contains_key(&name));
+        assert_eq!(p.route(&f(b'Z'), &mut prepared), Route::Forward);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn internal_query_is_swallowed() {
+        let mut p = Pending::default();
+        let mut prepared = HashMap::new();
+        p.push(Expect::Internal);
+        p.push(Expect::Query);
+        for tag in [b'S', b'C', b'Z'] {
+            assert_eq!(p.route(&f(tag), &mut prepared), Route::Swallow);
+        }
+        for tag in [b'T', b'D', b'C', b'Z'] {
+            assert_eq!(p.route(&f(tag), &mut prepared), Route::Forward);
+        }
+    }
+}

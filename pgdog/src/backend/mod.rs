@@ -1,0 +1,8 @@
+//! The server side: connections to Postgres, their pools, the prepared-statement cache and the
+//! live map of databases and users to pools.
+
+pub mod databases;
+pub mod expect;
+pub mod pool;
+pub mod prepared;
+pub mod server;

@@ -1,0 +1,649 @@
+//! One logged-in client: the proxy loop between it and the server it holds. In transaction
+//! mode a server is checked out for each transaction and returned at ReadyForQuery idle;
+//! named prepared statements and `SET`s are carried from server to server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use pgdog_config::{as_duration, PoolerMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, warn};
+
+use crate::backend::databases::Cluster;
+use crate::backend::expect::{synthetic_close_complete, synthetic_parse_complete, Expect, Route};
+use crate::backend::pool::{Guard, PoolError};
+use crate::backend::prepared::Statement;
+use crate::backend::server::Prepared;
+use crate::frontend::login::LoggedIn;
+use crate::frontend::session::{self, Change};
+use crate::net::messages::{self, Parse, Target};
+use crate::net::stream::Stream;
+use crate::net::{sqlstate, Error, ErrorResponse, Frame, MAX_MESSAGE_LEN};
+use crate::state::PoolerState;
+
+/// Why the proxy loop ended.
+enum Exit {
+    /// The client sent Terminate or closed its socket.
+    Disconnected,
+    /// pgdog closed the connection after sending the client a FATAL error.
+    Closed,
+}
+
+/// What woke the proxy loop.
+enum Event {
+    /// Bytes (or EOF/error) from the server.
+    Server(std::io::Result<usize>),
+    /// Bytes (or EOF/error) from the client.
+    Client(Result<usize, Error>),
+    /// Shutdown began.
+    Shutdown,
+    /// client_idle_timeout passed with no transaction open.
+    IdleTimeout,
+    /// query_timeout passed without a word from the server.
+    QueryTimeout,
+}
+
+/// A connected client and what it holds.
+pub struct Client {
+    stream: Stream,
+    buf: BytesMut,
+    out: BytesMut,
+    state: Arc<PoolerState>,
+    login: Login,
+    cluster: Arc<Cluster>,
+    generation: u64,
+    server: Option<Guard>,
+    /// Client statement name -> global statement (transaction mode).
+    statements: HashMap<String, Arc<Statement>>,
+    /// SET/RESET seen in the current transaction, applied when it commits.
+    pending_changes: Vec<Change>,
+    /// An error occurred in the current transaction.
+    failed: bool,
+    /// After a checkout failure mid-batch: drop messages until Sync, like Postgres does.
+    skip_until_sync: bool,
+    /// query_timeout expired and a cancel was sent for the running query.
+    cancel_sent: bool,
+}
+
+/// What the client logged in with.
+struct Login {
+    user: String,
+    database: String,
+    params: session::SessionParams,
+    key: crate::backend::server::BackendKey,
+    cancel: Arc<crate::frontend::cancel::CancelTarget>,
+}
+
+impl Client {
+    /// Wraps a logged-in connection.
+    pub fn new(logged_in: LoggedIn, state: Arc<PoolerState>) -> Client {
+        let generation = state.generation();
+        Client {
+            stream: logged_in.stream,
+            buf: logged_in.buf,
+            out: BytesMut::with_capacity(16 * 1024),
+            state,
+            cluster: logged_in.cluster,
+            generation,
+            login: Login {
+                user: logged_in.user,
+                database: logged_in.database,
+                params: logged_in.params,
+                key: logged_in.key,
+                cancel: logged_in.cancel,
+            },
+            server: None,
+            statements: HashMap::new(),
+            pending_changes: Vec::new(),
+            failed: false,
+            skip_until_sync: false,
+            cancel_sent: false,
+        }
+    }
+
+    /// Serves the client until it disconnects, pgdog shuts down or an error closes it.
+    pub async fn run(mut self) {
+        let result = self.serve().await;
+        self.state.cancels.unregister(self.login.key);
+        match result {
+            Ok(_) => {}
+            Err(e) => {
+                debug!(
+                    "client {}@{} closed: {e}",
+                    self.login.user, self.login.database
+                );
+                let _ = self.stream.write_all(&e.to_response().to_bytes()).await;
+            }
+        }
+        self.server = None;
+        let _ = self.stream.shutdown().await;
+    }
+
+    async fn serve(&mut self) -> Result<Exit, Error> {
+        let mut shutdown = self.state.shutdown_signal();
+        let general = self.state.databases().config().config.general.clone();
+        let client_idle_timeout = as_duration(general.client_idle_timeout);
+        let query_timeout = as_duration(general.query_timeout);
+        loop {
+            // Leave when shutting down, as soon as no transaction is open.
+            if *shutdown.borrow() && self.server.is_none() {
+                return self
+                    .fatal(ErrorResponse::fatal(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        "pgdog is shutting down",
+                    ))
+                    .await;
+            }
+            let holding = self.server.is_some();
+            let event = {
+                let Client {
+                    stream,
+                    buf,
+                    server,
+                    cancel_sent,
+                    ..
+                } = &mut *self;
+                tokio::select! {
+                    read = async {
+                        match server.as_mut() {
+                            Some(server) => server.read().await,
+                            None => std::future::pending().await,
+                        }
+                    } => Event::Server(read),
+                    read = read_client(stream, buf) => Event::Client(read),
+                    _ = shutdown.changed(), if !holding && !*shutdown.borrow() => Event::Shutdown,
+                    _ = sleep_or_never(client_idle_timeout), if !holding => Event::IdleTimeout,
+                    _ = sleep_or_never(query_timeout), if holding && !*cancel_sent => Event::QueryTimeout,
+                }
+            };
+            match event {
+                Event::Server(Ok(n)) if n > 0 => self.on_server_data().await?,
+                Event::Server(_) => self.on_server_lost().await?,
+                Event::Client(read) => {
+                    if read? == 0 {
+                        return Ok(Exit::Disconnected);
+                    }
+                    if let Some(exit) = self.on_client_data().await? {
+                        return Ok(exit);
+                    }
+                }
+                Event::Shutdown => {}
+                Event::IdleTimeout => {
+                    return self
+                        .fatal(ErrorResponse::fatal(
+                            sqlstate::IDLE_SESSION_TIMEOUT,
+                            "terminating connection due to client_idle_timeout",
+                        ))
+                        .await;
+                }
+                Event::QueryTimeout => self.cancel_running_query().await,
+            }
+        }
+    }
+
+    async fn fatal(&mut self, error: ErrorResponse) -> Result<Exit, Error> {
+        let _ = self.stream.write_all(&error.to_bytes()).await;
+        Ok(Exit::Closed)
+    }
+
+    /// query_timeout: ask the server to cancel; the client gets the server's 57014 error.
+    async fn cancel_running_query(&mut self) {
+        self.cancel_sent = true;
+        if let Some(server) = self.server.as_ref() {
+            let addr = server.addr().clone();
+            let key = server.key();
+            warn!(
+                "query_timeout reached for {}@{}; cancelling",
+                self.login.user, self.login.database
+            );
+            tokio::spawn(async move {
+                let _ = crate::backend::server::cancel(&addr.host, addr.port, key).await;
+            });
+        }
+    }
+
+    /// Handles everything the client has sent. Returns an exit when the client is done.
+    async fn on_client_data(&mut self) -> Result<Option<Exit>, Error> {
+        let mut frames = Vec::new();
+        while let Some(frame) = Frame::take(&mut self.buf, MAX_MESSAGE_LEN)? {
+            check_client_message(&frame)?;
+            if frame.tag == b'X' {
+                self.send_batch(frames).await?;
+                return Ok(Some(Exit::Disconnected));
+            }
+            frames.push(frame);
+        }
+        if !frames.is_empty() {
+            self.send_batch(frames).await?;
+        }
+        Ok(None)
+    }
+
+    /// Sends one batch of client messages to a server, checking one out if needed.
+    async fn send_batch(&mut self, mut frames: Vec<Frame>) -> Result<(), Error> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        if self.skip_until_sync {
+            match frames.iter().position(|f| f.tag == b'S') {
+                Some(i) => {
+                    frames.drain(..=i);
+                    self.skip_until_sync = false;
+                    if self.server.is_none() {
+                        self.out.extend_from_slice(&messages::ready_for_query(b'I'));
+                    }
+                }
+                None => return Ok(()),
+            }
+            if frames.is_empty() {
+                return self.flush_client().await;
+            }
+        }
+        if self.server.is_none() && self.answer_without_server(&frames) {
+            return self.flush_client().await;
+        }
+        if self.server.is_none() {
+            match self.checkout().await {
+                Ok(server) => self.server = Some(server),
+                Err(error) => {
+                    self.out.extend_from_slice(&error.to_bytes());
+                    let answers_now = frames.iter().any(|f| f.tag == b'Q' || f.tag == b'S');
+                    if answers_now {
+                        self.out.extend_from_slice(&messages::ready_for_query(b'I'));
+                    } else {
+                        self.skip_until_sync = true;
+                    }
+                    return self.flush_client().await;
+                }
+            }
+        }
+        let mut to_server =
+            BytesMut::with_capacity(frames.iter().map(|f| f.bytes.len()).sum::<usize>() + 64);
+        let transaction_mode = self.cluster.pooler_mode == PoolerMode::Transaction;
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        for frame in frames {
+            match frame.tag {
+                b'Q' => {
+                    self.pending_changes
+                        .extend(session::changes(messages::query_text(&frame)?));
+                    server.pending.push(Expect::Query);
+                    to_server.extend_from_slice(&frame.bytes);
+                }
+                b'P' => {
+                    server.unsynced = true;
+                    let parse = Parse::decode(&frame)?;
+                    self.pending_changes.extend(session::changes(parse.query));
+                    if transaction_mode && !parse.name.is_empty() {
+                        let statement = self.state.prepared.statement(&parse);
+                        self.statements
+                            .insert(parse.name.to_string(), statement.clone());
+                        if server.prepared.contains_key(&statement.name) {
+                            server.pending.push(synthetic_parse_complete());
+                        } else {
+                            server
+                                .prepared
+                                .insert(statement.name.clone(), Prepared::Pending);
+                            to_server.extend_from_slice(&statement.parse);
+                            server.pending.push(Expect::Parse(Some(statement)));
+                        }
+                    } else {
+                        server.pending.push(Expect::Parse(None));
+                        to_server.extend_from_slice(&frame.bytes);
+                    }
+                }
+                b'B' => {
+                    server.unsynced = true;
+                    let name = messages::bind_statement(&frame)?;
+                    match self.statements.get(name).filter(|_| transaction_mode) {
+                        Some(statement) => {
+                            prepare_on_server(server, statement, &mut to_server);
+                            to_server.extend_from_slice(&messages::bind_renamed(
+                                &frame,
+                                &statement.name,
+                            )?);
+                        }
+                        None => to_server.extend_from_slice(&frame.bytes),
+                    }
+                    server.pending.push(Expect::Bind);
+                }
+                b'D' => {
+                    server.unsynced = true;
+                    let target = Target::decode(&frame)?;
+                    let statement = self
+                        .statements
+                        .get(target.name)
+                        .filter(|_| transaction_mode && target.is_named_statement());
+                    match statement {
+                        Some(statement) => {
+                            prepare_on_server(server, statement, &mut to_server);
+                            to_server.extend_from_slice(&target.renamed(b'D', &statement.name));
+                        }
+                        None => to_server.extend_from_slice(&frame.bytes),
+                    }
+                    server.pending.push(Expect::Describe);
+                }
+                b'C' => {
+                    server.unsynced = true;
+                    let target = Target::decode(&frame)?;
+                    if transaction_mode && target.is_named_statement() {
+                        // Statements stay prepared on the server for other clients.
+                        self.statements.remove(target.name);
+                        server.pending.push(synthetic_close_complete());
+                    } else {
+                        server.pending.push(Expect::Close);
+                        to_server.extend_from_slice(&frame.bytes);
+                    }
+                }
+                b'E' => {
+                    server.unsynced = true;
+                    server.pending.push(Expect::Execute);
+                    to_server.extend_from_slice(&frame.bytes);
+                }
+                b'S' => {
+                    server.unsynced = false;
+                    server.pending.push(Expect::Sync);
+                    to_server.extend_from_slice(&frame.bytes);
+                }
+                // Flush, CopyData, CopyDone, CopyFail.
+                _ => to_server.extend_from_slice(&frame.bytes),
+            }
+        }
+        if !to_server.is_empty() && server.send(&to_server).await.is_err() {
+            return self.on_server_lost().await;
+        }
+        if let Some(server) = self.server.as_mut() {
+            server.pending.drain_synthetic(&mut self.out);
+        }
+        self.flush_client().await?;
+        self.release_if_done();
+        Ok(())
+    }
+
+    /// Outside a transaction, a batch that only prepares statements some server already accepted
+    /// (and closes statements) needs no server: answer it here. Besides saving a round trip, this
+    /// keeps clients that prepare synchronously (pgbench -M prepared) from waiting on a pool
+    /// whose servers are held by their own idle-in-transaction siblings.
+    fn answer_without_server(&mut self, frames: &[Frame]) -> bool {
+        if self.cluster.pooler_mode != PoolerMode::Transaction {
+            return false;
+        }
+        let mut parses = Vec::new();
+        for frame in frames {
+            match frame.tag {
+                b'P' => match Parse::decode(frame) {
+                    Ok(parse)
+                        if !parse.name.is_empty() && session::changes(parse.query).is_empty() =>
+                    {
+                        let statement = self.state.prepared.statement(&parse);
+                        if !statement.is_validated() {
+                            return false;
+                        }
+                        parses.push((parse.name.to_string(), Some(statement)));
+                    }
+                    _ => return false,
+                },
+                b'C' => match Target::decode(frame) {
+                    Ok(target) if target.is_named_statement() => {
+                        parses.push((target.name.to_string(), None))
+                    }
+                    _ => return false,
+                },
+                b'S' | b'H' => {}
+                _ => return false,
+            }
+        }
+        for (name, statement) in parses {
+            match statement {
+                Some(statement) => {
+                    self.statements.insert(name, statement);
+                    self.out.extend_from_slice(&messages::parse_complete());
+                }
+                None => {
+                    self.statements.remove(&name);
+                    self.out.extend_from_slice(&messages::close_complete());
+                }
+            }
+        }
+        for _sync in frames.iter().filter(|f| f.tag == b'S') {
+            self.out.extend_from_slice(&messages::ready_for_query(b'I'));
+        }
+        true
+    }
+
+    /// Checks out a server from the client's cluster and brings its session settings in line.
+    async fn checkout(&mut self) -> Result<Guard, ErrorResponse> {
+        if self.state.generation() != self.generation {
+            // A reload happened: pick up the new pools for this user and database.
+            self.generation = self.state.generation();
+            match self.state.databases().cluster(&self.login.user, &self.login.database) {
+                Some(cluster) => self.cluster = cluster.clone(),
+                None => {
+                    return Err(ErrorResponse::error(
+                        sqlstate::INVALID_PASSWORD,
+                        format!(
+                            "user \"{}\" no longer has access to database \"{}\" after a configuration reload",
+                            self.login.user, self.login.database
+                        ),
+                    ))
+                }
+            }
+        }
+        let Some(pool) = self.cluster.primary() else {
+            return Err(ErrorResponse::error(
+                sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
+                format!(
+                    "database \"{}\" has no primary configured",
+                    self.login.database
+                ),
+            ));
+        };
+        let mut server = pool.get().await.map_err(|e| match e {
+            PoolError::CheckoutTimeout { .. } => ErrorResponse::error(sqlstate::TOO_MANY_CONNECTIONS, e.to_string())
+                .hint("raise pool_size or checkout_timeout, or find what holds connections (long transactions)"),
+            other => ErrorResponse::error(sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION, other.to_string()),
+        })?;
+        if let Some(sql) = self.login.params.sync_sql(&server.session) {
+            // Pipelined ahead of the client's messages; its replies are swallowed.
+            server.pending.push(Expect::Internal);
+            if server.send(&messages::query(&sql)).await.is_err() {
+                return Err(ErrorResponse::error(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!("lost connection to server {}", server.addr()),
+                ));
+            }
+            server.session = self.login.params.current().clone();
+        }
+        self.login
+            .cancel
+            .set(Some((server.addr().clone(), server.key())));
+        self.cancel_sent = false;
+        Ok(server)
+    }
+
+    /// Forwards what the server sent, and returns the server once its transaction is over.
+    async fn on_server_data(&mut self) -> Result<(), Error> {
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let frame = match server.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!("protocol error from server {}: {e}", server.addr());
+                    return self.on_server_lost().await;
+                }
+            };
+            let route = {
+                let server = &mut **server;
+                server.pending.route(&frame, &mut server.prepared)
+            };
+            match frame.tag {
+                b'Z' => {
+                    let status = messages::ready_status(&frame)?;
+                    server.status = status;
+                    if route == Route::Forward {
+                        track_transaction_end(
+                            status,
+                            &mut self.failed,
+                            &mut self.pending_changes,
+                            &mut self.login.params,
+                            &mut server.session,
+                        );
+                    }
+                }
+                b'E' if route == Route::Forward => {
+                    self.failed = true;
+                    server.copy = false;
+                }
+                b'E' => {
+                    warn!(
+                        "pgdog's own statement failed on {}: {:?}",
+                        server.addr(),
+                        crate::net::ErrorResponse::parse(frame.body()).ok()
+                    );
+                }
+                b'C' => {
+                    server.copy = false;
+                    if messages::command_tag(&frame)? == "ROLLBACK" {
+                        self.failed = true;
+                    }
+                }
+                b'G' | b'H' | b'W' => server.copy = true,
+                _ => {}
+            }
+            if route == Route::Forward {
+                self.out.extend_from_slice(&frame.bytes);
+            }
+            server.pending.drain_synthetic(&mut self.out);
+            if self.out.len() > 64 * 1024 {
+                flush(&mut self.stream, &mut self.out).await?;
+            }
+        }
+        self.flush_client().await?;
+        self.release_if_done();
+        Ok(())
+    }
+
+    /// The server connection broke mid-request: tell the client, drop the server.
+    async fn on_server_lost(&mut self) -> Result<(), Error> {
+        let Some(mut server) = self.server.take() else {
+            return Ok(());
+        };
+        server.broken = true;
+        let in_transaction = server.status != b'I';
+        let error = ErrorResponse::error(
+            sqlstate::CONNECTION_FAILURE,
+            format!("lost connection to server {}", server.addr()),
+        )
+        .detail(if in_transaction {
+            "the open transaction was rolled back"
+        } else {
+            "the statement may or may not have completed"
+        });
+        drop(server);
+        self.login.cancel.set(None);
+        self.pending_changes.clear();
+        self.failed = false;
+        self.out.extend_from_slice(&error.to_bytes());
+        self.out.extend_from_slice(&messages::ready_for_query(b'I'));
+        self.flush_client().await
+    }
+
+    fn release_if_done(&mut self) {
+        let release = match self.server.as_ref() {
+            Some(server) => {
+                self.cluster.pooler_mode == PoolerMode::Transaction && server.is_clean()
+            }
+            None => false,
+        };
+        if release {
+            self.server = None;
+            self.login.cancel.set(None);
+        }
+    }
+
+    async fn flush_client(&mut self) -> Result<(), Error> {
+        flush(&mut self.stream, &mut self.out).await
+    }
+}
+
+/// Makes sure `statement` exists on `server`, injecting its Parse ahead of the message using it.
+fn prepare_on_server(server: &mut Guard, statement: &Arc<Statement>, to_server: &mut BytesMut) {
+    if !server.prepared.contains_key(&statement.name) {
+        server
+            .prepared
+            .insert(statement.name.clone(), Prepared::Pending);
+        server
+            .pending
+            .push(Expect::InjectedParse(statement.clone()));
+        to_server.extend_from_slice(&statement.parse);
+    }
+}
+
+/// At ReadyForQuery: settings changed in a transaction that committed become the client's.
+fn track_transaction_end(
+    status: u8,
+    failed: &mut bool,
+    pending: &mut Vec<Change>,
+    params: &mut session::SessionParams,
+    server_session: &mut HashMap<String, String>,
+) {
+    if status != b'I' {
+        return;
+    }
+    if !*failed {
+        for change in pending.iter() {
+            params.apply(change);
+            session::apply_to_server(server_session, change);
+        }
+    }
+    pending.clear();
+    *failed = false;
+}
+
+/// Rejects message types a client may not send after startup.
+fn check_client_message(frame: &Frame) -> Result<(), Error> {
+    match frame.tag {
+        b'Q' | b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' | b'd' | b'c' | b'f' | b'X' => {
+            let fixed_empty = matches!(frame.tag, b'S' | b'H' | b'c' | b'X');
+            if fixed_empty && frame.bytes.len() != 5 {
+                return Err(Error::BadLength {
+                    tag: frame.tag,
+                    len: frame.bytes.len() as i64 - 1,
+                });
+            }
+            Ok(())
+        }
+        tag => Err(Error::Unexpected {
+            tag,
+            context: "from client (not a frontend message type)",
+        }),
+    }
+}
+
+async fn read_client(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, Error> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+    Ok(stream.read_buf(buf).await?)
+}
+
+async fn flush(stream: &mut Stream, out: &mut BytesMut) -> Result<(), Error> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+async fn sleep_or_never(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

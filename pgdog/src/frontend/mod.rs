@@ -1,0 +1,7 @@
+//! The client side: accepting connections, logging clients in, and proxying their traffic.
+
+pub mod cancel;
+pub mod client;
+pub mod listener;
+pub mod login;
+pub mod session;
