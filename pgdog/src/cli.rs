@@ -80,40 +80,70 @@ pub fn load(cli: &Cli) -> Result<ConfigAndUsers, CliError> {
     Ok(ConfigAndUsers::load(&cli.config, &cli.users)?)
 }
 
-/// Runs the pooler until SIGINT/SIGTERM, reloading on SIGHUP.
-pub async fn run(config: ConfigAndUsers, cli: &Cli) -> Result<(), CliError> {
-    let addr = format!(
-        "{}:{}",
-        config.config.general.host, config.config.general.port
-    );
+/// Runs the pooler until SIGINT/SIGTERM, reloading on SIGHUP. Each of `workers` threads runs
+/// its own single-threaded runtime and accepts on its own SO_REUSEPORT socket: a client lives
+/// on one thread, so its traffic never crosses threads. Pools are shared by all threads.
+pub fn run(config: ConfigAndUsers, cli: &Cli) -> Result<(), CliError> {
+    let workers = config.config.general.workers.max(1);
+    let addr = format!("{}:{}", config.config.general.host, config.config.general.port);
+    let listen_error = |source| CliError::Listen {
+        addr: addr.clone(),
+        source,
+    };
+    let socket_addr = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+        .map_err(listen_error)?
+        .next()
+        .ok_or_else(|| listen_error(std::io::ErrorKind::AddrNotAvailable.into()))?;
     let state = PoolerState::new(config)?;
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|source| CliError::Listen {
-            addr: addr.clone(),
-            source,
-        })?;
-    info!(
-        "pgdog listening on {}",
-        listener.local_addr().map(|a| a.to_string()).unwrap_or(addr)
-    );
-    tokio::spawn(listener::maintain_pools(state.clone()));
-    tokio::spawn(reload_on_sighup(
-        state.clone(),
-        cli.config.clone(),
-        cli.users.clone(),
-    ));
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let shutdown = async move {
+    let runtime = current_thread()?;
+    let _enter = runtime.enter();
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        listeners.push(listener::bind(socket_addr).map_err(listen_error)?);
+    }
+    info!("pgdog listening on {socket_addr} with {workers} worker thread(s)");
+    let main_listener = listeners.remove(0);
+    for (i, socket) in listeners.into_iter().enumerate() {
+        let state = state.clone();
+        let std_listener = socket.into_std()?;
+        std::thread::Builder::new()
+            .name(format!("pgdog-worker-{}", i + 1))
+            .spawn(move || match current_thread() {
+                Ok(runtime) => runtime.block_on(async move {
+                    match TcpListener::from_std(std_listener) {
+                        Ok(listener) => listener::accept(listener, state).await,
+                        Err(e) => error!("worker cannot listen: {e}"),
+                    }
+                }),
+                Err(e) => error!("cannot start worker runtime: {e}"),
+            })?;
+    }
+    runtime.block_on(async move {
+        tokio::spawn(listener::maintain_pools(state.clone()));
+        tokio::spawn(reload_on_sighup(
+            state.clone(),
+            cli.config.clone(),
+            cli.users.clone(),
+        ));
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let accept = tokio::spawn(listener::accept(main_listener, state.clone()));
         tokio::select! {
             _ = interrupt.recv() => info!("SIGINT received"),
             _ = terminate.recv() => info!("SIGTERM received"),
         }
-    };
-    listener::run(listener, state, shutdown).await;
-    info!("pgdog stopped");
-    Ok(())
+        state.begin_shutdown();
+        let _ = accept.await;
+        listener::drain(&state).await;
+        info!("pgdog stopped");
+        Ok(())
+    })
+}
+
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 async fn reload_on_sighup(state: Arc<PoolerState>, config: PathBuf, users: PathBuf) {

@@ -8,11 +8,13 @@
 //! - [`auth`]: password secrets and server-side SCRAM/md5.
 //! - [`tls`]: TLS certificates for client connections.
 //! - [`net`]: the wire protocol (framing, messages, SQLSTATEs, streams).
+//! - [`local`]: throwaway local PostgreSQL clusters for the demo, tests and benchmarks.
 
 pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod frontend;
+pub mod local;
 pub mod net;
 pub mod state;
 pub mod tls;

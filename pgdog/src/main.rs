@@ -26,13 +26,7 @@ fn main() -> ExitCode {
                 cli.users.display()
             );
         }),
-        None | Some(Command::Run) => cli::load(&cli).and_then(|config| {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(config.config.general.workers.max(1))
-                .enable_all()
-                .build()?;
-            runtime.block_on(cli::run(config, &cli))
-        }),
+        None | Some(Command::Run) => cli::load(&cli).and_then(|config| cli::run(config, &cli)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

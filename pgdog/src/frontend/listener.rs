@@ -1,7 +1,6 @@
 //! Accepting client connections, and the orderly shutdown: stop accepting, let open
 //! transactions finish up to shutdown_timeout, then return.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,14 +11,24 @@ use crate::frontend::client::Client;
 use crate::frontend::login::{login, LoginError};
 use crate::state::PoolerState;
 
-/// Serves clients on `listener` until `shutdown` completes, then drains.
-pub async fn run(
-    listener: TcpListener,
-    state: Arc<PoolerState>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
+/// Binds `host:port` with SO_REUSEPORT, so every worker thread can accept on its own socket.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Accepts clients on `listener` until shutdown begins; each client runs on this thread.
+pub async fn accept(listener: TcpListener, state: Arc<PoolerState>) {
+    let mut shutdown = state.shutdown_signal();
+    while !*shutdown.borrow() {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
@@ -33,15 +42,14 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = shutdown.changed() => {}
         }
     }
-    drop(listener);
-    drain(&state).await;
 }
 
-/// Stops clients at their next transaction boundary and waits up to shutdown_timeout.
-async fn drain(state: &PoolerState) {
+/// Stops clients at their next transaction boundary, waits up to shutdown_timeout for them
+/// to leave, then closes every pool.
+pub async fn drain(state: &PoolerState) {
     let timeout = state.databases().config().config.general.shutdown_timeout;
     info!(
         "shutting down: waiting up to {timeout} ms for {} client(s) to finish their transactions",
