@@ -1,1 +1,101 @@
-//! harness
+//! End-to-end test harness: throwaway PostgreSQL clusters (from `pgdog::local`) and a real
+//! `pgdog` process in front of them, configured through real `pgdog.toml`/`users.toml` files.
+//! Everything is torn down on drop, also when a test panics.
+
+pub mod pgdog_process;
+pub mod tools;
+
+pub use pgdog::local::{HostAuth, LocalCluster, LocalError, LocalOptions};
+pub use pgdog_process::{free_port, PgdogProcess};
+
+/// Starts a cluster with default options (SCRAM, superuser postgres/postgres), or panics with
+/// the reason: in tests a missing Postgres is a setup failure to report loudly.
+pub fn cluster() -> LocalCluster {
+    cluster_with(LocalOptions::default())
+}
+
+/// Starts a cluster with the given options, or panics with the reason.
+pub fn cluster_with(options: LocalOptions) -> LocalCluster {
+    match LocalCluster::start(options) {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("cannot start a PostgreSQL cluster: {e}"),
+    }
+}
+
+/// A `pgdog.toml` with one database `name` on `cluster`, and `extra` appended to `[general]`.
+pub fn single_database_config(
+    cluster: &LocalCluster,
+    name: &str,
+    port: u16,
+    extra: &str,
+) -> String {
+    format!(
+        "[general]\nhost = \"127.0.0.1\"\nport = {port}\nmin_pool_size = 0\n{extra}\n\n[[databases]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase_name = \"postgres\"\n",
+        cluster.port()
+    )
+}
+
+/// A `users.toml` with user `postgres` / `postgres` on database `name`, plus `extra` keys.
+pub fn single_user_config(name: &str, extra: &str) -> String {
+    format!(
+        "[[users]]\nname = \"postgres\"\ndatabase = \"{name}\"\npassword = \"postgres\"\n{extra}\n"
+    )
+}
+
+/// One cluster with pgdog in front: database `app` (on the cluster's `postgres` database),
+/// user `postgres`/`postgres`. pgdog is dropped (killed) before the cluster.
+pub struct Setup {
+    /// The pgdog process.
+    pub pgdog: PgdogProcess,
+    /// The cluster behind it.
+    pub cluster: LocalCluster,
+}
+
+impl Setup {
+    /// Starts a cluster and pgdog; `general` is appended to `[general]`, `user` to the user entry.
+    pub fn new(general: &str, user: &str) -> Setup {
+        let cluster = cluster();
+        Self::with_cluster(cluster, general, user)
+    }
+
+    /// Starts pgdog in front of an existing cluster.
+    pub fn with_cluster(cluster: LocalCluster, general: &str, user: &str) -> Setup {
+        let port = free_port();
+        let config = single_database_config(&cluster, "app", port, general);
+        let users = single_user_config("app", user);
+        let pgdog = PgdogProcess::start(&config, &users, port);
+        Setup { pgdog, cluster }
+    }
+
+    /// A tokio-postgres connection through pgdog as postgres/postgres to `app`.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        match self.pgdog.connect("postgres", "postgres", "app").await {
+            Ok(client) => client,
+            Err(e) => panic!("cannot connect through pgdog: {e}\n{}", self.pgdog.log()),
+        }
+    }
+
+    /// psql through pgdog.
+    pub fn psql(&self, args: &[&str]) -> tools::ToolOutput {
+        tools::psql(self.pgdog.port(), "postgres", "postgres", "app", args)
+    }
+
+    /// A direct tokio-postgres connection to the cluster as the superuser.
+    pub async fn connect_direct(&self) -> tokio_postgres::Client {
+        let url = self
+            .cluster
+            .connection_string("postgres", "postgres", "postgres");
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("direct connection failed: {e}"));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+}
+
+/// The SQLSTATE of a tokio-postgres error, if the server (or pgdog) sent one.
+pub fn sqlstate(error: &tokio_postgres::Error) -> Option<String> {
+    error.as_db_error().map(|e| e.code().code().to_string())
+}

@@ -85,7 +85,10 @@ pub fn load(cli: &Cli) -> Result<ConfigAndUsers, CliError> {
 /// on one thread, so its traffic never crosses threads. Pools are shared by all threads.
 pub fn run(config: ConfigAndUsers, cli: &Cli) -> Result<(), CliError> {
     let workers = config.config.general.workers.max(1);
-    let addr = format!("{}:{}", config.config.general.host, config.config.general.port);
+    let addr = format!(
+        "{}:{}",
+        config.config.general.host, config.config.general.port
+    );
     let listen_error = |source| CliError::Listen {
         addr: addr.clone(),
         source,

@@ -158,6 +158,19 @@ impl Pending {
         }
     }
 
+    /// A COPY FROM STDIN started by an `Execute` (CopyInResponse arrived): the server ignores
+    /// every Sync it reads in copy-in mode, so the Syncs queued behind that Execute get no reply.
+    pub fn copy_in_started(&mut self) {
+        if matches!(self.queue.front(), Some(Expect::Execute)) {
+            let mut first = true;
+            self.queue.retain(|e| {
+                let keep = first || !matches!(e, Expect::Sync);
+                first = false;
+                keep
+            });
+        }
+    }
+
     fn pop_unless_query(&mut self) {
         if !matches!(
             self.queue.front(),
@@ -246,6 +259,21 @@ mod tests {
         p.push(Expect::Sync);
         assert_eq!(p.route(&f(b'E'), &mut prepared), Route::Forward);
         assert!(!prepared.contains_key(&name));
+        assert_eq!(p.route(&f(b'Z'), &mut prepared), Route::Forward);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn syncs_sent_into_copy_in_get_no_reply() {
+        let mut p = Pending::default();
+        let mut prepared = HashMap::new();
+        for e in [Expect::Bind, Expect::Execute, Expect::Sync] {
+            p.push(e);
+        }
+        p.route(&f(b'2'), &mut prepared);
+        p.copy_in_started();
+        p.push(Expect::Sync); // after CopyDone
+        assert_eq!(p.route(&f(b'C'), &mut prepared), Route::Forward);
         assert_eq!(p.route(&f(b'Z'), &mut prepared), Route::Forward);
         assert!(p.is_empty());
     }

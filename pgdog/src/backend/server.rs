@@ -115,6 +115,8 @@ pub struct Server {
     pub status: u8,
     /// Inside COPY FROM STDIN / TO STDOUT.
     pub copy: bool,
+    /// In copy-in mode and the client has not sent CopyDone/CopyFail yet: Syncs get no reply.
+    pub copy_in: bool,
     /// Extended-protocol messages were sent since the last Sync: the server is inside an
     /// implicit transaction until that Sync.
     pub unsynced: bool,
@@ -159,6 +161,7 @@ impl Server {
             pending: Pending::default(),
             status: b'I',
             copy: false,
+            copy_in: false,
             unsynced: false,
             broken: false,
             created: Instant::now(),

@@ -24,6 +24,7 @@ use crate::net::{sqlstate, Error, ErrorResponse, Frame, MAX_MESSAGE_LEN};
 use crate::state::PoolerState;
 
 /// Why the proxy loop ended.
+#[derive(Debug)]
 enum Exit {
     /// The client sent Terminate or closed its socket.
     Disconnected,
@@ -108,7 +109,10 @@ impl Client {
         let result = self.serve().await;
         self.state.cancels.unregister(self.login.key);
         match result {
-            Ok(_) => {}
+            Ok(exit) => debug!(
+                "client {}@{} left: {exit:?}",
+                self.login.user, self.login.database
+            ),
             Err(e) => {
                 debug!(
                     "client {}@{} closed: {e}",
@@ -208,6 +212,11 @@ impl Client {
     async fn on_client_data(&mut self) -> Result<Option<Exit>, Error> {
         let mut frames = Vec::new();
         while let Some(frame) = Frame::take(&mut self.buf, MAX_MESSAGE_LEN)? {
+            tracing::trace!(
+                "client -> {:?} ({} bytes)",
+                frame.tag as char,
+                frame.bytes.len()
+            );
             check_client_message(&frame)?;
             if frame.tag == b'X' {
                 self.send_batch(frames).await?;
@@ -345,10 +354,16 @@ impl Client {
                 }
                 b'S' => {
                     server.unsynced = false;
-                    server.pending.push(Expect::Sync);
+                    if !server.copy_in {
+                        server.pending.push(Expect::Sync);
+                    }
                     to_server.extend_from_slice(&frame.bytes);
                 }
-                // Flush, CopyData, CopyDone, CopyFail.
+                b'c' | b'f' => {
+                    server.copy_in = false;
+                    to_server.extend_from_slice(&frame.bytes);
+                }
+                // Flush, CopyData.
                 _ => to_server.extend_from_slice(&frame.bytes),
             }
         }
@@ -478,6 +493,11 @@ impl Client {
                     return self.on_server_lost().await;
                 }
             };
+            tracing::trace!(
+                "server -> {:?} ({} bytes)",
+                frame.tag as char,
+                frame.bytes.len()
+            );
             let route = {
                 let server = &mut **server;
                 server.pending.route(&frame, &mut server.prepared)
@@ -499,6 +519,7 @@ impl Client {
                 b'E' if route == Route::Forward => {
                     self.failed = true;
                     server.copy = false;
+                    server.copy_in = false;
                 }
                 b'E' => {
                     warn!(
@@ -513,7 +534,12 @@ impl Client {
                         self.failed = true;
                     }
                 }
-                b'G' | b'H' | b'W' => server.copy = true,
+                b'G' => {
+                    server.copy = true;
+                    server.copy_in = true;
+                    server.pending.copy_in_started();
+                }
+                b'H' | b'W' => server.copy = true,
                 _ => {}
             }
             if route == Route::Forward {
