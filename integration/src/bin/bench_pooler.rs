@@ -170,7 +170,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         }
         i += 1;
     }
-    let default_out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/results/pooler.md");
+    let default_out = workspace_root().join("benches/results/pooler.md");
     Ok(Args {
         duration: duration.unwrap_or(if quick { 5 } else { 15 }),
         rounds: rounds.unwrap_or(if quick { 1 } else { 2 }),
@@ -675,8 +675,14 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
+/// The workspace root (the parent of this crate's directory).
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
 fn git_describe() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace_root();
     let out = Command::new("git")
         .arg("-C")
         .arg(root)
