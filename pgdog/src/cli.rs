@@ -51,6 +51,12 @@ pub enum Command {
         /// The password to hash.
         password: String,
     },
+    /// Start a throwaway local Postgres with sample data and pgdog in front of it.
+    Demo {
+        /// Port for pgdog to listen on.
+        #[arg(long, default_value_t = 6432)]
+        port: u16,
+    },
 }
 
 /// Errors that end a CLI command.
@@ -70,6 +76,9 @@ pub enum CliError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The demo could not start its cluster.
+    #[error("demo: {0}")]
+    Demo(String),
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -83,7 +92,7 @@ pub fn load(cli: &Cli) -> Result<ConfigAndUsers, CliError> {
 /// Runs the pooler until SIGINT/SIGTERM, reloading on SIGHUP. Each of `workers` threads runs
 /// its own single-threaded runtime and accepts on its own SO_REUSEPORT socket: a client lives
 /// on one thread, so its traffic never crosses threads. Pools are shared by all threads.
-pub fn run(config: ConfigAndUsers, cli: &Cli) -> Result<(), CliError> {
+pub fn run(config: ConfigAndUsers) -> Result<(), CliError> {
     let workers = config.config.general.workers.max(1);
     let addr = format!(
         "{}:{}",
@@ -123,11 +132,7 @@ pub fn run(config: ConfigAndUsers, cli: &Cli) -> Result<(), CliError> {
     }
     runtime.block_on(async move {
         tokio::spawn(listener::maintain_pools(state.clone()));
-        tokio::spawn(reload_on_sighup(
-            state.clone(),
-            cli.config.clone(),
-            cli.users.clone(),
-        ));
+        tokio::spawn(reload_on_sighup(state.clone()));
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let accept = tokio::spawn(listener::accept(main_listener, state.clone()));
@@ -149,7 +154,12 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-async fn reload_on_sighup(state: Arc<PoolerState>, config: PathBuf, users: PathBuf) {
+async fn reload_on_sighup(state: Arc<PoolerState>) {
+    let (config, users) = {
+        let current = state.databases();
+        let paths = current.config();
+        (paths.config_path.clone(), paths.users_path.clone())
+    };
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         error!("cannot install the SIGHUP handler; reload is unavailable");
         return;

@@ -1,7 +1,7 @@
 //! pgdog: a PostgreSQL connection pooler that can reshard a live database.
 //!
 //! Layout (imports go one way, top to bottom):
-//! - [`cli`]: command-line subcommands (`run`, `configcheck`, `hash`, `demo`).
+//! - [`cli`]: command-line subcommands (`run`, `configcheck`, `hash`); [`demo`] for `pgdog demo`.
 //! - [`frontend`]: the listener, client logins and the per-client proxy loop.
 //! - [`state`]: the live state shared by all clients (pools, caches, shutdown signal).
 //! - [`backend`]: server connections, pools, prepared-statement cache, live pool map.
@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod backend;
 pub mod cli;
+pub mod demo;
 pub mod frontend;
 pub mod local;
 pub mod net;

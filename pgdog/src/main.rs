@@ -26,7 +26,11 @@ fn main() -> ExitCode {
                 cli.users.display()
             );
         }),
-        None | Some(Command::Run) => cli::load(&cli).and_then(|config| cli::run(config, &cli)),
+        Some(Command::Demo { port }) => pgdog::demo::Demo::start(*port).and_then(|demo| {
+            eprintln!("\n{}", demo.instructions());
+            demo.run()
+        }),
+        None | Some(Command::Run) => cli::load(&cli).and_then(cli::run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,16 @@
+# Builds pgdog and runs it with its config mounted at /etc/pgdog:
+#   docker build -t pgdog .
+#   docker run -p 6432:6432 -v $PWD/pgdog.toml:/etc/pgdog/pgdog.toml -v $PWD/users.toml:/etc/pgdog/users.toml pgdog
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p pgdog --bin pgdog
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --no-create-home pgdog
+COPY --from=build /src/target/release/pgdog /usr/local/bin/pgdog
+USER pgdog
+EXPOSE 6432
+ENTRYPOINT ["pgdog", "--config", "/etc/pgdog/pgdog.toml", "--users", "/etc/pgdog/users.toml"]
