@@ -75,6 +75,23 @@ impl Setup {
         }
     }
 
+    /// [`PgdogProcess::connect_watched`] as postgres/postgres to `app`.
+    pub async fn connect_watched(
+        &self,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    ) {
+        match self
+            .pgdog
+            .connect_watched("postgres", "postgres", "app")
+            .await
+        {
+            Ok(pair) => pair,
+            Err(e) => panic!("cannot connect through pgdog: {e}\n{}", self.pgdog.log()),
+        }
+    }
+
     /// psql through pgdog.
     pub fn psql(&self, args: &[&str]) -> tools::ToolOutput {
         tools::psql(self.pgdog.port(), "postgres", "postgres", "app", args)
@@ -98,4 +115,48 @@ impl Setup {
 /// The SQLSTATE of a tokio-postgres error, if the server (or pgdog) sent one.
 pub fn sqlstate(error: &tokio_postgres::Error) -> Option<String> {
     error.as_db_error().map(|e| e.code().code().to_string())
+}
+
+/// The message of a tokio-postgres error: the server's (or pgdog's) message when it sent one,
+/// otherwise the error's text (e.g. an I/O error).
+pub fn error_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => error.to_string(),
+    }
+}
+
+/// Pids of the cluster's client backends other than `direct`'s own. On a test cluster that is
+/// only used through pgdog (plus `direct`), these are pgdog's server connections.
+pub async fn server_backend_pids(direct: &tokio_postgres::Client) -> Vec<i32> {
+    direct
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() ORDER BY pid",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cannot read pg_stat_activity: {e}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Calls `check` every 50 ms until it returns `Some`, and returns that; panics naming `what`
+/// if `timeout` passes first. For waiting on a condition instead of sleeping a fixed time.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

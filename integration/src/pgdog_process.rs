@@ -167,6 +167,27 @@ impl PgdogProcess {
         });
         Ok(client)
     }
+
+    /// Like [`connect`](Self::connect), but also returns the connection task. Its output says
+    /// how the connection ended: e.g. `Err` carrying the FATAL error pgdog sent to an idle
+    /// client (tokio-postgres reports such unsolicited errors there, not to the next query).
+    pub async fn connect_watched(
+        &self,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+        ),
+        tokio_postgres::Error,
+    > {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url(user, password, database), tokio_postgres::NoTls)
+                .await?;
+        Ok((client, tokio::spawn(connection)))
+    }
 }
 
 impl Drop for PgdogProcess {

@@ -328,3 +328,70 @@ async fn pgbench_200_clients_prepared_on_a_pool_of_10() {
         assert!(out.stdout.contains(&processed), "{}", out.stdout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discard_all_and_deallocate_all_keep_prepared_statements_consistent() {
+    let setup = Setup::new("default_pool_size = 1", "");
+    let a = setup.connect().await;
+    let b = setup.connect().await;
+    let sa = a.prepare("SELECT 1 + $1::int").await.unwrap();
+    let sb = b.prepare("SELECT 1 + $1::int").await.unwrap();
+    assert_eq!(
+        a.query_one(&sa, &[&1i32]).await.unwrap().get::<_, i32>(0),
+        2
+    );
+    // A drops every statement of the (shared) server session...
+    a.batch_execute("DISCARD ALL").await.unwrap();
+    // ...B's statement is prepared again transparently.
+    assert_eq!(
+        b.query_one(&sb, &[&2i32]).await.unwrap().get::<_, i32>(0),
+        3
+    );
+    b.batch_execute("DEALLOCATE ALL").await.unwrap();
+    assert_eq!(
+        b.query_one("SELECT 10 + $1::int", &[&2i32])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        12
+    );
+    let sa2 = a.prepare("SELECT 5 + $1::int").await.unwrap();
+    assert_eq!(
+        a.query_one(&sa2, &[&1i32]).await.unwrap().get::<_, i32>(0),
+        6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_resets_the_server_when_a_client_leaves() {
+    let setup = Setup::new("default_pool_size = 1\npooler_mode = \"session\"", "");
+    let first = setup.connect().await;
+    first
+        .batch_execute("CREATE TEMP TABLE scratch (x int); PREPARE leftover AS SELECT 1; SET search_path TO nowhere")
+        .await
+        .unwrap();
+    drop(first);
+    // The single server is reused by the next client, without the first client's state.
+    let mut next = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(client) = setup.pgdog.connect("postgres", "postgres", "app").await {
+            if client.query_one("SELECT 1", &[]).await.is_ok() {
+                next = Some(client);
+                break;
+            }
+        }
+    }
+    let next = next.expect("a new client gets the server back");
+    let temp: i64 = next
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'scratch'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(temp, 0);
+    assert!(next.batch_execute("EXECUTE leftover").await.is_err());
+    assert_eq!(show(&next, "search_path").await, "\"$user\", public");
+}

@@ -41,8 +41,8 @@ impl Demo {
     /// Starts the cluster, loads the sample data and writes pgdog's config next to it.
     pub fn start(port: u16) -> Result<Demo, CliError> {
         info!("starting a throwaway PostgreSQL cluster");
-        let cluster =
-            LocalCluster::start(LocalOptions::default()).map_err(|e| CliError::Demo(e.to_string()))?;
+        let cluster = LocalCluster::start(LocalOptions::default())
+            .map_err(|e| CliError::Demo(e.to_string()))?;
         cluster
             .psql("postgres", "CREATE DATABASE demo")
             .and_then(|_| cluster.psql("demo", SAMPLE_DATA))

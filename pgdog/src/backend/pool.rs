@@ -9,7 +9,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use super::server::{Server, ServerAddress, ServerError};
-use crate::net::messages;
 
 /// The ParameterStatus values a server reported at login.
 pub type ServerParams = Arc<Vec<(String, String)>>;
@@ -178,24 +177,7 @@ impl Pool {
 
     /// Rolls back a transaction a client abandoned; false if the connection is unusable.
     async fn roll_back(&self, server: &mut Server) -> bool {
-        let work = async {
-            server.send(&messages::query("ROLLBACK")).await.ok()?;
-            loop {
-                while let Some(frame) = server.next_frame().ok()? {
-                    if frame.tag == b'Z' {
-                        server.status = messages::ready_status(&frame).ok()?;
-                        return Some(server.status == b'I');
-                    }
-                }
-                if server.read().await.ok()? == 0 {
-                    return None;
-                }
-            }
-        };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(5), work).await,
-            Ok(Some(true))
-        )
+        server.run_internal("ROLLBACK").await == Some(b'I')
     }
 
     /// Closes a connection and forgets it.

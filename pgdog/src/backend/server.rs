@@ -349,6 +349,44 @@ impl Server {
             && self.buf.is_empty()
     }
 
+    /// Runs one of pgdog's own statements on an idle server (no client attached) and waits for
+    /// its ReadyForQuery; returns the transaction status, or `None` if the server broke.
+    pub async fn run_internal(&mut self, sql: &str) -> Option<u8> {
+        let work = async {
+            self.send(&net::messages::query(sql)).await.ok()?;
+            loop {
+                while let Some(frame) = self.next_frame().ok()? {
+                    if frame.tag == b'Z' {
+                        self.status = net::messages::ready_status(&frame).ok()?;
+                        return Some(self.status);
+                    }
+                }
+                if self.read().await.ok()? == 0 {
+                    return None;
+                }
+            }
+        };
+        let status = tokio::time::timeout(Duration::from_secs(5), work)
+            .await
+            .ok()
+            .flatten();
+        if status.is_none() {
+            self.broken = true;
+        }
+        status
+    }
+
+    /// `DISCARD ALL`: forget every setting, prepared statement and temp table of the session
+    /// (session pooling, when a client leaves).
+    pub async fn reset_session(&mut self) {
+        if self.run_internal("DISCARD ALL").await == Some(b'I') {
+            self.session.clear();
+            self.prepared.clear();
+        } else {
+            self.broken = true;
+        }
+    }
+
     /// Whether an idle connection still looks alive: no EOF and no unexpected message
     /// (e.g. the FATAL Postgres sends before terminating a backend) waiting on the socket.
     pub fn is_alive(&self) -> bool {

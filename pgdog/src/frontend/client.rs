@@ -121,7 +121,12 @@ impl Client {
                 let _ = self.stream.write_all(&e.to_response().to_bytes()).await;
             }
         }
-        self.server = None;
+        if let Some(mut server) = self.server.take() {
+            if self.cluster.pooler_mode == PoolerMode::Session && server.is_clean() {
+                // The next client must get a clean session: no settings, statements or temp tables.
+                server.reset_session().await;
+            }
+        }
         let _ = self.stream.shutdown().await;
     }
 
@@ -506,14 +511,20 @@ impl Client {
                 b'Z' => {
                     let status = messages::ready_status(&frame)?;
                     server.status = status;
-                    if route == Route::Forward {
-                        track_transaction_end(
-                            status,
-                            &mut self.failed,
-                            &mut self.pending_changes,
-                            &mut self.login.params,
-                            &mut server.session,
-                        );
+                    if route == Route::Forward && status == b'I' {
+                        // Settings changed in a transaction that committed become the client's.
+                        if !self.failed {
+                            for change in &self.pending_changes {
+                                self.login.params.apply(change);
+                                session::apply_to_server(&mut server.session, change);
+                                if change.drops_prepared_statements() {
+                                    server.prepared.clear();
+                                    self.statements.clear();
+                                }
+                            }
+                        }
+                        self.pending_changes.clear();
+                        self.failed = false;
                     }
                 }
                 b'E' if route == Route::Forward => {
@@ -609,27 +620,6 @@ fn prepare_on_server(server: &mut Guard, statement: &Arc<Statement>, to_server: 
             .push(Expect::InjectedParse(statement.clone()));
         to_server.extend_from_slice(&statement.parse);
     }
-}
-
-/// At ReadyForQuery: settings changed in a transaction that committed become the client's.
-fn track_transaction_end(
-    status: u8,
-    failed: &mut bool,
-    pending: &mut Vec<Change>,
-    params: &mut session::SessionParams,
-    server_session: &mut HashMap<String, String>,
-) {
-    if status != b'I' {
-        return;
-    }
-    if !*failed {
-        for change in pending.iter() {
-            params.apply(change);
-            session::apply_to_server(server_session, change);
-        }
-    }
-    pending.clear();
-    *failed = false;
 }
 
 /// Rejects message types a client may not send after startup.

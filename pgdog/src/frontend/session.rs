@@ -11,8 +11,19 @@ pub enum Change {
     Set(String, String),
     /// `RESET name`.
     Reset(String),
-    /// `RESET ALL` or `DISCARD ALL`.
+    /// `RESET ALL`.
     ResetAll,
+    /// `DEALLOCATE ALL`: every prepared statement of the session is gone.
+    DeallocateAll,
+    /// `DISCARD ALL`: settings reset and prepared statements gone.
+    DiscardAll,
+}
+
+impl Change {
+    /// Whether it removes the session's prepared statements.
+    pub fn drops_prepared_statements(&self) -> bool {
+        matches!(self, Change::DeallocateAll | Change::DiscardAll)
+    }
 }
 
 /// A client's settings: what it sent at startup, and what they are now.
@@ -49,7 +60,8 @@ impl SessionParams {
                     self.current.remove(name);
                 }
             },
-            Change::ResetAll => self.current = self.startup.clone(),
+            Change::ResetAll | Change::DiscardAll => self.current = self.startup.clone(),
+            Change::DeallocateAll => {}
         }
     }
 
@@ -86,7 +98,8 @@ pub fn apply_to_server(server: &mut HashMap<String, String>, change: &Change) {
         Change::Reset(name) => {
             server.remove(name);
         }
-        Change::ResetAll => server.clear(),
+        Change::ResetAll | Change::DiscardAll => server.clear(),
+        Change::DeallocateAll => {}
     }
 }
 
@@ -182,7 +195,12 @@ fn parse_change(statement: &Statement) -> Option<Change> {
                 Some(Change::Reset(name))
             }
         },
-        "discard" if word(1) == Some("all") => Some(Change::ResetAll),
+        "discard" if word(1) == Some("all") => Some(Change::DiscardAll),
+        "deallocate"
+            if word(1) == Some("all") || (word(1) == Some("prepare") && word(2) == Some("all")) =>
+        {
+            Some(Change::DeallocateAll)
+        }
         _ => None,
     }
 }
