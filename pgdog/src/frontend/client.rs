@@ -146,6 +146,8 @@ impl Client {
                     .await;
             }
             let holding = self.server.is_some();
+            // query_timeout counts only while the server owes the client an answer.
+            let waiting = self.server.as_ref().is_some_and(|s| !s.pending.is_empty());
             let event = {
                 let Client {
                     stream,
@@ -164,7 +166,7 @@ impl Client {
                     read = read_client(stream, buf) => Event::Client(read),
                     _ = shutdown.changed(), if !holding && !*shutdown.borrow() => Event::Shutdown,
                     _ = sleep_or_never(client_idle_timeout), if !holding => Event::IdleTimeout,
-                    _ = sleep_or_never(query_timeout), if holding && !*cancel_sent => Event::QueryTimeout,
+                    _ = sleep_or_never(query_timeout), if waiting && !*cancel_sent => Event::QueryTimeout,
                 }
             };
             match event {
@@ -372,6 +374,7 @@ impl Client {
                 _ => to_server.extend_from_slice(&frame.bytes),
             }
         }
+        self.cancel_sent = false;
         if !to_server.is_empty() && server.send(&to_server).await.is_err() {
             return self.on_server_lost().await;
         }
@@ -480,7 +483,6 @@ impl Client {
         self.login
             .cancel
             .set(Some((server.addr().clone(), server.key())));
-        self.cancel_sent = false;
         Ok(server)
     }
 
