@@ -331,9 +331,10 @@ async fn query_timeout_cancels_the_query_and_keeps_the_client() {
 async fn client_idle_timeout_disconnects_only_idle_clients() {
     let setup = Setup::new("client_idle_timeout = 500", "");
     let (idle, idle_connection) = setup.connect_watched().await;
-    let active = setup.connect().await;
     select_one(&idle).await.unwrap();
-    // The active client queries every 100 ms for 2 s: it is never idle for 500 ms.
+    // The active client queries every 100 ms for 2 s, starting right after its login: it is
+    // never idle for 500 ms.
+    let active = setup.connect().await;
     for i in 0..20 {
         if let Err(e) = select_one(&active).await {
             panic!("active client failed at query {i}: {e:?}");

@@ -126,6 +126,9 @@ pub fn run(config: ConfigAndUsers) -> Result<(), CliError> {
                         Ok(listener) => listener::accept(listener, state).await,
                         Err(e) => error!("worker cannot listen: {e}"),
                     }
+                    // Keep serving this thread's clients while the main thread drains them;
+                    // the process exits when the drain is over.
+                    std::future::pending::<()>().await
                 }),
                 Err(e) => error!("cannot start worker runtime: {e}"),
             })?;

@@ -532,6 +532,16 @@ fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
 
     let ports = [cluster.port(), bouncer.port, pgdog.port()];
 
+    // The last lines of a target's log, for error messages.
+    let target_log = |target: Target| {
+        let (name, log) = match target {
+            Target::PgBouncer => ("pgbouncer", tail(&bouncer.log(), 30)),
+            Target::Pgdog => ("pgdog", tail(&pgdog.log(), 30)),
+            Target::Direct => ("postgres", cluster.log_tail(30)),
+        };
+        format!("{name} log (last lines):\n{log}")
+    };
+
     // Warm up each target (pools, caches) and check it works before measuring anything.
     let warmup = bench_args(10, 3, &MODES[0]);
     for target in TARGETS {
@@ -539,20 +549,17 @@ fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
         let output = run_pgbench(ports[target.index()], &warmup);
         let run = Run::parse(0, &output);
         if let Some(problem) = run.problem() {
-            let log = match target {
-                Target::PgBouncer => format!("\npgbouncer log:\n{}", bouncer.log()),
-                Target::Pgdog => format!("\npgdog log:\n{}", pgdog.log()),
-                Target::Direct => format!("\npostgres log:\n{}", cluster.log_tail(20)),
-            };
             return Err(format!(
-                "warm-up through {} failed: {problem}\n{}{}{log}",
+                "warm-up through {} failed: {problem}\n{}{}\n{}",
                 target.name(),
                 output.stdout,
-                output.stderr
+                output.stderr,
+                target_log(target)
             ));
         }
     }
 
+    let load_before = load_average();
     // results[mode][clients][target]: the runs of every round.
     let mut results =
         vec![vec![vec![Vec::<Run>::new(); TARGETS.len()]; args.clients.len()]; MODES.len()];
@@ -587,7 +594,18 @@ fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
                         clients,
                         target.name(),
                     );
+                    let failed = run.problem().is_some();
                     results[m][c][target.index()].push(run);
+                    // A target that died (crash, or killed from outside) would fail every later
+                    // run: stop with its log instead.
+                    if failed && !listening(ports[target.index()]) {
+                        return Err(format!(
+                            "{} no longer accepts connections on port {}; stopping the bench.\n{}",
+                            target.name(),
+                            ports[target.index()],
+                            target_log(target)
+                        ));
+                    }
                 }
             }
         }
@@ -603,6 +621,7 @@ fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
         pg_version,
         bouncer_version,
         pgdog_rev: git_describe(),
+        load: (load_before, load_average()),
     };
     let report = render(args, &machine, &command, &results);
     println!("{report}");
@@ -613,24 +632,47 @@ fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
     fs::write(&args.out, &report).map_err(|e| format!("write {}: {e}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
 
-    let pgdog_problems = pgdog
-        .log()
+    let log = pgdog.log();
+    let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("ERROR") || l.contains("WARN"))
-        .count();
-    if pgdog_problems > 0 {
-        eprintln!("pgdog logged {pgdog_problems} WARN/ERROR line(s); the last ones:");
-        let log = pgdog.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
-            .collect();
-        for line in &lines[lines.len().saturating_sub(10)..] {
-            eprintln!("  {line}");
-        }
+        .collect();
+    if !warnings.is_empty() {
+        eprintln!(
+            "pgdog logged {} WARN/ERROR line(s); the last ones:",
+            warnings.len()
+        );
+        eprintln!("{}", tail(&warnings.join("\n"), 10));
     }
     // pgdog, bouncer and cluster drop here, in that order.
     Ok(())
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+fn listening(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+}
+
+/// The last `lines` lines of `text`, without terminal colour codes (`ESC [ ... m`).
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    let text = all[all.len().saturating_sub(lines)..].join("\n");
+    let mut chars = text.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '\x1b' && chars.peek() == Some(&'[') {
+            // Skip to the sequence's final letter.
+            for next in chars.by_ref() {
+                if next.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(ch);
+    }
+    out
 }
 
 /// The pgdog binary: `$PGDOG_BIN`, else `pgdog` beside this binary (both in target/release).
@@ -661,6 +703,16 @@ fn first_line(program: &Path, args: &[&str]) -> String {
             .trim()
             .to_string(),
         Err(_) => "unknown".into(),
+    }
+}
+
+/// The 1, 5 and 15-minute load averages, from /proc/loadavg.
+fn load_average() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let fields: Vec<&str> = text.split_whitespace().take(3).collect();
+    match fields.len() {
+        3 => fields.join(" "),
+        _ => "unknown".into(),
     }
 }
 
@@ -700,6 +752,8 @@ struct Machine {
     pg_version: String,
     bouncer_version: String,
     pgdog_rev: String,
+    /// 1/5/15-minute load averages before and after the runs.
+    load: (String, String),
 }
 
 /// The markdown report: header lines, the table and notes on runs that were not clean.
@@ -723,6 +777,11 @@ fn render(args: &Args, machine: &Machine, command: &str, results: &[Vec<Vec<Vec<
         args.workers,
         args.duration,
         args.rounds,
+    );
+    let _ = writeln!(
+        out,
+        "Load average (1/5/15 min) before the runs: {}; after: {} (other work on the machine adds noise).\n",
+        machine.load.0, machine.load.1
     );
     let _ = writeln!(out, "Command: `{command}`; each run: `pgbench -h 127.0.0.1 -p PORT -U {USER} -c CLIENTS -j {THREADS} -T {} --no-vacuum MODE {DATABASE}`\n", args.duration);
     let _ = writeln!(

@@ -134,6 +134,27 @@ impl Pool {
         Ok(server)
     }
 
+    /// Makes sure the server can be reached: idle connections that died are dropped, and if no
+    /// connection is left, one is opened (its error names the server). Cheap when the pool has
+    /// live connections: no round trip.
+    pub async fn check_reachable(&self) -> Result<(), PoolError> {
+        let dead: Vec<Server> = {
+            let mut idle = self.idle();
+            let (alive, dead): (Vec<Server>, Vec<Server>) =
+                idle.drain(..).partition(|s| s.is_alive());
+            *idle = alive;
+            dead
+        };
+        for server in dead {
+            self.forget(server);
+        }
+        if self.open() > 0 {
+            return Ok(());
+        }
+        drop(self.get().await?);
+        Ok(())
+    }
+
     /// The ParameterStatus values of this pool's server (connecting once if none is known).
     pub async fn server_params(&self) -> Result<ServerParams, PoolError> {
         if let Some(params) = self.lock_params().clone() {

@@ -438,37 +438,37 @@ impl Client {
     }
 
     /// Checks out a server from the client's cluster and brings its session settings in line.
+    /// A reload may close the pool a client is waiting on: it then waits on the new one.
     async fn checkout(&mut self) -> Result<Guard, ErrorResponse> {
-        if self.state.generation() != self.generation {
-            // A reload happened: pick up the new pools for this user and database.
-            self.generation = self.state.generation();
-            match self.state.databases().cluster(&self.login.user, &self.login.database) {
-                Some(cluster) => self.cluster = cluster.clone(),
-                None => {
+        let mut attempts = 0;
+        let mut server = loop {
+            attempts += 1;
+            self.refresh_cluster()?;
+            let Some(pool) = self.cluster.primary() else {
+                return Err(ErrorResponse::error(
+                    sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
+                    format!(
+                        "database \"{}\" has no primary configured",
+                        self.login.database
+                    ),
+                ));
+            };
+            match pool.get().await {
+                Ok(server) => break server,
+                Err(PoolError::Closed(_)) if attempts < 5 => continue,
+                Err(e @ PoolError::CheckoutTimeout { .. }) => {
+                    return Err(ErrorResponse::error(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()).hint(
+                        "raise pool_size or checkout_timeout, or find what holds connections (long transactions)",
+                    ))
+                }
+                Err(e) => {
                     return Err(ErrorResponse::error(
-                        sqlstate::INVALID_PASSWORD,
-                        format!(
-                            "user \"{}\" no longer has access to database \"{}\" after a configuration reload",
-                            self.login.user, self.login.database
-                        ),
+                        sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
+                        e.to_string(),
                     ))
                 }
             }
-        }
-        let Some(pool) = self.cluster.primary() else {
-            return Err(ErrorResponse::error(
-                sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
-                format!(
-                    "database \"{}\" has no primary configured",
-                    self.login.database
-                ),
-            ));
         };
-        let mut server = pool.get().await.map_err(|e| match e {
-            PoolError::CheckoutTimeout { .. } => ErrorResponse::error(sqlstate::TOO_MANY_CONNECTIONS, e.to_string())
-                .hint("raise pool_size or checkout_timeout, or find what holds connections (long transactions)"),
-            other => ErrorResponse::error(sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION, other.to_string()),
-        })?;
         if let Some(sql) = self.login.params.sync_sql(&server.session) {
             // Pipelined ahead of the client's messages; its replies are swallowed.
             server.pending.push(Expect::Internal);
@@ -484,6 +484,28 @@ impl Client {
             .cancel
             .set(Some((server.addr().clone(), server.key())));
         Ok(server)
+    }
+
+    /// After a reload, picks up the new pools for this client's user and database.
+    fn refresh_cluster(&mut self) -> Result<(), ErrorResponse> {
+        let generation = self.state.generation();
+        if generation == self.generation {
+            return Ok(());
+        }
+        self.generation = generation;
+        match self.state.databases().cluster(&self.login.user, &self.login.database) {
+            Some(cluster) => {
+                self.cluster = cluster.clone();
+                Ok(())
+            }
+            None => Err(ErrorResponse::error(
+                sqlstate::INVALID_PASSWORD,
+                format!(
+                    "user \"{}\" no longer has access to database \"{}\" after a configuration reload",
+                    self.login.user, self.login.database
+                ),
+            )),
+        }
     }
 
     /// Forwards what the server sent, and returns the server once its transaction is over.

@@ -171,7 +171,8 @@ pub async fn login(tcp: TcpStream, state: &PoolerState) -> Result<LoggedIn, Logi
         );
         return refuse(&mut stream, error).await;
     };
-    let server_params = match pool.server_params().await {
+    let reachable = pool.check_reachable().await;
+    let server_params = match reachable.and(pool.server_params().await) {
         Ok(params) => params,
         Err(e) => {
             let error = ErrorResponse::fatal(
