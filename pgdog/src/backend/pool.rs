@@ -90,6 +90,9 @@ impl Pool {
     }
 
     async fn acquire(&self) -> Result<OwnedSemaphorePermit, PoolError> {
+        if let Ok(permit) = self.inner.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
         let timeout = self.inner.settings.checkout_timeout;
         match tokio::time::timeout(timeout, self.inner.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),

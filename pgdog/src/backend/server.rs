@@ -107,6 +107,8 @@ pub struct Server {
     params: Vec<(String, String)>,
     /// Session settings pgdog applied on behalf of clients (`SET name TO value`).
     pub session: HashMap<String, String>,
+    /// `settings_fingerprint(&session)`, kept in step with it.
+    pub session_fingerprint: u64,
     /// Prepared statements (pgdog's global names) known on this server.
     pub prepared: HashMap<Arc<str>, Prepared>,
     /// Responses still expected for what has been sent, in order.
@@ -157,6 +159,7 @@ impl Server {
             key: BackendKey { pid: 0, secret: 0 },
             params: Vec::new(),
             session: HashMap::new(),
+            session_fingerprint: 0,
             prepared: HashMap::new(),
             pending: Pending::default(),
             status: b'I',
@@ -381,6 +384,7 @@ impl Server {
     pub async fn reset_session(&mut self) {
         if self.run_internal("DISCARD ALL").await == Some(b'I') {
             self.session.clear();
+            self.session_fingerprint = 0;
             self.prepared.clear();
         } else {
             self.broken = true;
@@ -421,6 +425,21 @@ impl Server {
     pub async fn terminate(mut self) {
         let _ = self.stream.write_all(&net::messages::terminate()).await;
     }
+}
+
+/// An order-independent hash of session settings (0 for none), so that checking whether a
+/// server's settings already match a client's costs one comparison.
+pub fn settings_fingerprint(settings: &HashMap<String, String>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    settings
+        .iter()
+        .map(|entry| {
+            // DefaultHasher::new() has fixed keys: equal settings give equal fingerprints.
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            entry.hash(&mut hasher);
+            hasher.finish()
+        })
+        .fold(0u64, |acc, h| acc.wrapping_add(h))
 }
 
 /// Sends a CancelRequest for `key` to the server at `host:port`.

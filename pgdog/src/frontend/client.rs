@@ -132,12 +132,16 @@ impl Client {
 
     async fn serve(&mut self) -> Result<Exit, Error> {
         let mut shutdown = self.state.shutdown_signal();
+        // One registration for the whole session, not one per transaction.
+        let shutdown_changed = shutdown.changed();
+        tokio::pin!(shutdown_changed);
         let general = self.state.databases().config().config.general.clone();
         let client_idle_timeout = as_duration(general.client_idle_timeout);
         let query_timeout = as_duration(general.query_timeout);
         loop {
             // Leave when shutting down, as soon as no transaction is open.
-            if *shutdown.borrow() && self.server.is_none() {
+            let shutting_down = self.state.shutting_down();
+            if shutting_down && self.server.is_none() {
                 return self
                     .fatal(ErrorResponse::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -164,7 +168,7 @@ impl Client {
                         }
                     } => Event::Server(read),
                     read = read_client(stream, buf) => Event::Client(read),
-                    _ = shutdown.changed(), if !holding && !*shutdown.borrow() => Event::Shutdown,
+                    _ = &mut shutdown_changed, if !holding && !shutting_down => Event::Shutdown,
                     _ = sleep_or_never(client_idle_timeout), if !holding => Event::IdleTimeout,
                     _ = sleep_or_never(query_timeout), if waiting && !*cancel_sent => Event::QueryTimeout,
                 }
@@ -284,15 +288,15 @@ impl Client {
         for frame in frames {
             match frame.tag {
                 b'Q' => {
-                    self.pending_changes
-                        .extend(session::changes(messages::query_text(&frame)?));
+                    self.pending_changes.extend(session::changes(frame.body()));
                     server.pending.push(Expect::Query);
                     to_server.extend_from_slice(&frame.bytes);
                 }
                 b'P' => {
                     server.unsynced = true;
                     let parse = Parse::decode(&frame)?;
-                    self.pending_changes.extend(session::changes(parse.query));
+                    self.pending_changes
+                        .extend(session::changes(parse.query.as_bytes()));
                     if transaction_mode && !parse.name.is_empty() {
                         let statement = self.state.prepared.statement(&parse);
                         self.statements
@@ -381,9 +385,10 @@ impl Client {
         if let Some(server) = self.server.as_mut() {
             server.pending.drain_synthetic(&mut self.out);
         }
-        self.flush_client().await?;
+        // Return the server before writing to the client: the write wakes the client, and
+        // pgdog should be ready to sleep by then.
         self.release_if_done();
-        Ok(())
+        self.flush_client().await
     }
 
     /// Outside a transaction, a batch that only prepares statements some server already accepted
@@ -399,7 +404,8 @@ impl Client {
             match frame.tag {
                 b'P' => match Parse::decode(frame) {
                     Ok(parse)
-                        if !parse.name.is_empty() && session::changes(parse.query).is_empty() =>
+                        if !parse.name.is_empty()
+                            && session::changes(parse.query.as_bytes()).is_empty() =>
                     {
                         let statement = self.state.prepared.statement(&parse);
                         if !statement.is_validated() {
@@ -469,7 +475,11 @@ impl Client {
                 }
             }
         };
-        if let Some(sql) = self.login.params.sync_sql(&server.session) {
+        if let Some(sql) = self
+            .login
+            .params
+            .sync_sql(&server.session, server.session_fingerprint)
+        {
             // Pipelined ahead of the client's messages; its replies are swallowed.
             server.pending.push(Expect::Internal);
             if server.send(&messages::query(&sql)).await.is_err() {
@@ -479,6 +489,7 @@ impl Client {
                 ));
             }
             server.session = self.login.params.current().clone();
+            server.session_fingerprint = self.login.params.fingerprint();
         }
         self.login
             .cancel
@@ -546,6 +557,10 @@ impl Client {
                                     self.statements.clear();
                                 }
                             }
+                            if !self.pending_changes.is_empty() {
+                                server.session_fingerprint =
+                                    crate::backend::server::settings_fingerprint(&server.session);
+                            }
                         }
                         self.pending_changes.clear();
                         self.failed = false;
@@ -585,9 +600,10 @@ impl Client {
                 flush(&mut self.stream, &mut self.out).await?;
             }
         }
-        self.flush_client().await?;
+        // Return the server before writing to the client: the write wakes the client, and
+        // pgdog should be ready to sleep by then.
         self.release_if_done();
-        Ok(())
+        self.flush_client().await
     }
 
     /// The server connection broke mid-request: tell the client, drop the server.

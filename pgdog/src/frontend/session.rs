@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::backend::server::settings_fingerprint;
+
 /// One change to session settings found in a client's SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -31,6 +33,7 @@ impl Change {
 pub struct SessionParams {
     startup: HashMap<String, String>,
     current: HashMap<String, String>,
+    fingerprint: u64,
 }
 
 impl SessionParams {
@@ -41,6 +44,7 @@ impl SessionParams {
             .map(|(k, v)| (k.to_ascii_lowercase(), quote_literal(v)))
             .collect();
         SessionParams {
+            fingerprint: settings_fingerprint(&startup),
             current: startup.clone(),
             startup,
         }
@@ -63,6 +67,12 @@ impl SessionParams {
             Change::ResetAll | Change::DiscardAll => self.current = self.startup.clone(),
             Change::DeallocateAll => {}
         }
+        self.fingerprint = settings_fingerprint(&self.current);
+    }
+
+    /// `settings_fingerprint` of the current settings.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// The current settings.
@@ -70,9 +80,16 @@ impl SessionParams {
         &self.current
     }
 
-    /// The SQL that makes a server whose pgdog-applied settings are `server` match this client,
-    /// or `None` when they already match.
-    pub fn sync_sql(&self, server: &HashMap<String, String>) -> Option<String> {
+    /// The SQL that makes a server whose pgdog-applied settings are `server` (with fingerprint
+    /// `server_fingerprint`) match this client, or `None` when they already match.
+    pub fn sync_sql(
+        &self,
+        server: &HashMap<String, String>,
+        server_fingerprint: u64,
+    ) -> Option<String> {
+        if server_fingerprint == self.fingerprint {
+            return None;
+        }
         let mut sql = String::new();
         for (name, value) in &self.current {
             if server.get(name) != Some(value) {
@@ -120,19 +137,49 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// The session changes made by the statements in `sql` (a simple query may hold several).
-pub fn changes(sql: &str) -> Vec<Change> {
-    // Fast path: nothing to do unless a statement could start with SET, RESET or DISCARD.
-    let bytes = sql.as_bytes();
-    if !bytes
-        .windows(3)
-        .any(|w| w.eq_ignore_ascii_case(b"set") || w.eq_ignore_ascii_case(b"dis"))
-    {
+/// Takes raw bytes so the common case (one statement that is not SET/RESET/DISCARD/DEALLOCATE)
+/// is decided without decoding the text.
+pub fn changes(sql: &[u8]) -> Vec<Change> {
+    if !may_change_session(sql) {
         return Vec::new();
     }
+    let Ok(sql) = std::str::from_utf8(sql) else {
+        return Vec::new();
+    };
     statements(sql)
         .into_iter()
         .filter_map(|statement| parse_change(&statement))
         .collect()
+}
+
+/// Cheap check: could `sql` change session settings? False for a single statement that starts
+/// with another keyword; true (then parsed properly) for comments or several statements.
+fn may_change_session(sql: &[u8]) -> bool {
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(sql.len());
+    let sql = &sql[start..];
+    if sql.starts_with(b"--") || sql.starts_with(b"/*") {
+        return true;
+    }
+    let word_len = sql
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(sql.len());
+    let word = &sql[..word_len];
+    if [&b"set"[..], b"reset", b"discard", b"deallocate"]
+        .iter()
+        .any(|k| word.eq_ignore_ascii_case(k))
+    {
+        return true;
+    }
+    // Another statement after a semicolon (a semicolon in a literal only costs a full parse).
+    sql.iter().position(|b| *b == b';').is_some_and(|i| {
+        sql[i + 1..]
+            .iter()
+            .any(|b| !b.is_ascii_whitespace() && *b != b';' && *b != 0)
+    })
 }
 
 /// The session change one statement makes, if any.
@@ -386,52 +433,67 @@ mod tests {
     #[test]
     fn recognises_set_forms() {
         assert_eq!(
-            changes("SET search_path TO a, b"),
+            changes(b"SET search_path TO a, b"),
             vec![set("search_path", "a, b")]
         );
         assert_eq!(
-            changes("set statement_timeout = '5s';"),
+            changes(b"set statement_timeout = '5s';"),
             vec![set("statement_timeout", "'5s'")]
         );
         assert_eq!(
-            changes("SET SESSION work_mem TO 1024"),
+            changes(b"SET SESSION work_mem TO 1024"),
             vec![set("work_mem", "1024")]
         );
         assert_eq!(
-            changes("SET TIME ZONE 'UTC'"),
+            changes(b"SET TIME ZONE 'UTC'"),
             vec![set("timezone", "'UTC'")]
         );
         assert_eq!(
-            changes("SET application_name = DEFAULT"),
+            changes(b"SET application_name = DEFAULT"),
             vec![Change::Reset("application_name".into())]
         );
         assert_eq!(
-            changes("SET myapp.tenant = '42'"),
+            changes(b"SET myapp.tenant = '42'"),
             vec![set("myapp.tenant", "'42'")]
         );
-        assert_eq!(changes("SET ROLE bob"), vec![set("role", "bob")]);
-        assert_eq!(changes("SET \"Weird\" TO 1"), vec![set("Weird", "1")]);
+        assert_eq!(changes(b"SET ROLE bob"), vec![set("role", "bob")]);
+        assert_eq!(changes(b"SET \"Weird\" TO 1"), vec![set("Weird", "1")]);
+    }
+
+    #[test]
+    fn fast_path_skips_ordinary_statements() {
+        assert!(!may_change_session(b"SELECT 1"));
+        assert!(!may_change_session(b"  UPDATE t SET x = 1;  "));
+        assert!(may_change_session(b" set x = 1"));
+        assert!(may_change_session(b"SELECT 1; SET x = 1"));
+        assert!(may_change_session(b"/* hi */ SET x = 1"));
+        assert_eq!(changes(b"DEALLOCATE ALL"), vec![Change::DeallocateAll]);
+        assert_eq!(
+            changes(b"deallocate prepare all"),
+            vec![Change::DeallocateAll]
+        );
     }
 
     #[test]
     fn ignores_transaction_scoped_and_other_statements() {
-        assert!(changes("SET LOCAL work_mem = 1").is_empty());
-        assert!(changes("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").is_empty());
-        assert!(changes("SELECT 'SET x = 1'").is_empty());
-        assert!(changes("UPDATE settings SET x = 1").is_empty());
-        assert!(changes("-- SET x = 1\nSELECT 1").is_empty());
-        assert!(changes("SELECT $$;SET x = 1;$$").is_empty());
+        assert!(changes(b"SET LOCAL work_mem = 1").is_empty());
+        assert!(changes(b"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").is_empty());
+        assert!(changes(b"SELECT 'SET x = 1'").is_empty());
+        assert!(changes(b"UPDATE settings SET x = 1").is_empty());
+        assert!(changes(b"-- SET x = 1\nSELECT 1").is_empty());
+        assert!(changes(b"SELECT $$;SET x = 1;$$").is_empty());
     }
 
     #[test]
     fn several_statements_and_resets() {
         assert_eq!(
-            changes("BEGIN; SET a.b = 1; RESET c; RESET ALL; DISCARD ALL; COMMIT"),
+            changes(b"BEGIN; SET a.b = 1; RESET c; RESET ALL; DISCARD ALL; DEALLOCATE ALL; COMMIT"),
             vec![
                 set("a.b", "1"),
                 Change::Reset("c".into()),
                 Change::ResetAll,
-                Change::ResetAll
+                Change::DiscardAll,
+                Change::DeallocateAll
             ]
         );
     }
@@ -442,7 +504,9 @@ mod tests {
         client.apply(&set("search_path", "x"));
         let mut server = HashMap::new();
         server.insert("work_mem".to_string(), "64".to_string());
-        let sql = client.sync_sql(&server).unwrap();
+        let sql = client
+            .sync_sql(&server, settings_fingerprint(&server))
+            .unwrap();
         assert!(sql.contains("SET application_name TO 'app';"));
         assert!(sql.contains("SET search_path TO x;"));
         assert!(sql.contains("RESET work_mem;"));
@@ -453,7 +517,10 @@ mod tests {
         ] {
             apply_to_server(&mut server, &change);
         }
-        assert_eq!(client.sync_sql(&server), None);
+        assert_eq!(
+            client.sync_sql(&server, settings_fingerprint(&server)),
+            None
+        );
         client.apply(&Change::ResetAll);
         assert_eq!(
             client.current().get("application_name").map(String::as_str),
