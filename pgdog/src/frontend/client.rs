@@ -572,11 +572,22 @@ impl Client {
                     server.copy_in = false;
                 }
                 b'E' => {
+                    // Restoring the client's settings failed: say so instead of running its
+                    // queries with other settings silently.
+                    let error = ErrorResponse::parse(frame.body())?;
                     warn!(
-                        "pgdog's own statement failed on {}: {:?}",
-                        server.addr(),
-                        crate::net::ErrorResponse::parse(frame.body()).ok()
+                        "restoring session settings failed on {}: {error}",
+                        server.addr()
                     );
+                    let notice = ErrorResponse::with_severity(
+                        "WARNING",
+                        &error.code,
+                        format!(
+                            "pgdog could not restore this session's settings on the server: {}",
+                            error.message
+                        ),
+                    );
+                    self.out.extend_from_slice(&notice.to_notice());
                 }
                 b'C' => {
                     server.copy = false;

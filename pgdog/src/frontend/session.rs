@@ -137,9 +137,11 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// The session changes made by the statements in `sql` (a simple query may hold several).
-/// Takes raw bytes so the common case (one statement that is not SET/RESET/DISCARD/DEALLOCATE)
-/// is decided without decoding the text.
+/// Takes raw bytes (a Query body, with or without its terminating NUL) so the common case (one
+/// statement that is not SET/RESET/DISCARD/DEALLOCATE) is decided without decoding the text.
 pub fn changes(sql: &[u8]) -> Vec<Change> {
+    let end = sql.iter().position(|b| *b == 0).unwrap_or(sql.len());
+    let sql = &sql[..end];
     if !may_change_session(sql) {
         return Vec::new();
     }
@@ -468,6 +470,10 @@ mod tests {
         assert!(may_change_session(b"SELECT 1; SET x = 1"));
         assert!(may_change_session(b"/* hi */ SET x = 1"));
         assert_eq!(changes(b"DEALLOCATE ALL"), vec![Change::DeallocateAll]);
+        assert_eq!(
+            changes(b"SET search_path TO a, b\0"),
+            vec![set("search_path", "a, b")]
+        );
         assert_eq!(
             changes(b"deallocate prepare all"),
             vec![Change::DeallocateAll]

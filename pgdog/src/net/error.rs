@@ -73,7 +73,8 @@ impl ErrorResponse {
         Self::with_severity("FATAL", code, message)
     }
 
-    fn with_severity(severity: &str, code: &str, message: impl Into<String>) -> Self {
+    /// A message with any severity (WARNING, NOTICE, ...).
+    pub fn with_severity(severity: &str, code: &str, message: impl Into<String>) -> Self {
         ErrorResponse {
             severity: severity.to_string(),
             code: code.to_string(),
