@@ -361,3 +361,62 @@ async fn hashed_password_logs_in_with_a_different_server_password() {
         .expect_err("the server password must not log a client in");
     assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_sample_data_and_cleans_up_on_ctrl_c() {
+    let port = free_port();
+    let log_path = std::env::temp_dir().join(format!("pgdog-demo-test-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = pgdog(&["demo", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    wait_listening(&mut child, port, &log_path);
+    let url = format!("host=127.0.0.1 port={port} user=demo password=demo dbname=demo");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the demo: {e}"));
+    tokio::spawn(connection);
+    let orders: i64 = client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orders, 20000);
+    drop(client);
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        output.contains(&format!(
+            "psql \"postgres://demo:demo@127.0.0.1:{port}/demo\""
+        )),
+        "{output}"
+    );
+    // The cluster directory is named in the printed instructions.
+    let cluster_dir = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Config files:"))
+        .map(|d| PathBuf::from(d.trim()))
+        .expect("the demo prints where its files are");
+    assert!(cluster_dir.exists());
+    // Ctrl-C: pgdog stops, the cluster is removed.
+    let _ = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "demo exited with {status}");
+    assert!(
+        !cluster_dir.exists(),
+        "{} was not removed",
+        cluster_dir.display()
+    );
+    let _ = std::fs::remove_file(&log_path);
+}

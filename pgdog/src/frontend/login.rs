@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use pgdog_config::AuthType;
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -148,7 +148,7 @@ pub async fn login(tcp: TcpStream, state: &PoolerState) -> Result<LoggedIn, Logi
     drop(databases);
 
     let authenticated =
-        match authenticate(&mut stream, &mut buf, auth_type, &user, cluster.as_deref()).await {
+        match authenticate(&mut stream, &mut buf, auth_type, cluster.as_deref()).await {
             Ok(ok) => ok,
             Err(LoginError::Net(e)) => return refuse(&mut stream, e.to_response()).await,
             Err(e) => return Err(e),
@@ -284,7 +284,6 @@ async fn authenticate(
     stream: &mut Stream,
     buf: &mut BytesMut,
     auth_type: AuthType,
-    user: &str,
     cluster: Option<&Cluster>,
 ) -> Result<bool, LoginError> {
     let secret = cluster.map(|c| &c.secret);
@@ -299,7 +298,6 @@ async fn authenticate(
                 .map_err(Error::from)?;
             let frame = read_password_message(stream, buf).await?;
             let response = Reader::new(frame.body()).cstr()?;
-            let _ = user;
             Ok(secret
                 .and_then(|s| s.md5.as_deref())
                 .is_some_and(|stored| md5::verify(stored, salt, response)))
@@ -313,12 +311,10 @@ async fn authenticate(
             let mut r = Reader::new(frame.body());
             let mechanism = r.cstr()?;
             if mechanism != "SCRAM-SHA-256" {
-                let error = ErrorResponse::fatal(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    format!("SASL mechanism \"{mechanism}\" is not supported; use SCRAM-SHA-256"),
-                );
-                refuse(stream, error.clone()).await.ok();
-                return Err(LoginError::Refused(error));
+                return Err(Error::Malformed(
+                    "unsupported SASL mechanism (pgdog offers SCRAM-SHA-256)",
+                )
+                .into());
             }
             let len = r.i32()?;
             let client_first = if len < 0 {
@@ -340,11 +336,12 @@ async fn authenticate(
             let frame = read_password_message(stream, buf).await?;
             match exchange.finish(frame.body()) {
                 Ok(server_final) => {
-                    let mut out = BytesMut::new();
-                    out.put_slice(&messages::authentication_sasl_final(
-                        server_final.as_bytes(),
-                    ));
-                    stream.write_all(&out).await.map_err(Error::from)?;
+                    stream
+                        .write_all(&messages::authentication_sasl_final(
+                            server_final.as_bytes(),
+                        ))
+                        .await
+                        .map_err(Error::from)?;
                     Ok(cluster.is_some())
                 }
                 Err(AuthError::WrongPassword) => Ok(false),
