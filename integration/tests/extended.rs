@@ -1,5 +1,5 @@
-//! Extended-protocol flows of real drivers, spoken byte by byte: asyncpg-style Parse + Describe
-//! + Flush before Sync, JDBC-style named statements, pipelined batches, and errors mid-pipeline,
+//! Extended-protocol flows of real drivers, spoken byte by byte: asyncpg-style Parse, Describe and
+//! Flush before Sync, JDBC-style named statements, pipelined batches, and errors mid-pipeline,
 //! all in transaction mode where every Sync may land on another server.
 
 use std::time::Duration;

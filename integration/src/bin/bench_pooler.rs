@@ -16,7 +16,6 @@
 //! times. A run with failed transactions, errors or a non-zero exit is flagged in its cell and
 //! explained under the table, never silently folded into the median.
 
-use std::ffi::CString;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::net::TcpStream;
@@ -306,32 +305,10 @@ impl Drop for PgBouncer {
     }
 }
 
-/// (uid, gid) of `pgdog_test` when we are root (LocalCluster created it to run Postgres),
-/// `None` when we are not root.
+/// (uid, gid) of the unprivileged user LocalCluster runs Postgres as when we are root (PgBouncer
+/// refuses to run as root), `None` when we are not root.
 fn server_user() -> Result<Option<(u32, u32)>, String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(None);
-    }
-    lookup_user("pgdog_test").map(Some).ok_or_else(|| {
-        "running as root, but the OS user pgdog_test (made by LocalCluster to run PostgreSQL) \
-         does not exist; PgBouncer refuses to run as root"
-            .to_string()
-    })
-}
-
-fn lookup_user(name: &str) -> Option<(u32, u32)> {
-    let name = CString::new(name).ok()?;
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: passwd is plain data; getpwnam_r writes only into `pwd` and `buf` (whose length we
-    // pass) and sets `found` to null or to `&pwd`.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        let (ptr, len) = (buf.as_mut_ptr(), buf.len());
-        let rc = libc::getpwnam_r(name.as_ptr(), &mut pwd, ptr, len, &mut found);
-        (rc == 0 && !found.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
-    }
+    pgdog::local::server_os_user().map_err(|e| e.to_string())
 }
 
 /// `pgbouncer` on PATH or in the sbin directories (not on a normal user's PATH on Debian).

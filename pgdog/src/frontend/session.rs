@@ -434,32 +434,30 @@ mod tests {
 
     #[test]
     fn recognises_set_forms() {
-        assert_eq!(
-            changes(b"SET search_path TO a, b"),
-            vec![set("search_path", "a, b")]
-        );
-        assert_eq!(
-            changes(b"set statement_timeout = '5s';"),
-            vec![set("statement_timeout", "'5s'")]
-        );
-        assert_eq!(
-            changes(b"SET SESSION work_mem TO 1024"),
-            vec![set("work_mem", "1024")]
-        );
-        assert_eq!(
-            changes(b"SET TIME ZONE 'UTC'"),
-            vec![set("timezone", "'UTC'")]
-        );
-        assert_eq!(
-            changes(b"SET application_name = DEFAULT"),
-            vec![Change::Reset("application_name".into())]
-        );
-        assert_eq!(
-            changes(b"SET myapp.tenant = '42'"),
-            vec![set("myapp.tenant", "'42'")]
-        );
-        assert_eq!(changes(b"SET ROLE bob"), vec![set("role", "bob")]);
-        assert_eq!(changes(b"SET \"Weird\" TO 1"), vec![set("Weird", "1")]);
+        let cases: &[(&[u8], Change)] = &[
+            (b"SET search_path TO a, b", set("search_path", "a, b")),
+            (
+                b"set statement_timeout = '5s';",
+                set("statement_timeout", "'5s'"),
+            ),
+            (b"SET SESSION work_mem TO 1024", set("work_mem", "1024")),
+            (b"SET TIME ZONE 'UTC'", set("timezone", "'UTC'")),
+            (
+                b"SET application_name = DEFAULT",
+                Change::Reset("application_name".into()),
+            ),
+            (b"SET myapp.tenant = '42'", set("myapp.tenant", "'42'")),
+            (b"SET ROLE bob", set("role", "bob")),
+            (b"SET \"Weird\" TO 1", set("Weird", "1")),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(
+                &changes(sql),
+                std::slice::from_ref(expected),
+                "{}",
+                String::from_utf8_lossy(sql)
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,13 @@ mod template;
 
 pub use self::error::LocalError;
 
+/// The (uid, gid) that local servers run as: the OS user `pgdog_test` (created if needed) when
+/// this process is root, `None` when it is not (servers then run as the current user). Other
+/// tools that refuse root, such as PgBouncer in the benchmarks, can run as the same user.
+pub fn server_os_user() -> Result<Option<(u32, u32)>, LocalError> {
+    Ok(exec::install()?.run_as)
+}
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
