@@ -395,3 +395,34 @@ async fn session_mode_resets_the_server_when_a_client_leaves() {
     assert!(next.batch_execute("EXECUTE leftover").await.is_err());
     assert_eq!(show(&next, "search_path").await, "\"$user\", public");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_per_server_stay_within_the_limit() {
+    let setup = Setup::new("default_pool_size = 1\nprepared_statements_limit = 3", "");
+    let client = setup.connect().await;
+    let mut statements = Vec::new();
+    for i in 0..10i32 {
+        statements.push(
+            client
+                .prepare(&format!("SELECT {i} + $1::int"))
+                .await
+                .unwrap(),
+        );
+    }
+    // Use them round and round: evicted ones are prepared again transparently.
+    for round in 0..3i32 {
+        for (i, statement) in statements.iter().enumerate() {
+            let value: i32 = client.query_one(statement, &[&round]).await.unwrap().get(0);
+            assert_eq!(value, i as i32 + round);
+        }
+    }
+    let on_server: i64 = client
+        .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        on_server <= 3,
+        "{on_server} statements prepared on the server, limit 3"
+    );
+}

@@ -101,6 +101,7 @@ mod tests {
                 query_timeout: 6,
                 shutdown_timeout: 7,
                 auth_type: AuthType::Md5,
+                prepared_statements_limit: 8,
                 tls_certificate: Some("/tmp/cert.pem".into()),
                 tls_private_key: Some("/tmp/key.pem".into()),
             },

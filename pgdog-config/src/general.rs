@@ -41,6 +41,9 @@ pub struct General {
     pub shutdown_timeout: u64,
     /// How clients prove their password to pgdog.
     pub auth_type: AuthType,
+    /// Prepared statements kept on each server connection in transaction mode; the least
+    /// recently used one is closed when a new one would exceed it.
+    pub prepared_statements_limit: usize,
     /// PEM certificate (chain) for client TLS; set together with `tls_private_key`.
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for client TLS; set together with `tls_certificate`.
@@ -64,6 +67,7 @@ impl Default for General {
             query_timeout: 0,
             shutdown_timeout: 60_000,
             auth_type: AuthType::Scram,
+            prepared_statements_limit: 500,
             tls_certificate: None,
             tls_private_key: None,
         }

@@ -328,7 +328,8 @@ mod tests {
             "pgdog.toml line 4, column 1: general.prot: unknown key; valid keys in [general] are \
              host, port, workers, default_pool_size, min_pool_size, pooler_mode, connect_timeout, \
              checkout_timeout, idle_timeout, server_lifetime, client_idle_timeout, query_timeout, \
-             shutdown_timeout, auth_type, tls_certificate, tls_private_key; remove it or fix its spelling"
+             shutdown_timeout, auth_type, prepared_statements_limit, tls_certificate, tls_private_key; \
+             remove it or fix its spelling"
         );
     }
 

@@ -86,6 +86,13 @@ impl Checker<'_> {
                 "must be at least 1; set it to the number of worker threads, e.g. 2",
             );
         }
+        if general.prepared_statements_limit == 0 {
+            self.config(
+                "general.prepared_statements_limit",
+                Some("0".into()),
+                "must be at least 1; set how many prepared statements each server connection keeps, e.g. 500",
+            );
+        }
         if general.default_pool_size == 0 {
             self.config(
                 "general.default_pool_size",

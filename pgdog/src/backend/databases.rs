@@ -95,6 +95,7 @@ impl Databases {
                     checkout_timeout: ms(config.config.general.checkout_timeout),
                     idle_timeout: ms(config.config.general.idle_timeout),
                     server_lifetime: ms(config.config.general.server_lifetime),
+                    prepared_statements_limit: config.config.general.prepared_statements_limit,
                 };
                 let pool = reusable
                     .iter()

@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::prepared::Statement;
-use super::server::Prepared;
+use super::prepared::{ServerStatements, Statement};
 use crate::net::{messages, Frame};
 
 /// What a message sent to the server (or answered by pgdog) expects back.
@@ -19,6 +18,8 @@ pub enum Expect {
     Parse(Option<Arc<Statement>>),
     /// A `Parse` pgdog injected for a statement the server lacked: swallow its ParseComplete.
     InjectedParse(Arc<Statement>),
+    /// A `Close` pgdog sent to evict a statement: swallow its CloseComplete.
+    InjectedClose(Arc<str>),
     /// A reply pgdog gives itself (ParseComplete / CloseComplete) at this point of the stream.
     Synthetic(Bytes),
     /// `Bind`: BindComplete.
@@ -84,11 +85,7 @@ impl Pending {
 
     /// Routes one server message and updates the queue. `prepared` learns which injected
     /// statements now exist on the server (or never will, after an error).
-    pub fn route(
-        &mut self,
-        frame: &Frame,
-        prepared: &mut std::collections::HashMap<Arc<str>, Prepared>,
-    ) -> Route {
+    pub fn route(&mut self, frame: &Frame, prepared: &mut ServerStatements) -> Route {
         let internal = matches!(self.queue.front(), Some(Expect::Internal));
         let route = if internal {
             Route::Swallow
@@ -100,16 +97,20 @@ impl Pending {
             b'1' => match self.queue.pop_front() {
                 Some(Expect::InjectedParse(statement)) => {
                     statement.set_validated();
-                    prepared.insert(statement.name.clone(), Prepared::Ready);
+                    prepared.set_ready(&statement.name);
                     Route::Swallow
                 }
                 Some(Expect::Parse(Some(statement))) => {
                     statement.set_validated();
-                    prepared.insert(statement.name.clone(), Prepared::Ready);
+                    prepared.set_ready(&statement.name);
                     route
                 }
                 _ => route,
             },
+            b'3' if matches!(self.queue.front(), Some(Expect::InjectedClose(_))) => {
+                self.queue.pop_front();
+                Route::Swallow
+            }
             // BindComplete, CloseComplete, NoData, RowDescription outside a simple query.
             b'2' | b'3' | b'n' => {
                 self.pop_unless_query();
@@ -135,12 +136,13 @@ impl Pending {
                     if front.ends_with_ready() {
                         break;
                     }
-                    if let Some(Expect::InjectedParse(statement) | Expect::Parse(Some(statement))) =
-                        self.queue.pop_front()
-                    {
-                        if prepared.get(&statement.name) == Some(&Prepared::Pending) {
-                            prepared.remove(&statement.name);
+                    match self.queue.pop_front() {
+                        Some(Expect::InjectedParse(statement) | Expect::Parse(Some(statement))) => {
+                            prepared.forget_pending(&statement.name);
                         }
+                        // The server skipped our Close: the statement is still there.
+                        Some(Expect::InjectedClose(name)) => prepared.restore(name),
+                        _ => {}
                     }
                 }
                 route
@@ -194,7 +196,7 @@ pub fn synthetic_close_complete() -> Expect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::backend::prepared::Prepared;
 
     fn statement(name: &str) -> Arc<Statement> {
         let cache = crate::backend::prepared::PreparedStatements::default();
@@ -210,10 +212,10 @@ mod tests {
     #[test]
     fn injected_parse_is_swallowed_and_marked_ready() {
         let mut p = Pending::default();
-        let mut prepared = HashMap::new();
+        let mut prepared = ServerStatements::new(100);
         let stmt = statement("s1");
         let name = stmt.name.clone();
-        prepared.insert(name.clone(), Prepared::Pending);
+        prepared.insert(name.clone());
         for e in [
             Expect::InjectedParse(stmt.clone()),
             Expect::Bind,
@@ -223,7 +225,7 @@ mod tests {
             p.push(e);
         }
         assert_eq!(p.route(&f(b'1'), &mut prepared), Route::Swallow);
-        assert_eq!(prepared[&name], Prepared::Ready);
+        assert_eq!(prepared.state(&name), Some(Prepared::Ready));
         assert!(stmt.is_validated());
         for tag in [b'2', b'D', b'C', b'Z'] {
             assert_eq!(p.route(&f(tag), &mut prepared), Route::Forward);
@@ -234,7 +236,7 @@ mod tests {
     #[test]
     fn synthetic_replies_come_out_in_order() {
         let mut p = Pending::default();
-        let mut prepared = HashMap::new();
+        let mut prepared = ServerStatements::new(100);
         p.push(Expect::Execute);
         p.push(synthetic_parse_complete());
         p.push(Expect::Bind);
@@ -249,16 +251,16 @@ mod tests {
     #[test]
     fn error_skips_to_sync_and_forgets_pending_statements() {
         let mut p = Pending::default();
-        let mut prepared = HashMap::new();
+        let mut prepared = ServerStatements::new(100);
         let stmt = statement("s2");
         let name = stmt.name.clone();
-        prepared.insert(name.clone(), Prepared::Pending);
+        prepared.insert(name.clone());
         p.push(Expect::Bind);
         p.push(Expect::InjectedParse(stmt.clone()));
         p.push(synthetic_parse_complete());
         p.push(Expect::Sync);
         assert_eq!(p.route(&f(b'E'), &mut prepared), Route::Forward);
-        assert!(!prepared.contains_key(&name));
+        assert_eq!(prepared.state(&name), None);
         assert_eq!(p.route(&f(b'Z'), &mut prepared), Route::Forward);
         assert!(p.is_empty());
     }
@@ -266,7 +268,7 @@ mod tests {
     #[test]
     fn syncs_sent_into_copy_in_get_no_reply() {
         let mut p = Pending::default();
-        let mut prepared = HashMap::new();
+        let mut prepared = ServerStatements::new(100);
         for e in [Expect::Bind, Expect::Execute, Expect::Sync] {
             p.push(e);
         }
@@ -281,7 +283,7 @@ mod tests {
     #[test]
     fn internal_query_is_swallowed() {
         let mut p = Pending::default();
-        let mut prepared = HashMap::new();
+        let mut prepared = ServerStatements::new(100);
         p.push(Expect::Internal);
         p.push(Expect::Query);
         for tag in [b'S', b'C', b'Z'] {

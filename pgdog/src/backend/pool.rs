@@ -28,6 +28,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Connections are closed (when idle) after this age.
     pub server_lifetime: Duration,
+    /// Prepared statements kept per connection.
+    pub prepared_statements_limit: usize,
 }
 
 /// Why a checkout failed.
@@ -127,8 +129,12 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Server, PoolError> {
-        let server =
-            Server::connect(self.inner.addr.clone(), self.inner.settings.connect_timeout).await?;
+        let server = Server::connect(
+            self.inner.addr.clone(),
+            self.inner.settings.connect_timeout,
+            self.inner.settings.prepared_statements_limit,
+        )
+        .await?;
         self.inner.open.fetch_add(1, Ordering::Relaxed);
         let mut params = self.lock_params();
         if params.is_none() {

@@ -35,6 +35,9 @@ impl Statement {
     }
 }
 
+/// Past this many cached statements, those no client uses any more are dropped from the cache.
+const CACHE_PRUNE_THRESHOLD: usize = 10_000;
+
 /// SQL text and raw parameter types: what makes two Parses the same statement.
 type StatementKey = (Box<str>, Box<[u8]>);
 
@@ -54,6 +57,11 @@ impl PreparedStatements {
         );
         if let Some(found) = self.by_text.get(&key) {
             return found.clone();
+        }
+        if self.by_text.len() >= CACHE_PRUNE_THRESHOLD {
+            // Clients hold their statements; an entry only the cache holds is unused.
+            self.by_text
+                .retain(|_, statement| Arc::strong_count(statement) > 1);
         }
         self.by_text
             .entry(key)
@@ -97,5 +105,140 @@ mod tests {
         assert_eq!(sa.name, sb.name);
         assert_ne!(sa.name, sc.name);
         assert_eq!(cache.len(), 2);
+        // Unused entries are pruned once the cache is large.
+        drop((sa, sb, sc));
+        for i in 0..CACHE_PRUNE_THRESHOLD + 1 {
+            let body = format!("s\0select {i}\0\0\0");
+            let frame = Frame::new(b'P', body.as_bytes());
+            drop(cache.statement(&Parse::decode(&frame).unwrap()));
+        }
+        assert!(cache.len() < CACHE_PRUNE_THRESHOLD);
+    }
+}
+
+/// Whether a prepared statement exists on a server yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// Parse sent, ParseComplete not yet received.
+    Pending,
+    /// ParseComplete received.
+    Ready,
+}
+
+/// The global statements prepared on one server connection, bounded: past `limit`, the least
+/// recently used one is evicted (pgdog then closes it on the server).
+#[derive(Debug)]
+pub struct ServerStatements {
+    entries: std::collections::HashMap<Arc<str>, (Prepared, u64)>,
+    clock: u64,
+    limit: usize,
+}
+
+impl ServerStatements {
+    /// An empty set holding at most `limit` statements (at least 1).
+    pub fn new(limit: usize) -> Self {
+        ServerStatements {
+            entries: std::collections::HashMap::new(),
+            clock: 0,
+            limit: limit.max(1),
+        }
+    }
+
+    /// Whether `name` is prepared (or being prepared); counts as a use.
+    pub fn contains(&mut self, name: &str) -> bool {
+        self.clock += 1;
+        match self.entries.get_mut(name) {
+            Some(entry) => {
+                entry.1 = self.clock;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records a Parse sent for `name`. Returns the statement evicted to stay within the limit,
+    /// which the caller must close on the server.
+    pub fn insert(&mut self, name: Arc<str>) -> Option<Arc<str>> {
+        self.clock += 1;
+        self.entries
+            .insert(name.clone(), (Prepared::Pending, self.clock));
+        if self.entries.len() <= self.limit {
+            return None;
+        }
+        let victim = self
+            .entries
+            .iter()
+            .filter(|(n, _)| **n != name)
+            .min_by_key(|(_, (_, used))| *used)
+            .map(|(n, _)| n.clone())?;
+        self.entries.remove(&victim);
+        Some(victim)
+    }
+
+    /// The server confirmed `name` (ParseComplete). A statement evicted meanwhile stays evicted:
+    /// its Close follows the Parse on the wire.
+    pub fn set_ready(&mut self, name: &str) {
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.0 = Prepared::Ready;
+        }
+    }
+
+    /// The server skipped pgdog's Close of `name` (after an error): it still has it.
+    pub fn restore(&mut self, name: Arc<str>) {
+        self.clock += 1;
+        self.entries.insert(name, (Prepared::Ready, self.clock));
+    }
+
+    /// The Parse for `name` was skipped after an error: it does not exist on the server.
+    pub fn forget_pending(&mut self, name: &str) {
+        if matches!(self.entries.get(name), Some((Prepared::Pending, _))) {
+            self.entries.remove(name);
+        }
+    }
+
+    /// The server dropped all its statements (DISCARD ALL, DEALLOCATE ALL).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The state of `name`, without counting a use.
+    pub fn state(&self, name: &str) -> Option<Prepared> {
+        self.entries.get(name).map(|(state, _)| *state)
+    }
+
+    /// How many statements are on the server.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod server_statement_tests {
+    use super::*;
+
+    #[test]
+    fn evicts_the_least_recently_used() {
+        let mut s = ServerStatements::new(2);
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        assert_eq!(s.insert(a.clone()), None);
+        assert_eq!(s.insert(b.clone()), None);
+        assert!(s.contains("a"));
+        assert_eq!(s.insert(c.clone()), Some(b.clone()));
+        assert!(s.contains("a") && s.contains("c") && !s.contains("b"));
+        s.forget_pending("c");
+        assert!(!s.contains("c"));
+        s.set_ready("a");
+        s.forget_pending("a");
+        assert_eq!(s.state("a"), Some(Prepared::Ready));
+        // Confirmation of an evicted statement does not bring it back.
+        s.set_ready("b");
+        assert_eq!(s.state("b"), None);
+        s.restore(b.clone());
+        assert_eq!(s.state("b"), Some(Prepared::Ready));
     }
 }

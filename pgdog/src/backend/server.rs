@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::expect::Pending;
+use super::prepared::ServerStatements;
 use crate::net::{self, ErrorResponse, Frame, MAX_MESSAGE_LEN};
 
 /// Where and as whom pgdog connects.
@@ -89,15 +90,6 @@ pub struct BackendKey {
     pub secret: i32,
 }
 
-/// Whether a prepared statement exists on this server yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prepared {
-    /// Parse sent, ParseComplete not yet received.
-    Pending,
-    /// ParseComplete received.
-    Ready,
-}
-
 /// A logged-in server connection.
 pub struct Server {
     stream: TcpStream,
@@ -110,7 +102,7 @@ pub struct Server {
     /// `settings_fingerprint(&session)`, kept in step with it.
     pub session_fingerprint: u64,
     /// Prepared statements (pgdog's global names) known on this server.
-    pub prepared: HashMap<Arc<str>, Prepared>,
+    pub prepared: ServerStatements,
     /// Responses still expected for what has been sent, in order.
     pub pending: Pending,
     /// Transaction status from the last ReadyForQuery: `I`, `T` or `E`.
@@ -131,11 +123,15 @@ pub struct Server {
 
 impl Server {
     /// Connects and logs in, within `timeout`.
+    /// `statements_limit` caps the prepared statements pgdog keeps on it.
     pub async fn connect(
         addr: Arc<ServerAddress>,
         timeout: Duration,
+        statements_limit: usize,
     ) -> Result<Server, ServerError> {
-        match tokio::time::timeout(timeout, Self::connect_inner(addr.clone())).await {
+        match tokio::time::timeout(timeout, Self::connect_inner(addr.clone(), statements_limit))
+            .await
+        {
             Ok(result) => result,
             Err(_) => Err(ServerError::Timeout {
                 addr: addr.to_string(),
@@ -144,7 +140,10 @@ impl Server {
         }
     }
 
-    async fn connect_inner(addr: Arc<ServerAddress>) -> Result<Server, ServerError> {
+    async fn connect_inner(
+        addr: Arc<ServerAddress>,
+        statements_limit: usize,
+    ) -> Result<Server, ServerError> {
         let stream = TcpStream::connect((addr.host.as_str(), addr.port))
             .await
             .map_err(|source| ServerError::Connect {
@@ -160,7 +159,7 @@ impl Server {
             params: Vec::new(),
             session: HashMap::new(),
             session_fingerprint: 0,
-            prepared: HashMap::new(),
+            prepared: ServerStatements::new(statements_limit),
             pending: Pending::default(),
             status: b'I',
             copy: false,

@@ -15,7 +15,6 @@ use crate::backend::databases::Cluster;
 use crate::backend::expect::{synthetic_close_complete, synthetic_parse_complete, Expect, Route};
 use crate::backend::pool::{Guard, PoolError};
 use crate::backend::prepared::Statement;
-use crate::backend::server::Prepared;
 use crate::frontend::login::LoggedIn;
 use crate::frontend::session::{self, Change};
 use crate::net::messages::{self, Parse, Target};
@@ -301,12 +300,10 @@ impl Client {
                         let statement = self.state.prepared.statement(&parse);
                         self.statements
                             .insert(parse.name.to_string(), statement.clone());
-                        if server.prepared.contains_key(&statement.name) {
+                        if server.prepared.contains(&statement.name) {
                             server.pending.push(synthetic_parse_complete());
                         } else {
-                            server
-                                .prepared
-                                .insert(statement.name.clone(), Prepared::Pending);
+                            record_parse(server, &statement, &mut to_server);
                             to_server.extend_from_slice(&statement.parse);
                             server.pending.push(Expect::Parse(Some(statement)));
                         }
@@ -662,14 +659,21 @@ impl Client {
 
 /// Makes sure `statement` exists on `server`, injecting its Parse ahead of the message using it.
 fn prepare_on_server(server: &mut Guard, statement: &Arc<Statement>, to_server: &mut BytesMut) {
-    if !server.prepared.contains_key(&statement.name) {
-        server
-            .prepared
-            .insert(statement.name.clone(), Prepared::Pending);
+    if !server.prepared.contains(&statement.name) {
+        record_parse(server, statement, to_server);
         server
             .pending
             .push(Expect::InjectedParse(statement.clone()));
         to_server.extend_from_slice(&statement.parse);
+    }
+}
+
+/// Records that `statement` is being prepared on `server`; if that evicts the least recently
+/// used statement, closes it on the server first (its CloseComplete is swallowed).
+fn record_parse(server: &mut Guard, statement: &Statement, to_server: &mut BytesMut) {
+    if let Some(evicted) = server.prepared.insert(statement.name.clone()) {
+        to_server.extend_from_slice(&messages::close_statement(&evicted));
+        server.pending.push(Expect::InjectedClose(evicted));
     }
 }
 
