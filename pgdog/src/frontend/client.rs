@@ -2,7 +2,6 @@
 //! mode a server is checked out for each transaction and returned at ReadyForQuery idle;
 //! named prepared statements and `SET`s are carried from server to server.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
 use crate::backend::databases::Cluster;
-use crate::backend::expect::{synthetic_close_complete, synthetic_parse_complete, Expect, Route};
+use crate::backend::expect::{Expect, Route};
 use crate::backend::pool::{Guard, PoolError};
-use crate::backend::prepared::Statement;
 use crate::frontend::login::LoggedIn;
 use crate::frontend::session::{self, Change};
-use crate::net::messages::{self, Parse, Target};
+use crate::frontend::statements::ClientStatements;
+use crate::net::messages::{self, Parse};
 use crate::net::stream::Stream;
 use crate::net::{sqlstate, Error, ErrorResponse, Frame, MAX_MESSAGE_LEN};
 use crate::state::PoolerState;
@@ -55,8 +54,8 @@ pub struct Client {
     cluster: Arc<Cluster>,
     generation: u64,
     server: Option<Guard>,
-    /// Client statement name -> global statement (transaction mode).
-    statements: HashMap<String, Arc<Statement>>,
+    /// The client's named prepared statements (transaction mode).
+    statements: ClientStatements,
     /// SET/RESET seen in the current transaction, applied when it commits.
     pending_changes: Vec<Change>,
     /// An error occurred in the current transaction.
@@ -95,7 +94,7 @@ impl Client {
                 cancel: logged_in.cancel,
             },
             server: None,
-            statements: HashMap::new(),
+            statements: ClientStatements::default(),
             pending_changes: Vec::new(),
             failed: false,
             skip_until_sync: false,
@@ -297,63 +296,34 @@ impl Client {
                     self.pending_changes
                         .extend(session::changes(parse.query.as_bytes()));
                     if transaction_mode && !parse.name.is_empty() {
-                        let statement = self.state.prepared.statement(&parse);
                         self.statements
-                            .insert(parse.name.to_string(), statement.clone());
-                        if server.prepared.contains(&statement.name) {
-                            server.pending.push(synthetic_parse_complete());
-                        } else {
-                            record_parse(server, &statement, &mut to_server);
-                            to_server.extend_from_slice(&statement.parse);
-                            server.pending.push(Expect::Parse(Some(statement)));
-                        }
+                            .parse(&parse, &self.state.prepared, server, &mut to_server);
                     } else {
                         server.pending.push(Expect::Parse(None));
                         to_server.extend_from_slice(&frame.bytes);
                     }
                 }
-                b'B' => {
+                b'B' if transaction_mode => {
                     server.unsynced = true;
-                    let name = messages::bind_statement(&frame)?;
-                    match self.statements.get(name).filter(|_| transaction_mode) {
-                        Some(statement) => {
-                            prepare_on_server(server, statement, &mut to_server);
-                            to_server.extend_from_slice(&messages::bind_renamed(
-                                &frame,
-                                &statement.name,
-                            )?);
-                        }
-                        None => to_server.extend_from_slice(&frame.bytes),
-                    }
-                    server.pending.push(Expect::Bind);
+                    self.statements.bind(&frame, server, &mut to_server)?;
                 }
-                b'D' => {
+                b'D' if transaction_mode => {
                     server.unsynced = true;
-                    let target = Target::decode(&frame)?;
-                    let statement = self
-                        .statements
-                        .get(target.name)
-                        .filter(|_| transaction_mode && target.is_named_statement());
-                    match statement {
-                        Some(statement) => {
-                            prepare_on_server(server, statement, &mut to_server);
-                            to_server.extend_from_slice(&target.renamed(b'D', &statement.name));
-                        }
-                        None => to_server.extend_from_slice(&frame.bytes),
-                    }
-                    server.pending.push(Expect::Describe);
+                    self.statements.describe(&frame, server, &mut to_server)?;
                 }
-                b'C' => {
+                b'C' if transaction_mode => {
                     server.unsynced = true;
-                    let target = Target::decode(&frame)?;
-                    if transaction_mode && target.is_named_statement() {
-                        // Statements stay prepared on the server for other clients.
-                        self.statements.remove(target.name);
-                        server.pending.push(synthetic_close_complete());
-                    } else {
-                        server.pending.push(Expect::Close);
-                        to_server.extend_from_slice(&frame.bytes);
-                    }
+                    self.statements.close(&frame, server, &mut to_server)?;
+                }
+                // Session mode: statements live on the client's own server, names unchanged.
+                b'B' | b'D' | b'C' => {
+                    server.unsynced = true;
+                    server.pending.push(match frame.tag {
+                        b'B' => Expect::Bind,
+                        b'D' => Expect::Describe,
+                        _ => Expect::Close,
+                    });
+                    to_server.extend_from_slice(&frame.bytes);
                 }
                 b'E' => {
                     server.unsynced = true;
@@ -388,56 +358,12 @@ impl Client {
         self.flush_client().await
     }
 
-    /// Outside a transaction, a batch that only prepares statements some server already accepted
-    /// (and closes statements) needs no server: answer it here. Besides saving a round trip, this
-    /// keeps clients that prepare synchronously (pgbench -M prepared) from waiting on a pool
-    /// whose servers are held by their own idle-in-transaction siblings.
+    /// A batch that needs no server (see `ClientStatements::answer_without_server`).
     fn answer_without_server(&mut self, frames: &[Frame]) -> bool {
-        if self.cluster.pooler_mode != PoolerMode::Transaction {
-            return false;
-        }
-        let mut parses = Vec::new();
-        for frame in frames {
-            match frame.tag {
-                b'P' => match Parse::decode(frame) {
-                    Ok(parse)
-                        if !parse.name.is_empty()
-                            && session::changes(parse.query.as_bytes()).is_empty() =>
-                    {
-                        let statement = self.state.prepared.statement(&parse);
-                        if !statement.is_validated() {
-                            return false;
-                        }
-                        parses.push((parse.name.to_string(), Some(statement)));
-                    }
-                    _ => return false,
-                },
-                b'C' => match Target::decode(frame) {
-                    Ok(target) if target.is_named_statement() => {
-                        parses.push((target.name.to_string(), None))
-                    }
-                    _ => return false,
-                },
-                b'S' | b'H' => {}
-                _ => return false,
-            }
-        }
-        for (name, statement) in parses {
-            match statement {
-                Some(statement) => {
-                    self.statements.insert(name, statement);
-                    self.out.extend_from_slice(&messages::parse_complete());
-                }
-                None => {
-                    self.statements.remove(&name);
-                    self.out.extend_from_slice(&messages::close_complete());
-                }
-            }
-        }
-        for _sync in frames.iter().filter(|f| f.tag == b'S') {
-            self.out.extend_from_slice(&messages::ready_for_query(b'I'));
-        }
-        true
+        self.cluster.pooler_mode == PoolerMode::Transaction
+            && self
+                .statements
+                .answer_without_server(frames, &self.state.prepared, &mut self.out)
     }
 
     /// Checks out a server from the client's cluster and brings its session settings in line.
@@ -654,26 +580,6 @@ impl Client {
 
     async fn flush_client(&mut self) -> Result<(), Error> {
         flush(&mut self.stream, &mut self.out).await
-    }
-}
-
-/// Makes sure `statement` exists on `server`, injecting its Parse ahead of the message using it.
-fn prepare_on_server(server: &mut Guard, statement: &Arc<Statement>, to_server: &mut BytesMut) {
-    if !server.prepared.contains(&statement.name) {
-        record_parse(server, statement, to_server);
-        server
-            .pending
-            .push(Expect::InjectedParse(statement.clone()));
-        to_server.extend_from_slice(&statement.parse);
-    }
-}
-
-/// Records that `statement` is being prepared on `server`; if that evicts the least recently
-/// used statement, closes it on the server first (its CloseComplete is swallowed).
-fn record_parse(server: &mut Guard, statement: &Statement, to_server: &mut BytesMut) {
-    if let Some(evicted) = server.prepared.insert(statement.name.clone()) {
-        to_server.extend_from_slice(&messages::close_statement(&evicted));
-        server.pending.push(Expect::InjectedClose(evicted));
     }
 }
 

@@ -5,3 +5,4 @@ pub mod client;
 pub mod listener;
 pub mod login;
 pub mod session;
+pub mod statements;
