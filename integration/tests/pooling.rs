@@ -426,3 +426,21 @@ async fn prepared_statements_per_server_stay_within_the_limit() {
         "{on_server} statements prepared on the server, limit 3"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_options_apply_to_every_transaction_of_that_client_only() {
+    let setup = Setup::new("default_pool_size = 1", "");
+    let url = format!(
+        "{} options='-c search_path=custom_path -c statement_timeout=77s'",
+        setup.pgdog.url("postgres", "postgres", "app")
+    );
+    let (with_options, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let plain = setup.connect().await;
+    for _ in 0..3 {
+        assert_eq!(show(&with_options, "search_path").await, "custom_path");
+        assert_eq!(show(&with_options, "statement_timeout").await, "77s");
+        assert_eq!(show(&plain, "search_path").await, "\"$user\", public");
+        assert_eq!(show(&plain, "statement_timeout").await, "0");
+    }
+}

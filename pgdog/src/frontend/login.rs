@@ -14,7 +14,7 @@ use crate::auth::{md5, AuthError, ScramExchange, ScramSecret};
 use crate::backend::databases::Cluster;
 use crate::backend::server::BackendKey;
 use crate::frontend::cancel::CancelTarget;
-use crate::frontend::session::SessionParams;
+use crate::frontend::session::{self, SessionParams};
 use crate::net::frame::Reader;
 use crate::net::startup::{StartupPacket, PROTOCOL_3_0};
 use crate::net::stream::Stream;
@@ -188,19 +188,25 @@ pub async fn login(tcp: TcpStream, state: &PoolerState) -> Result<LoggedIn, Logi
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    // `options` (PGOPTIONS) carries "-c name=value" settings; they count like the others.
+    let from_options = lookup
+        .get("options")
+        .map(|o| session::options_settings(o))
+        .unwrap_or_default();
     let client_settings: Vec<(&str, &str)> = params
         .iter()
         .filter(|(k, _)| {
             !matches!(k.as_str(), "user" | "database" | "replication" | "options")
                 && !k.starts_with("_pq_.")
         })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(from_options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .filter(|(k, v)| {
             defaults
-                .get(k.as_str())
+                .get(k)
                 .map(|d| !d.eq_ignore_ascii_case(v))
                 .unwrap_or(true)
         })
-        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
 
     let (key, cancel) = state.cancels.register();

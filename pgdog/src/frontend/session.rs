@@ -105,6 +105,46 @@ impl SessionParams {
     }
 }
 
+/// The settings in a startup `options` value: `-c name=value`, `-cname=value` and
+/// `--name=value`, separated by spaces (a backslash escapes the next character).
+pub fn options_settings(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut settings = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let setting = if word == "-c" {
+            words.next()
+        } else if let Some(rest) = word.strip_prefix("--").or_else(|| word.strip_prefix("-c")) {
+            Some(rest.to_string())
+        } else {
+            None
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            settings.push((
+                name.to_ascii_lowercase().replace('-', "_"),
+                value.to_string(),
+            ));
+        }
+    }
+    settings
+}
+
 /// Applies a change executed on a server to the record of what pgdog set there.
 /// Server defaults are the server's own, so RESET simply forgets.
 pub fn apply_to_server(server: &mut HashMap<String, String>, change: &Change) {
@@ -458,6 +498,23 @@ mod tests {
                 String::from_utf8_lossy(sql)
             );
         }
+    }
+
+    #[test]
+    fn startup_options() {
+        assert_eq!(
+            options_settings(
+                "-c search_path=a,b  -cstatement_timeout=5s --work-mem=8MB -c x=has\\ space"
+            ),
+            vec![
+                ("search_path".to_string(), "a,b".to_string()),
+                ("statement_timeout".to_string(), "5s".to_string()),
+                ("work_mem".to_string(), "8MB".to_string()),
+                ("x".to_string(), "has space".to_string()),
+            ]
+        );
+        assert!(options_settings("").is_empty());
+        assert!(options_settings("-c").is_empty());
     }
 
     #[test]
