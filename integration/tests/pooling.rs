@@ -434,7 +434,9 @@ async fn startup_options_apply_to_every_transaction_of_that_client_only() {
         "{} options='-c search_path=custom_path -c statement_timeout=77s'",
         setup.pgdog.url("postgres", "postgres", "app")
     );
-    let (with_options, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (with_options, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
     let plain = setup.connect().await;
     for _ in 0..3 {
