@@ -370,6 +370,11 @@ async fn session_mode_resets_the_server_when_a_client_leaves() {
         .batch_execute("CREATE TEMP TABLE scratch (x int); PREPARE leftover AS SELECT 1; SET search_path TO nowhere")
         .await
         .unwrap();
+    // It even leaves in the middle of a transaction that changed settings.
+    first
+        .batch_execute("BEGIN; SET work_mem = '3MB'")
+        .await
+        .unwrap();
     drop(first);
     // The single server is reused by the next client, without the first client's state.
     let mut next = None;
@@ -394,6 +399,16 @@ async fn session_mode_resets_the_server_when_a_client_leaves() {
     assert_eq!(temp, 0);
     assert!(next.batch_execute("EXECUTE leftover").await.is_err());
     assert_eq!(show(&next, "search_path").await, "\"$user\", public");
+    assert_eq!(show(&next, "work_mem").await, "4MB");
+    let status: String = next
+        .query_one(
+            "SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "active");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,9 +120,17 @@ impl Client {
             }
         }
         if let Some(mut server) = self.server.take() {
-            if self.cluster.pooler_mode == PoolerMode::Session && server.is_clean() {
-                // The next client must get a clean session: no settings, statements or temp tables.
-                server.reset_session().await;
+            if self.cluster.pooler_mode == PoolerMode::Session {
+                // The next client must get a clean session: no open transaction, settings,
+                // statements or temp tables. A server that cannot be reset is closed.
+                if server.status != b'I' && server.pending.is_empty() && !server.copy {
+                    server.run_internal("ROLLBACK").await;
+                }
+                if server.is_clean() {
+                    server.reset_session().await;
+                } else {
+                    server.broken = true;
+                }
             }
         }
         let _ = self.stream.shutdown().await;
