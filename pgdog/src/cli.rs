@@ -93,6 +93,7 @@ pub fn load(cli: &Cli) -> Result<ConfigAndUsers, CliError> {
 /// its own single-threaded runtime and accepts on its own SO_REUSEPORT socket: a client lives
 /// on one thread, so its traffic never crosses threads. Pools are shared by all threads.
 pub fn run(config: ConfigAndUsers) -> Result<(), CliError> {
+    raise_open_files_limit();
     let workers = config.config.general.workers.max(1);
     let addr = format!(
         "{}:{}",
@@ -149,6 +150,28 @@ pub fn run(config: ConfigAndUsers) -> Result<(), CliError> {
         info!("pgdog stopped");
         Ok(())
     })
+}
+
+/// Raises the soft limit on open files to the hard limit: every client and every server
+/// connection is a file descriptor, and the usual soft limit (1024) is far too low for a pooler.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max {
+            return;
+        }
+        let wanted = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+            info!("open files limit raised from {} to {}", limit.rlim_cur, limit.rlim_max);
+        }
+    }
 }
 
 fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
