@@ -7,4 +7,5 @@ scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --quiet -p pgdog --bin pgdog
-cargo test --workspace -- --test-threads=2
+# A hung test must fail the run, not stall it: the whole suite takes a few minutes.
+timeout --kill-after=30 1800 cargo test --workspace -- --test-threads=2

@@ -427,3 +427,29 @@ async fn fifty_clients_share_three_server_connections() {
         .get(0);
     assert_eq!(rows, (CLIENTS * TRANSACTIONS) as i64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_terminated_mid_transaction_fails_only_that_transaction() {
+    let setup = Setup::new("default_pool_size = 2", "");
+    let direct = setup.connect_direct().await;
+    let client = setup.connect().await;
+    client.batch_execute("BEGIN").await.unwrap();
+    let pid = backend_pid(&client).await;
+    direct
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    // The transaction is gone: an ERROR (not FATAL) with the server's SQLSTATE...
+    let err = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect_err("the transaction's server was terminated");
+    assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err:?}");
+    assert!(
+        !client.is_closed(),
+        "the client connection to pgdog must survive"
+    );
+    // ...and the same connection runs the next transaction on another server.
+    let next = backend_pid(&client).await;
+    assert_ne!(next, pid);
+}

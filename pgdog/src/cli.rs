@@ -161,7 +161,8 @@ fn raise_open_files_limit() {
     };
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
             return;
         }
         let wanted = libc::rlimit {
@@ -169,7 +170,10 @@ fn raise_open_files_limit() {
             rlim_max: limit.rlim_max,
         };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-            info!("open files limit raised from {} to {}", limit.rlim_cur, limit.rlim_max);
+            info!(
+                "open files limit raised from {} to {}",
+                limit.rlim_cur, limit.rlim_max
+            );
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct Client {
     skip_until_sync: bool,
     /// query_timeout expired and a cancel was sent for the running query.
     cancel_sent: bool,
+    /// The server died while this client sat idle in a transaction: its next request fails.
+    lost_transaction: Option<ErrorResponse>,
 }
 
 /// What the client logged in with.
@@ -99,6 +101,7 @@ impl Client {
             failed: false,
             skip_until_sync: false,
             cancel_sent: false,
+            lost_transaction: None,
         }
     }
 
@@ -267,22 +270,16 @@ impl Client {
                 return self.flush_client().await;
             }
         }
+        if let Some(error) = self.lost_transaction.take() {
+            return self.fail_batch(&frames, error).await;
+        }
         if self.server.is_none() && self.answer_without_server(&frames) {
             return self.flush_client().await;
         }
         if self.server.is_none() {
             match self.checkout().await {
                 Ok(server) => self.server = Some(server),
-                Err(error) => {
-                    self.out.extend_from_slice(&error.to_bytes());
-                    let answers_now = frames.iter().any(|f| f.tag == b'Q' || f.tag == b'S');
-                    if answers_now {
-                        self.out.extend_from_slice(&messages::ready_for_query(b'I'));
-                    } else {
-                        self.skip_until_sync = true;
-                    }
-                    return self.flush_client().await;
-                }
+                Err(error) => return self.fail_batch(&frames, error).await,
             }
         }
         let mut to_server =
@@ -469,6 +466,14 @@ impl Client {
                 frame.tag as char,
                 frame.bytes.len()
             );
+            if frame.tag == b'E' && is_fatal(&frame) {
+                // The server is ending this connection (terminated backend, shutdown): the
+                // client's connection to pgdog need not end with it.
+                let error = ErrorResponse::parse(frame.body())?;
+                let error = ErrorResponse::error(&error.code, error.message)
+                    .detail("the server closed pgdog's connection; the transaction, if any, was rolled back");
+                return self.server_gone(error).await;
+            }
             let route = {
                 let server = &mut **server;
                 server.pending.route(&frame, &mut server.prepared)
@@ -550,10 +555,9 @@ impl Client {
 
     /// The server connection broke mid-request: tell the client, drop the server.
     async fn on_server_lost(&mut self) -> Result<(), Error> {
-        let Some(mut server) = self.server.take() else {
+        let Some(server) = self.server.as_ref() else {
             return Ok(());
         };
-        server.broken = true;
         let in_transaction = server.status != b'I';
         let error = ErrorResponse::error(
             sqlstate::CONNECTION_FAILURE,
@@ -564,12 +568,41 @@ impl Client {
         } else {
             "the statement may or may not have completed"
         });
-        drop(server);
+        self.server_gone(error).await
+    }
+
+    /// Drops a dead server and tells the client with `error`; the client stays connected and
+    /// its next transaction gets another server.
+    /// A client that was not waiting for anything (idle in transaction) gets the error as the
+    /// answer to its next request: unsolicited messages would confuse its driver.
+    async fn server_gone(&mut self, error: ErrorResponse) -> Result<(), Error> {
+        let mut waiting = false;
+        if let Some(mut server) = self.server.take() {
+            server.broken = true;
+            waiting = !server.pending.is_empty();
+        }
         self.login.cancel.set(None);
         self.pending_changes.clear();
         self.failed = false;
+        if waiting {
+            self.out.extend_from_slice(&error.to_bytes());
+            self.out.extend_from_slice(&messages::ready_for_query(b'I'));
+            self.flush_client().await
+        } else {
+            self.lost_transaction = Some(error);
+            Ok(())
+        }
+    }
+
+    /// Answers a batch with `error` instead of running it: ReadyForQuery follows at once for a
+    /// simple query or Sync, else the extended-protocol messages up to the next Sync are dropped.
+    async fn fail_batch(&mut self, frames: &[Frame], error: ErrorResponse) -> Result<(), Error> {
         self.out.extend_from_slice(&error.to_bytes());
-        self.out.extend_from_slice(&messages::ready_for_query(b'I'));
+        if frames.iter().any(|f| f.tag == b'Q' || f.tag == b'S') {
+            self.out.extend_from_slice(&messages::ready_for_query(b'I'));
+        } else {
+            self.skip_until_sync = true;
+        }
         self.flush_client().await
     }
 
@@ -589,6 +622,13 @@ impl Client {
     async fn flush_client(&mut self) -> Result<(), Error> {
         flush(&mut self.stream, &mut self.out).await
     }
+}
+
+/// Whether an ErrorResponse has severity FATAL or PANIC (the server closes after it).
+fn is_fatal(frame: &Frame) -> bool {
+    ErrorResponse::parse(frame.body())
+        .map(|e| e.severity == "FATAL" || e.severity == "PANIC")
+        .unwrap_or(false)
 }
 
 /// Rejects message types a client may not send after startup.

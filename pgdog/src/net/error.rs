@@ -128,7 +128,8 @@ impl ErrorResponse {
     /// Decodes the body of an `ErrorResponse` or `NoticeResponse`.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
         let mut r = Reader::new(body);
-        let mut out = ErrorResponse::error("", "");
+        let mut out = ErrorResponse::with_severity("", "", "");
+        let mut untranslated = false;
         loop {
             let field = r.u8()?;
             if field == 0 {
@@ -136,7 +137,12 @@ impl ErrorResponse {
             }
             let value = r.cstr()?.to_string();
             match field {
-                b'S' => out.severity = value,
+                // 'V' is the untranslated severity (Postgres 9.6+); prefer it over 'S'.
+                b'V' => {
+                    out.severity = value;
+                    untranslated = true;
+                }
+                b'S' if !untranslated => out.severity = value,
                 b'C' => out.code = value,
                 b'M' => out.message = value,
                 b'D' => out.detail = Some(value),
