@@ -439,6 +439,19 @@ async fn a_server_terminated_mid_transaction_fails_only_that_transaction() {
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap();
+    // Termination is asynchronous: wait until the backend is gone.
+    eventually(Duration::from_secs(10), "the backend to exit", || async {
+        let alive: i64 = direct
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (alive == 0).then_some(())
+    })
+    .await;
     // The transaction is gone: an ERROR (not FATAL) with the server's SQLSTATE...
     let err = client
         .query_one("SELECT 1", &[])
