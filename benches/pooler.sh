@@ -8,46 +8,15 @@
 # Installs PgBouncer and PostgreSQL from Debian's packages when missing (with sudo unless
 # root), builds pgdog and the bench binary in release mode, runs the bench, prints a markdown
 # table and writes it to benches/results/pooler.md. Flags go to the bench binary
-# (integration/src/bin/bench_pooler.rs); see its header for all of them.
+# (integration/src/bin/bench_pooler/main.rs); see its header for all of them.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 # pgbouncer lives in /usr/sbin, which is not on a normal user's PATH on Debian.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        echo "pooler.sh: need root or sudo to run: $*" >&2
-        exit 1
-    fi
-}
-
-apt_updated=0
-apt_install() {
-    if ! command -v apt-get >/dev/null; then
-        echo "pooler.sh: $* missing and no apt-get here; install it by hand" >&2
-        exit 1
-    fi
-    if [ "$apt_updated" -eq 0 ]; then
-        as_root apt-get update -qq
-        apt_updated=1
-    fi
-    echo "pooler.sh: installing $*" >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-command -v pgbouncer >/dev/null || apt_install pgbouncer
-if ! command -v pg_config >/dev/null || ! [ -x "$(pg_config --bindir)/pgbench" ]; then
-    apt_install postgresql
-fi
-if ! command -v cargo >/dev/null; then
-    echo "pooler.sh: cargo not found; install Rust first" >&2
-    exit 1
-fi
+# PostgreSQL, PgBouncer and the rest, from Debian's packages when missing.
+scripts/setup.sh pgbouncer
 
 cargo build --release --quiet -p pgdog --bin pgdog -p integration --bin bench_pooler
 
