@@ -104,58 +104,55 @@ fn assert_rejected(output: (i32, String, String), expected: &[&str]) {
     }
 }
 
+/// Runs configcheck on two file texts and asserts it fails with a message containing each of
+/// `needles`; `{config}` and `{users}` in a needle stand for the files' paths.
+fn assert_config_rejected(name: &str, config: &str, users: &str, needles: &[&str]) {
+    let dir = TempDir::new(name);
+    let config_path = dir.write("pgdog.toml", config);
+    let users_path = dir.write("users.toml", users);
+    let needles: Vec<String> = needles
+        .iter()
+        .map(|n| {
+            n.replace("{config}", &config_path.display().to_string())
+                .replace("{users}", &users_path.display().to_string())
+        })
+        .collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    assert_rejected(configcheck(&config_path, &users_path), &needles);
+}
+
+const ONE_USER: &str = "[[users]]\nname = \"u\"\ndatabase = \"app\"\npassword = \"p\"\n";
+
 #[test]
 fn configcheck_rejects_an_unknown_key() {
-    let dir = TempDir::new("unknown-key");
-    let config = dir.write(
-        "pgdog.toml",
-        "[general]\nport = 6432\ndefault_pool_sise = 5\n\n[[databases]]\nname = \"app\"\n",
-    );
-    let users = dir.write(
-        "users.toml",
-        "[[users]]\nname = \"u\"\ndatabase = \"app\"\npassword = \"p\"\n",
-    );
     // The file, the key (with its section), and the fix: the valid key is listed.
-    assert_rejected(
-        configcheck(&config, &users),
-        &[
-            &config.display().to_string(),
-            "general.default_pool_sise",
-            "default_pool_size",
-        ],
+    assert_config_rejected(
+        "unknown-key",
+        "[general]\nport = 6432\ndefault_pool_sise = 5\n\n[[databases]]\nname = \"app\"\n",
+        ONE_USER,
+        &["{config}", "general.default_pool_sise", "default_pool_size"],
     );
 }
 
 #[test]
 fn configcheck_rejects_an_unknown_key_in_users_toml() {
-    let dir = TempDir::new("unknown-user-key");
-    let config = dir.write("pgdog.toml", "[[databases]]\nname = \"app\"\n");
-    let users = dir.write(
-        "users.toml",
+    assert_config_rejected(
+        "unknown-user-key",
+        "[[databases]]\nname = \"app\"\n",
         "[[users]]\nname = \"u\"\ndatabase = \"app\"\npasword = \"p\"\n",
-    );
-    assert_rejected(
-        configcheck(&config, &users),
-        &[&users.display().to_string(), "pasword", "password"],
+        &["{users}", "pasword", "password"],
     );
 }
 
 #[test]
 fn configcheck_rejects_a_bad_enum_value() {
-    let dir = TempDir::new("bad-enum");
-    let config = dir.write(
-        "pgdog.toml",
-        "[general]\npooler_mode = \"statement\"\n\n[[databases]]\nname = \"app\"\n",
-    );
-    let users = dir.write(
-        "users.toml",
-        "[[users]]\nname = \"u\"\ndatabase = \"app\"\npassword = \"p\"\n",
-    );
     // The fix: the accepted values.
-    assert_rejected(
-        configcheck(&config, &users),
+    assert_config_rejected(
+        "bad-enum",
+        "[general]\npooler_mode = \"statement\"\n\n[[databases]]\nname = \"app\"\n",
+        ONE_USER,
         &[
-            &config.display().to_string(),
+            "{config}",
             "pooler_mode",
             "statement",
             "\"transaction\"",
