@@ -461,3 +461,27 @@ async fn startup_options_apply_to_every_transaction_of_that_client_only() {
         assert_eq!(show(&plain, "statement_timeout").await, "0");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_through_the_function_call_protocol() {
+    let setup = Setup::new("default_pool_size = 2", "");
+    let file = std::env::temp_dir().join(format!("pgdog-lo-{}.txt", std::process::id()));
+    std::fs::write(&file, "large object contents through pgdog").unwrap();
+    // psql's \lo_import uses libpq's fast-path FunctionCall messages.
+    let out = setup.psql(&["-c", &format!("\\lo_import {}", file.display())]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let oid = out
+        .stdout
+        .split_whitespace()
+        .last()
+        .and_then(|w| w.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no oid in {:?}", out.stdout));
+    let out = setup.psql(&["-c", &format!("SELECT convert_from(lo_get({oid}), 'UTF8')")]);
+    assert_eq!(
+        out.stdout.trim(),
+        "large object contents through pgdog",
+        "{}",
+        out.stderr
+    );
+}

@@ -295,6 +295,12 @@ impl Client {
                     server.pending.push(Expect::Query);
                     to_server.extend_from_slice(&frame.bytes);
                 }
+                // FunctionCall (libpq's fast path, used for large objects): one reply and
+                // ReadyForQuery, like a simple query.
+                b'F' => {
+                    server.pending.push(Expect::Query);
+                    to_server.extend_from_slice(&frame.bytes);
+                }
                 b'P' => {
                     server.unsynced = true;
                     let parse = Parse::decode(&frame)?;
@@ -634,7 +640,8 @@ fn is_fatal(frame: &Frame) -> bool {
 /// Rejects message types a client may not send after startup.
 fn check_client_message(frame: &Frame) -> Result<(), Error> {
     match frame.tag {
-        b'Q' | b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' | b'd' | b'c' | b'f' | b'X' => {
+        b'Q' | b'F' | b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' | b'd' | b'c' | b'f'
+        | b'X' => {
             let fixed_empty = matches!(frame.tag, b'S' | b'H' | b'c' | b'X');
             if fixed_empty && frame.bytes.len() != 5 {
                 return Err(Error::BadLength {
