@@ -1,5 +1,10 @@
-//! The admin database's command language: parsing the text an operator types into a typed
-//! command, and the result-table types that `SHOW` commands return. Pure, no networking.
-//!
-//! The admin database itself arrives with the operations work (SHOW POOLS, PAUSE, RELOAD, ...);
-//! this crate holds its grammar so the resharding commands can extend one enum later.
+//! The admin database's command language: parsing the text an operator types into typed
+//! [`Command`]s, and the [`ResultTable`] that `SHOW` commands return. Pure, no networking:
+//! the pgdog binary executes the commands against its live state.
+
+mod command;
+mod lexer;
+mod table;
+
+pub use command::{parse, Command, ParseError, Show, COMMANDS};
+pub use table::{Column, ColumnType, ResultTable};

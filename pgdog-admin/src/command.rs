@@ -1,0 +1,296 @@
+//! The admin commands and their parser. One enum holds every command; later commands (the
+//! resharding tasks) are added here and in [`COMMANDS`], nowhere else.
+
+use crate::lexer::{tokens, Token};
+
+/// What `SHOW` can list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// Pools and their connection counts.
+    Pools,
+    /// Connected clients.
+    Clients,
+    /// Server connections.
+    Servers,
+    /// Totals and averages per pool.
+    Stats,
+    /// Configuration values.
+    Config,
+    /// Configured databases.
+    Databases,
+    /// Configured users.
+    Users,
+    /// Counts of internal lists.
+    Lists,
+    /// Banned pools.
+    Bans,
+    /// pgdog's version.
+    Version,
+}
+
+impl Show {
+    const ALL: [(&'static str, Show); 10] = [
+        ("pools", Show::Pools),
+        ("clients", Show::Clients),
+        ("servers", Show::Servers),
+        ("stats", Show::Stats),
+        ("config", Show::Config),
+        ("databases", Show::Databases),
+        ("users", Show::Users),
+        ("lists", Show::Lists),
+        ("bans", Show::Bans),
+        ("version", Show::Version),
+    ];
+}
+
+/// One admin command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `SHOW <what>`.
+    Show(Show),
+    /// `RELOAD`: re-read the config files.
+    Reload,
+    /// `PAUSE [db]`: hold new queries after in-flight transactions finish.
+    Pause(Option<String>),
+    /// `RESUME [db]`.
+    Resume(Option<String>),
+    /// `RECONNECT`: replace every server connection.
+    Reconnect,
+    /// `BAN [pool_id]`.
+    Ban(Option<u64>),
+    /// `UNBAN [pool_id]`.
+    Unban(Option<u64>),
+    /// `SET <setting> TO <value>`.
+    Set {
+        /// The setting's name (lowercase unless quoted).
+        name: String,
+        /// Its new value, as text.
+        value: String,
+    },
+    /// `SHUTDOWN`.
+    Shutdown,
+}
+
+/// Every command's syntax, for help and for suggesting the closest one.
+pub const COMMANDS: &[&str] = &[
+    "SHOW POOLS",
+    "SHOW CLIENTS",
+    "SHOW SERVERS",
+    "SHOW STATS",
+    "SHOW CONFIG",
+    "SHOW DATABASES",
+    "SHOW USERS",
+    "SHOW LISTS",
+    "SHOW BANS",
+    "SHOW VERSION",
+    "RELOAD",
+    "PAUSE [database]",
+    "RESUME [database]",
+    "RECONNECT",
+    "BAN [pool_id]",
+    "UNBAN [pool_id]",
+    "SET <setting> TO <value>",
+    "SHUTDOWN",
+];
+
+/// A command that could not be parsed: the message, and the closest valid command as a hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    /// What is wrong.
+    pub message: String,
+    /// "Did you mean ...?" with the closest valid command.
+    pub hint: String,
+}
+
+/// Parses one or more commands separated by `;`. Empty statements are skipped.
+pub fn parse(text: &str) -> Result<Vec<Command>, ParseError> {
+    let tokens = tokens(text).map_err(|e| error(e, text))?;
+    tokens
+        .split(|t| *t == Token::Semicolon)
+        .filter(|statement| !statement.is_empty())
+        .map(|statement| parse_statement(statement, text))
+        .collect()
+}
+
+fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> {
+    let word = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w)) => Some(w.as_str()),
+        _ => None,
+    };
+    let name = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w)) | Some(Token::Quoted(w)) => Some(w.clone()),
+        _ => None,
+    };
+    let number = |i: usize, what: &str| -> Result<Option<u64>, ParseError> {
+        match tokens.get(i) {
+            None => Ok(None),
+            Some(Token::Word(w)) => w.parse().map(Some).map_err(|_| {
+                error(
+                    format!("{what} must be a pool id (a number), not \"{w}\""),
+                    text,
+                )
+            }),
+            Some(other) => Err(error(
+                format!("{what} must be a pool id, not {other:?}"),
+                text,
+            )),
+        }
+    };
+    let command = match word(0) {
+        Some("show") => {
+            let what = word(1).ok_or_else(|| error("SHOW needs what to show".into(), text))?;
+            let show = Show::ALL
+                .iter()
+                .find(|(n, _)| *n == what)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| {
+                    error(
+                        format!("unknown SHOW command \"SHOW {}\"", what.to_uppercase()),
+                        text,
+                    )
+                })?;
+            expect_end(tokens, 2, text)?;
+            Command::Show(show)
+        }
+        Some("reload") => end(tokens, 1, text, Command::Reload)?,
+        Some("reconnect") => end(tokens, 1, text, Command::Reconnect)?,
+        Some("shutdown") => end(tokens, 1, text, Command::Shutdown)?,
+        Some("pause") => end(tokens, 2, text, Command::Pause(name(1)))?,
+        Some("resume") => end(tokens, 2, text, Command::Resume(name(1)))?,
+        Some("ban") => end(tokens, 2, text, Command::Ban(number(1, "BAN")?))?,
+        Some("unban") => end(tokens, 2, text, Command::Unban(number(1, "UNBAN")?))?,
+        Some("set") => {
+            let setting = name(1).ok_or_else(|| error("SET needs a setting name".into(), text))?;
+            match (tokens.get(2), tokens.get(3)) {
+                (Some(Token::Word(to)), Some(value)) if to == "to" => {
+                    set(setting, value, tokens, text)?
+                }
+                (Some(Token::Equals), Some(value)) => set(setting, value, tokens, text)?,
+                _ => return Err(error(format!("SET {setting} needs TO <value>"), text)),
+            }
+        }
+        _ => return Err(error("unknown admin command".into(), text)),
+    };
+    Ok(command)
+}
+
+fn set(name: String, value: &Token, tokens: &[Token], text: &str) -> Result<Command, ParseError> {
+    let value = match value {
+        Token::Word(v) | Token::Quoted(v) | Token::Literal(v) => v.clone(),
+        _ => return Err(error(format!("SET {name} needs a value"), text)),
+    };
+    end(tokens, 4, text, Command::Set { name, value })
+}
+
+fn end(tokens: &[Token], len: usize, text: &str, command: Command) -> Result<Command, ParseError> {
+    expect_end(tokens, len, text)?;
+    Ok(command)
+}
+
+fn expect_end(tokens: &[Token], len: usize, text: &str) -> Result<(), ParseError> {
+    if tokens.len() > len {
+        return Err(error(
+            format!("unexpected {:?} at the end of the command", tokens[len]),
+            text,
+        ));
+    }
+    Ok(())
+}
+
+/// An error whose hint names the valid command closest to `text`.
+fn error(message: String, text: &str) -> ParseError {
+    let typed = text.trim().to_uppercase();
+    let closest = COMMANDS
+        .iter()
+        .min_by_key(|c| {
+            let c = c.split(['[', '<']).next().unwrap_or(c).trim();
+            let prefix: String = typed.chars().take(c.chars().count()).collect();
+            edit_distance(&prefix, c)
+        })
+        .unwrap_or(&"SHOW POOLS");
+    ParseError {
+        message,
+        hint: format!(
+            "did you mean \"{closest}\"? Valid commands: {}",
+            COMMANDS.join(", ")
+        ),
+    }
+}
+
+/// Levenshtein distance between two strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(
+            parse("show pools").unwrap(),
+            vec![Command::Show(Show::Pools)]
+        );
+        assert_eq!(
+            parse("SHOW VERSION;").unwrap(),
+            vec![Command::Show(Show::Version)]
+        );
+        assert_eq!(
+            parse("PAUSE \"MixedCase\"; resume; RELOAD; reconnect; shutdown").unwrap(),
+            vec![
+                Command::Pause(Some("MixedCase".into())),
+                Command::Resume(None),
+                Command::Reload,
+                Command::Reconnect,
+                Command::Shutdown
+            ]
+        );
+        assert_eq!(
+            parse("pause app").unwrap(),
+            vec![Command::Pause(Some("app".into()))]
+        );
+        assert_eq!(
+            parse("BAN 3; UNBAN").unwrap(),
+            vec![Command::Ban(Some(3)), Command::Unban(None)]
+        );
+        assert_eq!(
+            parse("SET query_timeout TO 5000; set checkout_timeout = '100'").unwrap(),
+            vec![
+                Command::Set {
+                    name: "query_timeout".into(),
+                    value: "5000".into()
+                },
+                Command::Set {
+                    name: "checkout_timeout".into(),
+                    value: "100".into()
+                },
+            ]
+        );
+        assert_eq!(parse(" ; ").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn errors_hint_the_closest_command() {
+        let e = parse("SHOW POLS").unwrap_err();
+        assert!(e.message.contains("SHOW POLS"), "{e:?}");
+        assert!(e.hint.starts_with("did you mean \"SHOW POOLS\""), "{e:?}");
+        let e = parse("relod").unwrap_err();
+        assert!(e.hint.starts_with("did you mean \"RELOAD\""), "{e:?}");
+        assert!(parse("BAN abc").is_err());
+        assert!(parse("SHOW POOLS extra").is_err());
+        assert!(parse("SET x").is_err());
+        assert!(parse("pause \"unterminated").is_err());
+    }
+}
