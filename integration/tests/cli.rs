@@ -263,6 +263,24 @@ impl Drop for Running {
     }
 }
 
+/// Starts `command` with stderr to `log_path` and waits until it listens on `port`.
+fn start_listening(command: &mut Command, port: u16, log_path: &Path) -> Running {
+    let log = std::fs::File::create(log_path).unwrap();
+    let child = command.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let mut child = Running(child);
+    wait_listening(&mut child, port, log_path);
+    child
+}
+
+/// A tokio-postgres connection from a libpq connection string, its task spawned.
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
 fn wait_listening(child: &mut Running, port: u16, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -291,20 +309,11 @@ async fn pgdog_runs_with_the_config_files_in_the_current_directory() {
     );
     dir.write("users.toml", &single_user_config("app", ""));
     let log_path = dir.0.join("pgdog.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = pgdog(&[])
-        .current_dir(&dir.0)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut child = Running(child);
-    wait_listening(&mut child, port, &log_path);
-    let url = format!("host=127.0.0.1 port={port} user=postgres password=postgres dbname=app");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
+    let _pgdog = start_listening(pgdog(&[]).current_dir(&dir.0), port, &log_path);
+    let client = connect(&format!(
+        "host=127.0.0.1 port={port} user=postgres password=postgres dbname=app"
+    ))
+    .await;
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
 }
@@ -363,19 +372,15 @@ async fn hashed_password_logs_in_with_a_different_server_password() {
 async fn demo_serves_sample_data_and_cleans_up_on_ctrl_c() {
     let port = free_port();
     let log_path = std::env::temp_dir().join(format!("pgdog-demo-test-{port}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = pgdog(&["demo", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut child = Running(child);
-    wait_listening(&mut child, port, &log_path);
-    let url = format!("host=127.0.0.1 port={port} user=demo password=demo dbname=demo");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to the demo: {e}"));
-    tokio::spawn(connection);
+    let mut child = start_listening(
+        &mut pgdog(&["demo", "--port", &port.to_string()]),
+        port,
+        &log_path,
+    );
+    let client = connect(&format!(
+        "host=127.0.0.1 port={port} user=demo password=demo dbname=demo"
+    ))
+    .await;
     let orders: i64 = client
         .query_one("SELECT count(*) FROM orders", &[])
         .await
