@@ -293,11 +293,6 @@ impl Pool {
         self.inner.open.load(Ordering::Relaxed)
     }
 
-    /// Idle connections.
-    pub fn idle_count(&self) -> usize {
-        self.idle().len()
-    }
-
     /// Whether both handles are the same pool.
     pub fn ptr_eq(&self, other: &Pool) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

@@ -11,11 +11,6 @@ pub fn authentication_ok() -> Bytes {
     Frame::new(b'R', &0i32.to_be_bytes()).bytes
 }
 
-/// AuthenticationCleartextPassword.
-pub fn authentication_cleartext() -> Bytes {
-    Frame::new(b'R', &3i32.to_be_bytes()).bytes
-}
-
 /// AuthenticationMD5Password with its salt.
 pub fn authentication_md5(salt: [u8; 4]) -> Bytes {
     let mut body = 5i32.to_be_bytes().to_vec();
@@ -107,11 +102,6 @@ pub fn sync() -> Bytes {
 /// Terminate.
 pub fn terminate() -> Bytes {
     Frame::new(b'X', &[]).bytes
-}
-
-/// The SQL text of a simple `Query` message.
-pub fn query_text(frame: &Frame) -> Result<&str, Error> {
-    Reader::new(frame.body()).cstr()
 }
 
 /// A decoded `Parse`: statement name, SQL text and the raw parameter type section.
@@ -214,12 +204,6 @@ impl<'a> Target<'a> {
 /// The transaction status byte of a `ReadyForQuery`.
 pub fn ready_status(frame: &Frame) -> Result<u8, Error> {
     Reader::new(frame.body()).u8()
-}
-
-/// Name and value of a `ParameterStatus`.
-pub fn parameter_status_pair(frame: &Frame) -> Result<(&str, &str), Error> {
-    let mut r = Reader::new(frame.body());
-    Ok((r.cstr()?, r.cstr()?))
 }
 
 /// The command tag of a `CommandComplete`.

@@ -17,21 +17,6 @@ pub enum Stream {
     Tls(TlsStream<TcpStream>),
 }
 
-impl Stream {
-    /// Whether the connection is encrypted.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-
-    /// The underlying TCP socket.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
-        }
-    }
-}
-
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
