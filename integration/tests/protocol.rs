@@ -78,6 +78,17 @@ async fn raw_login(port: u16) -> TcpStream {
     stream
 }
 
+/// Sends `bytes` and expects an 08P01 error, then the connection closed.
+async fn assert_protocol_violation(mut stream: TcpStream, bytes: &[u8], name: &str) {
+    stream.write_all(bytes).await.unwrap();
+    let reply = read_to_close(&mut stream).await;
+    assert_eq!(
+        error_code(&reply).as_deref(),
+        Some("08P01"),
+        "{name}: got {reply:?}"
+    );
+}
+
 async fn assert_still_serving(setup: &Setup) {
     let client = setup.connect().await;
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
@@ -208,28 +219,15 @@ async fn malformed_messages_get_08p01_and_only_that_connection_closes() {
         ("password message after login", b"p\0\0\0\x08abc\0".to_vec()),
     ];
     for (name, bytes) in cases {
-        let mut stream = raw_login(port).await;
-        stream.write_all(&bytes).await.unwrap();
-        let reply = read_to_close(&mut stream).await;
-        assert_eq!(
-            error_code(&reply).as_deref(),
-            Some("08P01"),
-            "{name}: got {reply:?}"
-        );
+        assert_protocol_violation(raw_login(port).await, &bytes, name).await;
     }
     // Bad startup packets.
     for (name, bytes) in [
         ("startup length too big", 100_000i32.to_be_bytes().to_vec()),
         ("startup length too small", 2i32.to_be_bytes().to_vec()),
     ] {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream.write_all(&bytes).await.unwrap();
-        let reply = read_to_close(&mut stream).await;
-        assert_eq!(
-            error_code(&reply).as_deref(),
-            Some("08P01"),
-            "{name}: got {reply:?}"
-        );
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        assert_protocol_violation(stream, &bytes, name).await;
     }
     // A message cut short by a disconnect.
     let mut stream = raw_login(port).await;
