@@ -270,11 +270,13 @@ impl Client {
                 return self.flush_client().await;
             }
         }
-        if let Some(error) = self.lost_transaction.take() {
-            return self.fail_batch(&frames, error).await;
-        }
+        // Housekeeping a driver sends on its own (closing statements) is answered first, so the
+        // error of a lost transaction reaches the client's next real request.
         if self.server.is_none() && self.answer_without_server(&frames) {
             return self.flush_client().await;
+        }
+        if let Some(error) = self.lost_transaction.take() {
+            return self.fail_batch(&frames, error).await;
         }
         if self.server.is_none() {
             match self.checkout().await {
