@@ -53,7 +53,7 @@ impl Users {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AuthType, PoolerMode, Role};
+    use crate::{AuthType, LoadBalancingStrategy, PoolerMode, ReadWriteSplit, Role};
 
     #[test]
     fn empty_files_give_defaults() {
@@ -93,6 +93,8 @@ mod tests {
                 default_pool_size: 20,
                 min_pool_size: 2,
                 pooler_mode: PoolerMode::Session,
+                load_balancing_strategy: LoadBalancingStrategy::LeastActiveConnections,
+                read_write_split: ReadWriteSplit::IncludePrimaryIfReplicaBanned,
                 connect_timeout: 1,
                 checkout_timeout: 2,
                 idle_timeout: 3,
@@ -100,10 +102,17 @@ mod tests {
                 client_idle_timeout: 5,
                 query_timeout: 6,
                 shutdown_timeout: 7,
+                healthcheck_interval: 9,
+                idle_healthcheck_interval: 10,
+                idle_healthcheck_delay: 11,
+                healthcheck_timeout: 12,
+                ban_timeout: 13,
                 auth_type: AuthType::Md5,
                 prepared_statements_limit: 8,
                 tls_certificate: Some("/tmp/cert.pem".into()),
                 tls_private_key: Some("/tmp/key.pem".into()),
+                openmetrics_port: Some(9090),
+                openmetrics_namespace: "pgdog_".into(),
             },
             databases: vec![
                 Database {

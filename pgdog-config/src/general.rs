@@ -25,6 +25,10 @@ pub struct General {
     pub min_pool_size: usize,
     /// How long a client keeps its server connection: per transaction or per session.
     pub pooler_mode: PoolerMode,
+    /// How read queries are spread over the servers of a shard that may serve them.
+    pub load_balancing_strategy: LoadBalancingStrategy,
+    /// Whether the primary serves read queries alongside the replicas.
+    pub read_write_split: ReadWriteSplit,
     /// Milliseconds to wait for a new server connection to be established.
     pub connect_timeout: u64,
     /// Milliseconds a client waits for a free server connection from the pool.
@@ -39,6 +43,21 @@ pub struct General {
     pub query_timeout: u64,
     /// Milliseconds to wait for clients to finish on shutdown before closing them.
     pub shutdown_timeout: u64,
+    /// Milliseconds after which a server connection is checked again (with a trivial
+    /// query) before it is handed to a client; must be at least 1.
+    pub healthcheck_interval: u64,
+    /// Milliseconds between health checks of every pool, run even when no client is
+    /// using it, so a dead server is noticed without traffic; must be at least 1.
+    pub idle_healthcheck_interval: u64,
+    /// Milliseconds after startup before the first idle health check, giving the
+    /// servers time to come up; 0 starts them at once.
+    pub idle_healthcheck_delay: u64,
+    /// Milliseconds a health check query may take; a server that does not answer in
+    /// time counts as failed and its pool is banned; must be at least 1.
+    pub healthcheck_timeout: u64,
+    /// Milliseconds a banned pool (one whose server failed a health check or a
+    /// connection attempt) stays out of rotation before it is tried again; must be at least 1.
+    pub ban_timeout: u64,
     /// How clients prove their password to pgdog.
     pub auth_type: AuthType,
     /// Prepared statements kept on each server connection in transaction mode; the least
@@ -48,6 +67,13 @@ pub struct General {
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for client TLS; set together with `tls_certificate`.
     pub tls_private_key: Option<PathBuf>,
+    /// Port of the OpenMetrics (Prometheus) HTTP endpoint serving `/metrics`;
+    /// `None` disables it. Must not be 0 or `port`.
+    pub openmetrics_port: Option<u16>,
+    /// Text put verbatim in front of every metric name, e.g. `"pgdog_"`; empty
+    /// (the default) adds nothing. Letters, digits, `_`, `:` and `.` only, not
+    /// starting with a digit.
+    pub openmetrics_namespace: String,
 }
 
 impl Default for General {
@@ -59,6 +85,8 @@ impl Default for General {
             default_pool_size: 10,
             min_pool_size: 1,
             pooler_mode: PoolerMode::Transaction,
+            load_balancing_strategy: LoadBalancingStrategy::Random,
+            read_write_split: ReadWriteSplit::IncludePrimary,
             connect_timeout: 5_000,
             checkout_timeout: 5_000,
             idle_timeout: 60_000,
@@ -66,10 +94,17 @@ impl Default for General {
             client_idle_timeout: 0,
             query_timeout: 0,
             shutdown_timeout: 60_000,
+            healthcheck_interval: 30_000,
+            idle_healthcheck_interval: 30_000,
+            idle_healthcheck_delay: 5_000,
+            healthcheck_timeout: 5_000,
+            ban_timeout: 300_000,
             auth_type: AuthType::Scram,
             prepared_statements_limit: 500,
             tls_certificate: None,
             tls_private_key: None,
+            openmetrics_port: None,
+            openmetrics_namespace: String::new(),
         }
     }
 }
@@ -145,6 +180,69 @@ impl fmt::Display for AuthType {
     }
 }
 
+/// How read queries are spread over the servers that may serve them
+/// (`load_balancing_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancingStrategy {
+    /// Each query picks one of the servers at random.
+    #[default]
+    Random,
+    /// Queries take the servers in turn.
+    RoundRobin,
+    /// Each query goes to the server with the fewest connections in use.
+    LeastActiveConnections,
+}
+
+impl LoadBalancingStrategy {
+    /// The value as written in the config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Random => "random",
+            Self::RoundRobin => "round_robin",
+            Self::LeastActiveConnections => "least_active_connections",
+        }
+    }
+}
+
+impl fmt::Display for LoadBalancingStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which servers of a shard serve read queries (`read_write_split`). Writes
+/// always go to the primary; a shard without replicas sends everything to its primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadWriteSplit {
+    /// Reads are spread over the replicas and the primary.
+    #[default]
+    IncludePrimary,
+    /// Reads go to the replicas only, leaving the primary to the writes.
+    ExcludePrimary,
+    /// Reads go to the replicas, and to the primary too while at least one
+    /// replica is banned.
+    IncludePrimaryIfReplicaBanned,
+}
+
+impl ReadWriteSplit {
+    /// The value as written in the config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IncludePrimary => "include_primary",
+            Self::ExcludePrimary => "exclude_primary",
+            Self::IncludePrimaryIfReplicaBanned => "include_primary_if_replica_banned",
+        }
+    }
+}
+
+impl fmt::Display for ReadWriteSplit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +257,63 @@ mod tests {
     fn enums_display_like_the_config_file() {
         assert_eq!(PoolerMode::Session.to_string(), "session");
         assert_eq!(AuthType::Md5.to_string(), "md5");
+        assert_eq!(
+            LoadBalancingStrategy::LeastActiveConnections.to_string(),
+            "least_active_connections"
+        );
+        assert_eq!(
+            ReadWriteSplit::IncludePrimaryIfReplicaBanned.to_string(),
+            "include_primary_if_replica_banned"
+        );
+    }
+
+    /// `as_str` agrees with what serde reads and writes, for every variant.
+    #[test]
+    fn as_str_matches_serde() {
+        #[derive(Serialize, Deserialize)]
+        struct Wrap<T> {
+            v: T,
+        }
+        fn check<T>(values: &[T])
+        where
+            T: Copy + PartialEq + fmt::Debug + fmt::Display + Serialize + for<'de> Deserialize<'de>,
+        {
+            for &value in values {
+                let text = toml::to_string(&Wrap { v: value }).unwrap();
+                assert_eq!(text.trim(), format!("v = \"{value}\""));
+                let back: Wrap<T> = toml::from_str(&text).unwrap();
+                assert_eq!(back.v, value);
+            }
+        }
+        check(&[PoolerMode::Transaction, PoolerMode::Session]);
+        check(&[AuthType::Scram, AuthType::Md5, AuthType::Trust]);
+        check(&[
+            LoadBalancingStrategy::Random,
+            LoadBalancingStrategy::RoundRobin,
+            LoadBalancingStrategy::LeastActiveConnections,
+        ]);
+        check(&[
+            ReadWriteSplit::IncludePrimary,
+            ReadWriteSplit::ExcludePrimary,
+            ReadWriteSplit::IncludePrimaryIfReplicaBanned,
+        ]);
+    }
+
+    /// The defaults are PgDog's.
+    #[test]
+    fn replica_health_and_metrics_defaults() {
+        let general = General::default();
+        assert_eq!(
+            general.load_balancing_strategy,
+            LoadBalancingStrategy::Random
+        );
+        assert_eq!(general.read_write_split, ReadWriteSplit::IncludePrimary);
+        assert_eq!(general.healthcheck_interval, 30_000);
+        assert_eq!(general.idle_healthcheck_interval, 30_000);
+        assert_eq!(general.idle_healthcheck_delay, 5_000);
+        assert_eq!(general.healthcheck_timeout, 5_000);
+        assert_eq!(general.ban_timeout, 300_000);
+        assert_eq!(general.openmetrics_port, None);
+        assert_eq!(general.openmetrics_namespace, "");
     }
 }

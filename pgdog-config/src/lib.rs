@@ -24,6 +24,8 @@ mod validate;
 pub use config::{Config, Users};
 pub use database::{Database, Role};
 pub use error::{ConfigError, FileKind, ParseError, Problem};
-pub use general::{as_duration, AuthType, General, PoolerMode};
+pub use general::{
+    as_duration, AuthType, General, LoadBalancingStrategy, PoolerMode, ReadWriteSplit,
+};
 pub use load::ConfigAndUsers;
 pub use users::{Admin, User};

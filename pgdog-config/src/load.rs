@@ -200,6 +200,7 @@ mod tests {
         let db = &full_config.databases[0];
         let user = &full_users.users[0];
         assert!(full_config.general.tls_enabled());
+        assert!(full_config.general.openmetrics_port.is_some());
         assert!(db.user.is_some() && db.password.is_some() && db.pool_size.is_some());
         assert!(full_config
             .admin
@@ -227,6 +228,53 @@ mod tests {
         assert_eq!(user.pool_size, Some(10));
         assert_eq!(user.min_pool_size, Some(1));
         assert_eq!(user.pooler_mode, Some(PoolerMode::Transaction));
+        // Each section of the uncommented example has exactly the keys its type serializes.
+        let config_sections = section_keys(&uncomment(&config));
+        let users_sections = section_keys(&uncomment(&users));
+        let expected = [
+            (
+                &config_sections,
+                "[general]",
+                table_keys(&full_config.general),
+            ),
+            (&config_sections, "[[databases]]", table_keys(db)),
+            (&config_sections, "[admin]", table_keys(&full_config.admin)),
+            (&users_sections, "[[users]]", table_keys(user)),
+            (&users_sections, "[admin]", table_keys(&full_users.admin)),
+        ];
+        for (sections, header, keys) in expected {
+            let found = sections
+                .iter()
+                .find(|(h, _)| h == header)
+                .unwrap_or_else(|| panic!("no {header} section"));
+            assert_eq!(found.1, keys, "keys of {header}");
+        }
+    }
+
+    /// The keys a value serializes to, in sorted order.
+    fn table_keys<T: serde::Serialize>(value: &T) -> Vec<String> {
+        let table = toml::Table::try_from(value).unwrap();
+        let mut keys: Vec<String> = table.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Each `[header]` / `[[header]]` line with the sorted keys set below it.
+    fn section_keys(text: &str) -> Vec<(String, Vec<String>)> {
+        let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('[') {
+                sections.push((line.trim().to_string(), Vec::new()));
+            } else if let (Some((key, _)), Some(section)) =
+                (line.split_once(" = "), sections.last_mut())
+            {
+                if !key.starts_with('#') {
+                    section.1.push(key.to_string());
+                    section.1.sort();
+                }
+            }
+        }
+        sections
     }
 
     #[test]

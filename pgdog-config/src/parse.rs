@@ -326,9 +326,12 @@ mod tests {
         assert_eq!(
             config_error("[general]\nhost = \"x\"\n\nprot = 5\n"),
             "pgdog.toml line 4, column 1: general.prot: unknown key; valid keys in [general] are \
-             host, port, workers, default_pool_size, min_pool_size, pooler_mode, connect_timeout, \
-             checkout_timeout, idle_timeout, server_lifetime, client_idle_timeout, query_timeout, \
-             shutdown_timeout, auth_type, prepared_statements_limit, tls_certificate, tls_private_key; \
+             host, port, workers, default_pool_size, min_pool_size, pooler_mode, \
+             load_balancing_strategy, read_write_split, connect_timeout, checkout_timeout, \
+             idle_timeout, server_lifetime, client_idle_timeout, query_timeout, shutdown_timeout, \
+             healthcheck_interval, idle_healthcheck_interval, idle_healthcheck_delay, \
+             healthcheck_timeout, ban_timeout, auth_type, prepared_statements_limit, \
+             tls_certificate, tls_private_key, openmetrics_port, openmetrics_namespace; \
              remove it or fix its spelling"
         );
     }
@@ -339,6 +342,31 @@ mod tests {
             config_error("[general]\npooler_mode = \"statement\"\n"),
             "pgdog.toml line 2, column 15: general.pooler_mode: unknown variant \"statement\", \
              expected \"transaction\" or \"session\"; use one of those values"
+        );
+    }
+
+    #[test]
+    fn unknown_variant_of_new_enums() {
+        assert_eq!(
+            config_error("[general]\nload_balancing_strategy = \"round-robin\"\n"),
+            "pgdog.toml line 2, column 27: general.load_balancing_strategy: unknown variant \
+             \"round-robin\", expected one of \"random\", \"round_robin\", \
+             \"least_active_connections\"; use one of those values"
+        );
+        assert_eq!(
+            config_error("[general]\nread_write_split = \"replicas_only\"\n"),
+            "pgdog.toml line 2, column 20: general.read_write_split: unknown variant \
+             \"replicas_only\", expected one of \"include_primary\", \"exclude_primary\", \
+             \"include_primary_if_replica_banned\"; use one of those values"
+        );
+    }
+
+    #[test]
+    fn negative_port_for_metrics() {
+        assert_eq!(
+            config_error("[general]\nopenmetrics_port = -1\n"),
+            "pgdog.toml line 2, column 20: general.openmetrics_port: invalid value: integer -1, \
+             expected a whole number from 0 to 65535; fix the value"
         );
     }
 

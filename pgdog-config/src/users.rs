@@ -43,8 +43,9 @@ pub struct Admin {
     pub name: String,
     /// User name for logging in to the admin database.
     pub user: String,
-    /// Password for the admin database; `None` means no password is configured and
-    /// admin logins are refused.
+    /// Password for the admin database. `None` means pgdog generates a random
+    /// password at startup and logs it once, unless the `PGDOG_ADMIN_PASSWORD`
+    /// environment variable is set, in which case that is the password.
     pub password: Option<String>,
 }
 

@@ -69,7 +69,7 @@ impl Checker<'_> {
         self.report(file, key.into(), value, message.into());
     }
 
-    /// `[general]`: port, workers, pool sizes and TLS files.
+    /// `[general]`: port, workers, pool sizes, health checks, bans, metrics and TLS files.
     fn general(&mut self) {
         let general = &self.all.config.general;
         if general.port == 0 {
@@ -109,6 +109,8 @@ impl Checker<'_> {
                 ),
             );
         }
+        self.health_and_bans();
+        self.metrics();
         let tls = [
             (
                 "tls_certificate",
@@ -146,6 +148,94 @@ impl Checker<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// `[general]` health check and ban durations: none of these may be 0.
+    fn health_and_bans(&mut self) {
+        let general = &self.all.config.general;
+        let rules = [
+            (
+                "healthcheck_interval",
+                general.healthcheck_interval,
+                "set how often, in milliseconds, a server connection is checked before \
+                 a client gets it, e.g. 30000",
+            ),
+            (
+                "idle_healthcheck_interval",
+                general.idle_healthcheck_interval,
+                "set how often, in milliseconds, every pool is checked even without \
+                 traffic, e.g. 30000",
+            ),
+            (
+                "healthcheck_timeout",
+                general.healthcheck_timeout,
+                "set how long, in milliseconds, a health check may take before the server \
+                 counts as down, e.g. 5000",
+            ),
+            (
+                "ban_timeout",
+                general.ban_timeout,
+                "set how long, in milliseconds, a failed server stays out of rotation, e.g. 300000",
+            ),
+        ];
+        for (key, value, fix) in rules {
+            if value == 0 {
+                self.config(
+                    format!("general.{key}"),
+                    Some("0".into()),
+                    format!("must be at least 1; {fix}"),
+                );
+            }
+        }
+    }
+
+    /// `[general]` OpenMetrics endpoint: a usable port of its own and a namespace
+    /// that keeps metric names valid.
+    fn metrics(&mut self) {
+        let general = &self.all.config.general;
+        match general.openmetrics_port {
+            Some(0) => self.config(
+                "general.openmetrics_port",
+                Some("0".into()),
+                "pgdog cannot serve metrics on port 0; set a port from 1 to 65535, e.g. 9090, \
+                 or remove openmetrics_port to disable metrics",
+            ),
+            Some(port) if port == general.port => self.config(
+                "general.openmetrics_port",
+                Some(port.to_string()),
+                format!(
+                    "is the same as general.port ({port}), where pgdog listens for clients; \
+                     set another port, e.g. 9090, or remove openmetrics_port to disable metrics"
+                ),
+            ),
+            _ => {}
+        }
+        let namespace = &general.openmetrics_namespace;
+        let bad_char = namespace
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.')));
+        let message = if let Some(c) = bad_char {
+            Some(format!(
+                "contains {}, which is not allowed in metric names; use only letters, digits, \
+                 \"_\", \":\" and \".\", e.g. \"pgdog_\", or remove it for no prefix",
+                quoted(&c.to_string())
+            ))
+        } else if namespace.starts_with(|c: char| c.is_ascii_digit()) {
+            Some(
+                "starts with a digit, but metric names must not; start it with a letter or \"_\", \
+                 e.g. \"pgdog_\", or remove it for no prefix"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        if let Some(message) = message {
+            self.config(
+                "general.openmetrics_namespace",
+                Some(quoted(namespace)),
+                message,
+            );
         }
     }
 

@@ -363,3 +363,81 @@ fn all_problems_are_collected() {
         "{text}"
     );
 }
+
+#[test]
+fn health_check_and_ban_durations_must_not_be_zero() {
+    let config = format!(
+        "[general]\nhealthcheck_interval = 0\nidle_healthcheck_interval = 0\n\
+         idle_healthcheck_delay = 0\nhealthcheck_timeout = 0\nban_timeout = 0\n{DB}"
+    );
+    assert_eq!(
+        problems(&config, USER),
+        [
+            "pgdog.toml: general.healthcheck_interval = 0: must be at least 1; set how often, in \
+             milliseconds, a server connection is checked before a client gets it, e.g. 30000",
+            "pgdog.toml: general.idle_healthcheck_interval = 0: must be at least 1; set how often, in \
+             milliseconds, every pool is checked even without traffic, e.g. 30000",
+            "pgdog.toml: general.healthcheck_timeout = 0: must be at least 1; set how long, in \
+             milliseconds, a health check may take before the server counts as down, e.g. 5000",
+            "pgdog.toml: general.ban_timeout = 0: must be at least 1; set how long, in milliseconds, \
+             a failed server stays out of rotation, e.g. 300000",
+        ]
+    );
+}
+
+#[test]
+fn replica_and_metrics_settings_are_valid() {
+    let config = format!(
+        "[general]\nload_balancing_strategy = \"least_active_connections\"\n\
+         read_write_split = \"exclude_primary\"\nopenmetrics_port = 9090\n\
+         openmetrics_namespace = \"pgdog.db_\"\n{DB}"
+    );
+    assert_eq!(problems(&config, USER), Vec::<String>::new());
+}
+
+#[test]
+fn openmetrics_port_zero() {
+    assert_eq!(
+        only(&format!("[general]\nopenmetrics_port = 0\n{DB}"), USER),
+        "pgdog.toml: general.openmetrics_port = 0: pgdog cannot serve metrics on port 0; set a port \
+         from 1 to 65535, e.g. 9090, or remove openmetrics_port to disable metrics"
+    );
+}
+
+#[test]
+fn openmetrics_port_same_as_port() {
+    assert_eq!(
+        only(&format!("[general]\nopenmetrics_port = 6432\n{DB}"), USER),
+        "pgdog.toml: general.openmetrics_port = 6432: is the same as general.port (6432), where pgdog \
+         listens for clients; set another port, e.g. 9090, or remove openmetrics_port to disable metrics"
+    );
+    assert_eq!(
+        only(
+            &format!("[general]\nport = 7000\nopenmetrics_port = 7000\n{DB}"),
+            USER
+        ),
+        "pgdog.toml: general.openmetrics_port = 7000: is the same as general.port (7000), where pgdog \
+         listens for clients; set another port, e.g. 9090, or remove openmetrics_port to disable metrics"
+    );
+}
+
+#[test]
+fn openmetrics_namespace_must_make_valid_names() {
+    assert_eq!(
+        only(
+            &format!("[general]\nopenmetrics_namespace = \"pg dog\"\n{DB}"),
+            USER
+        ),
+        "pgdog.toml: general.openmetrics_namespace = \"pg dog\": contains \" \", which is not allowed \
+         in metric names; use only letters, digits, \"_\", \":\" and \".\", e.g. \"pgdog_\", or remove \
+         it for no prefix"
+    );
+    assert_eq!(
+        only(
+            &format!("[general]\nopenmetrics_namespace = \"1pgdog_\"\n{DB}"),
+            USER
+        ),
+        "pgdog.toml: general.openmetrics_namespace = \"1pgdog_\": starts with a digit, but metric \
+         names must not; start it with a letter or \"_\", e.g. \"pgdog_\", or remove it for no prefix"
+    );
+}

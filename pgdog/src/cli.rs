@@ -185,28 +185,14 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn reload_on_sighup(state: Arc<PoolerState>) {
-    let (config, users) = {
-        let current = state.databases();
-        let paths = current.config();
-        (paths.config_path.clone(), paths.users_path.clone())
-    };
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         error!("cannot install the SIGHUP handler; reload is unavailable");
         return;
     };
     while hangup.recv().await.is_some() {
-        info!(
-            "SIGHUP received: reloading {} and {}",
-            config.display(),
-            users.display()
-        );
-        match ConfigAndUsers::load(&config, &users) {
-            Ok(new) => {
-                if let Err(e) = state.reload(new) {
-                    error!("reload failed, keeping the previous configuration: {e}");
-                }
-            }
-            Err(e) => error!("reload failed, keeping the previous configuration: {e}"),
+        info!("SIGHUP received: reloading the configuration files");
+        if let Err(e) = state.reload_from_files() {
+            error!("reload failed, keeping the previous configuration: {e}");
         }
     }
 }

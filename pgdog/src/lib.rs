@@ -15,6 +15,7 @@ pub mod backend;
 pub mod cli;
 pub mod demo;
 pub mod frontend;
+pub mod gate;
 pub mod local;
 pub mod net;
 pub mod state;

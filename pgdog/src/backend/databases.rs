@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pgdog_config::{as_duration, ConfigAndUsers, PoolerMode, Role};
 use tracing::warn;
 
+use super::balancer::Balancer;
 use super::pool::{Pool, PoolSettings};
 use super::server::ServerAddress;
 use crate::auth::UserSecret;
@@ -32,6 +33,8 @@ pub struct Cluster {
     pub pooler_mode: PoolerMode,
     /// The password verifier for client logins.
     pub secret: UserSecret,
+    /// Picks pools for reads.
+    pub balancer: Balancer,
 }
 
 impl Cluster {
@@ -45,6 +48,36 @@ impl Cluster {
         self.shards
             .iter()
             .flat_map(|s| s.primary.iter().chain(s.replicas.iter()))
+    }
+
+    /// Every pool with its shard number and role.
+    pub fn pools_with_roles(&self) -> impl Iterator<Item = (usize, Role, &Pool)> {
+        self.shards.iter().enumerate().flat_map(|(number, shard)| {
+            let primary = shard
+                .primary
+                .iter()
+                .map(move |p| (number, Role::Primary, p));
+            let replicas = shard
+                .replicas
+                .iter()
+                .map(move |p| (number, Role::Replica, p));
+            primary.chain(replicas)
+        })
+    }
+
+    /// Whether shard 0 has replicas, i.e. reads may be load balanced.
+    pub fn has_replicas(&self) -> bool {
+        self.shards.first().is_some_and(|s| !s.replicas.is_empty())
+    }
+
+    /// The pools a read-only request may use, best first (shard 0).
+    pub fn read_order(&self) -> Vec<Pool> {
+        match self.shards.first() {
+            Some(shard) => self
+                .balancer
+                .read_order(shard.primary.as_ref(), &shard.replicas),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -97,11 +130,18 @@ impl Databases {
                     server_lifetime: ms(config.config.general.server_lifetime),
                     prepared_statements_limit: config.config.general.prepared_statements_limit,
                 };
-                let pool = reusable
+                // A pool of the same server and size is kept (with its connections); its
+                // timeouts take the new values.
+                let pool = match reusable
                     .iter()
-                    .find(|p| **p.addr() == addr && *p.settings() == settings && !p.is_closed())
-                    .cloned()
-                    .unwrap_or_else(|| Pool::new(addr, settings));
+                    .find(|p| **p.addr() == addr && p.max() == settings.max && !p.is_closed())
+                {
+                    Some(pool) => {
+                        pool.set_settings(settings);
+                        pool.clone()
+                    }
+                    None => Pool::new(addr, settings),
+                };
                 let shard = &mut shards[database.shard];
                 match database.role {
                     Role::Primary => shard.primary = Some(pool),
@@ -117,6 +157,10 @@ impl Databases {
                     &user.name,
                     user.password.as_deref(),
                     user.password_hash.as_deref(),
+                ),
+                balancer: Balancer::new(
+                    config.config.general.load_balancing_strategy,
+                    config.config.general.read_write_split,
                 ),
             };
             if cluster.primary().is_none() {

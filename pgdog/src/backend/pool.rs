@@ -1,14 +1,17 @@
 //! A pool of server connections to one server as one role: checkout with a timeout, return
-//! on drop, idle and lifetime expiry, and a minimum of warm connections.
+//! on drop, idle and lifetime expiry, a minimum of warm connections, bans (health checks and
+//! `BAN`), statistics, and a registry of its connections for `SHOW SERVERS`.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use super::server::{Server, ServerAddress, ServerError};
+use super::stats::{ConnectionStats, PoolStats};
 
 /// The ParameterStatus values a server reported at login.
 pub type ServerParams = Arc<Vec<(String, String)>>;
@@ -51,6 +54,33 @@ pub enum PoolError {
     /// Connecting failed.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// A health check got no answer in time.
+    #[error("health check of {addr} failed: {reason}")]
+    Unhealthy {
+        /// The server.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Why and until when a pool is banned.
+#[derive(Debug, Clone)]
+pub struct Ban {
+    /// Why it was banned.
+    pub reason: String,
+    /// When the ban started.
+    pub since: SystemTime,
+    /// When it ends; `None` for a manual `BAN`, which lasts until `UNBAN`.
+    pub until: Option<Instant>,
+}
+
+/// One server connection of a pool, as `SHOW SERVERS` lists it.
+pub struct ServerEntry {
+    /// The backend's process id.
+    pub pid: i32,
+    /// Its counters.
+    pub stats: Arc<ConnectionStats>,
 }
 
 /// A shared handle to a pool.
@@ -60,29 +90,54 @@ pub struct Pool {
 }
 
 struct Inner {
+    id: u64,
     addr: Arc<ServerAddress>,
-    settings: PoolSettings,
+    settings: ArcSwap<PoolSettings>,
     idle: Mutex<Vec<Server>>,
     permits: Arc<Semaphore>,
+    max: usize,
     open: AtomicUsize,
+    waiting: AtomicUsize,
     closed: AtomicBool,
     params: Mutex<Option<ServerParams>>,
+    stats: PoolStats,
+    banned: AtomicBool,
+    ban: Mutex<Option<Ban>>,
+    generation: AtomicU64,
+    servers: Mutex<Vec<(i32, Weak<ConnectionStats>)>>,
 }
+
+/// Source of pool ids, unique for the life of the process.
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Pool {
     /// A new, empty pool. Connections are opened on demand and by `maintain`.
     pub fn new(addr: ServerAddress, settings: PoolSettings) -> Pool {
         Pool {
             inner: Arc::new(Inner {
+                id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
                 addr: Arc::new(addr),
                 permits: Arc::new(Semaphore::new(settings.max)),
-                settings,
+                max: settings.max,
+                settings: ArcSwap::from_pointee(settings),
                 idle: Mutex::new(Vec::new()),
                 open: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 params: Mutex::new(None),
+                stats: PoolStats::default(),
+                banned: AtomicBool::new(false),
+                ban: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                servers: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    /// Takes a connection only if one can be had without waiting for another client.
+    pub async fn try_get(&self) -> Option<Result<Guard, PoolError>> {
+        let permit = self.inner.permits.clone().try_acquire_owned().ok()?;
+        Some(self.get_with_permit(permit).await)
     }
 
     /// Takes a connection, waiting up to checkout_timeout for one to be free.
@@ -95,14 +150,18 @@ impl Pool {
         if let Ok(permit) = self.inner.permits.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        let timeout = self.inner.settings.checkout_timeout;
-        match tokio::time::timeout(timeout, self.inner.permits.clone().acquire_owned()).await {
+        let timeout = self.inner.settings.load().checkout_timeout;
+        self.inner.waiting.fetch_add(1, Ordering::Relaxed);
+        let acquired =
+            tokio::time::timeout(timeout, self.inner.permits.clone().acquire_owned()).await;
+        self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
+        match acquired {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(PoolError::Closed(self.inner.addr.to_string())),
             Err(_) => Err(PoolError::CheckoutTimeout {
                 addr: self.inner.addr.to_string(),
                 ms: timeout.as_millis(),
-                max: self.inner.settings.max,
+                max: self.inner.max,
             }),
         }
     }
@@ -111,7 +170,9 @@ impl Pool {
         loop {
             let candidate = self.idle().pop();
             match candidate {
-                Some(server) if server.is_alive() && !self.expired(&server) => {
+                Some(server)
+                    if server.is_alive() && !self.expired(&server) && !self.stale(&server) =>
+                {
                     return Ok(Guard::new(server, self.clone(), permit));
                 }
                 Some(server) => {
@@ -129,12 +190,22 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Server, PoolError> {
-        let server = Server::connect(
+        let settings = self.inner.settings.load_full();
+        let started = Instant::now();
+        let mut server = Server::connect(
             self.inner.addr.clone(),
-            self.inner.settings.connect_timeout,
-            self.inner.settings.prepared_statements_limit,
+            settings.connect_timeout,
+            settings.prepared_statements_limit,
         )
         .await?;
+        self.inner.stats.connect_time.record(started.elapsed());
+        self.inner
+            .stats
+            .connect_count
+            .fetch_add(1, Ordering::Relaxed);
+        server.generation = self.inner.generation.load(Ordering::Relaxed);
+        self.servers()
+            .push((server.key().pid, Arc::downgrade(&server.stats)));
         self.inner.open.fetch_add(1, Ordering::Relaxed);
         let mut params = self.lock_params();
         if params.is_none() {
@@ -178,7 +249,8 @@ impl Pool {
     /// Returns a connection: clean ones go back to the idle list, others are closed
     /// (or rolled back first, if only a transaction is left open).
     fn checkin(&self, mut server: Server, permit: OwnedSemaphorePermit) {
-        if server.is_clean() && !self.is_closed() && !self.expired(&server) {
+        if server.is_clean() && !self.is_closed() && !self.expired(&server) && !self.stale(&server)
+        {
             server.last_used = std::time::Instant::now();
             self.idle().push(server);
             drop(permit);
@@ -207,6 +279,7 @@ impl Pool {
 
     /// Rolls back a transaction a client abandoned; false if the connection is unusable.
     async fn roll_back(&self, server: &mut Server) -> bool {
+        super::stats::add(&server.stats.rollbacks, 1);
         server.run_internal("ROLLBACK").await == Some(b'I')
     }
 
@@ -219,23 +292,35 @@ impl Pool {
     }
 
     fn expired(&self, server: &Server) -> bool {
-        server.age() >= self.inner.settings.server_lifetime
+        server.age() >= self.inner.settings.load().server_lifetime
+    }
+
+    /// Opened before the last `RECONNECT`.
+    fn stale(&self, server: &Server) -> bool {
+        server.generation != self.inner.generation.load(Ordering::Relaxed)
     }
 
     /// Closes idle connections past idle_timeout (above `min`) or server_lifetime, and opens
     /// connections up to `min`. Called periodically by the pool maintainer.
     pub async fn maintain(&self) {
+        let settings = self.inner.settings.load_full();
+        self.inner.stats.roll(STATS_PERIOD);
+        self.servers().retain(|(_, stats)| stats.strong_count() > 0);
         let expired: Vec<Server> = {
             let mut idle = self.idle();
             let open = self.inner.open.load(Ordering::Relaxed);
-            let mut removable = open.saturating_sub(self.inner.settings.min);
+            let mut removable = open.saturating_sub(settings.min);
             let mut keep = Vec::with_capacity(idle.len());
             let mut expired = Vec::new();
             // Oldest-used first: the idle list is a stack, its bottom was used longest ago.
             for server in idle.drain(..) {
                 let idle_too_long =
-                    removable > 0 && server.last_used.elapsed() >= self.inner.settings.idle_timeout;
-                if idle_too_long || self.expired(&server) || !server.is_alive() {
+                    removable > 0 && server.last_used.elapsed() >= settings.idle_timeout;
+                if idle_too_long
+                    || self.expired(&server)
+                    || self.stale(&server)
+                    || !server.is_alive()
+                {
                     removable = removable.saturating_sub(1);
                     expired.push(server);
                 } else {
@@ -248,7 +333,9 @@ impl Pool {
         for server in expired {
             self.forget(server);
         }
-        while !self.is_closed() && self.inner.open.load(Ordering::Relaxed) < self.inner.settings.min
+        while !self.is_closed()
+            && !self.is_banned()
+            && self.inner.open.load(Ordering::Relaxed) < settings.min
         {
             let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
                 break;
@@ -284,8 +371,146 @@ impl Pool {
     }
 
     /// The pool's settings.
-    pub fn settings(&self) -> &PoolSettings {
-        &self.inner.settings
+    pub fn settings(&self) -> Arc<PoolSettings> {
+        self.inner.settings.load_full()
+    }
+
+    /// Replaces the settings; the size (`max`) is fixed for the life of the pool.
+    pub fn set_settings(&self, settings: PoolSettings) {
+        self.inner.settings.store(Arc::new(settings));
+    }
+
+    /// Maximum connections.
+    pub fn max(&self) -> usize {
+        self.inner.max
+    }
+
+    /// The pool's id, unique in this process (`BAN <id>`).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Its statistics.
+    pub fn stats(&self) -> &PoolStats {
+        &self.inner.stats
+    }
+
+    /// Connections checked out by clients.
+    pub fn active(&self) -> usize {
+        if self.is_closed() {
+            return self.open().saturating_sub(self.idle_len());
+        }
+        self.inner
+            .max
+            .saturating_sub(self.inner.permits.available_permits())
+    }
+
+    /// Idle connections.
+    pub fn idle_len(&self) -> usize {
+        self.idle().len()
+    }
+
+    /// Clients waiting for a connection.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Every open connection of the pool.
+    pub fn server_entries(&self) -> Vec<ServerEntry> {
+        self.servers()
+            .iter()
+            .filter_map(|(pid, stats)| {
+                stats
+                    .upgrade()
+                    .map(|stats| ServerEntry { pid: *pid, stats })
+            })
+            .collect()
+    }
+
+    /// Closes every idle connection now, and every checked-out one when it comes back.
+    pub fn reconnect(&self) {
+        self.inner.generation.fetch_add(1, Ordering::Relaxed);
+        let idle: Vec<Server> = self.idle().drain(..).collect();
+        for server in idle {
+            self.forget(server);
+        }
+    }
+
+    /// Bans the pool: load balancing skips it until `duration` passes (`None`: until `unban`).
+    pub fn ban(&self, reason: impl Into<String>, duration: Option<Duration>) {
+        let reason = reason.into();
+        warn!("banning {}: {reason}", self.inner.addr);
+        *self.lock_ban() = Some(Ban {
+            reason,
+            since: SystemTime::now(),
+            until: duration.map(|d| Instant::now() + d),
+        });
+        self.inner.banned.store(true, Ordering::Release);
+        let idle: Vec<Server> = self.idle().drain(..).collect();
+        for server in idle {
+            self.forget(server);
+        }
+    }
+
+    /// Lifts a ban; returns whether there was one.
+    pub fn unban(&self) -> bool {
+        self.inner.banned.store(false, Ordering::Release);
+        self.lock_ban().take().is_some()
+    }
+
+    /// Whether the pool is banned now (an expired ban is lifted here).
+    pub fn is_banned(&self) -> bool {
+        if !self.inner.banned.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut ban = self.lock_ban();
+        match ban.as_ref().and_then(|b| b.until) {
+            Some(until) if until <= Instant::now() => {
+                debug!("ban of {} expired", self.inner.addr);
+                *ban = None;
+                self.inner.banned.store(false, Ordering::Release);
+                false
+            }
+            _ => ban.is_some(),
+        }
+    }
+
+    /// The current ban, if any.
+    pub fn current_ban(&self) -> Option<Ban> {
+        if self.is_banned() {
+            self.lock_ban().clone()
+        } else {
+            None
+        }
+    }
+
+    /// Checks the server answers a query within `timeout`, using an idle connection (or a new
+    /// one). A pool whose connections are all busy is healthy by definition and is not checked.
+    pub async fn healthcheck(&self, timeout: Duration) -> Result<(), PoolError> {
+        let check = async {
+            let Some(guard) = self.try_get().await else {
+                return Ok(());
+            };
+            let mut guard = guard?;
+            super::stats::add(&guard.stats.healthchecks, 1);
+            match guard.run_internal(";").await {
+                Some(b'I') => Ok(()),
+                _ => Err(PoolError::Unhealthy {
+                    addr: self.inner.addr.to_string(),
+                    reason: "the server did not answer the check query".into(),
+                }),
+            }
+        };
+        match tokio::time::timeout(timeout, check).await {
+            Ok(result) => result,
+            Err(_) => Err(PoolError::Unhealthy {
+                addr: self.inner.addr.to_string(),
+                reason: format!(
+                    "no answer within healthcheck_timeout ({} ms)",
+                    timeout.as_millis()
+                ),
+            }),
+        }
     }
 
     /// Open connections (idle + checked out).
@@ -305,7 +530,18 @@ impl Pool {
     fn lock_params(&self) -> MutexGuard<'_, Option<ServerParams>> {
         self.inner.params.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn lock_ban(&self) -> MutexGuard<'_, Option<Ban>> {
+        self.inner.ban.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn servers(&self) -> MutexGuard<'_, Vec<(i32, Weak<ConnectionStats>)>> {
+        self.inner.servers.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
+
+/// How often `SHOW STATS` averages are recomputed.
+const STATS_PERIOD: Duration = Duration::from_secs(15);
 
 /// A checked-out connection; returns to its pool when dropped.
 pub struct Guard {

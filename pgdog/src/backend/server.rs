@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::expect::Pending;
 use super::prepared::ServerStatements;
+use super::stats::ConnectionStats;
 use crate::net::{self, ErrorResponse, Frame, MAX_MESSAGE_LEN};
 
 /// Where and as whom pgdog connects.
@@ -119,6 +120,10 @@ pub struct Server {
     created: Instant,
     /// When it was last returned to its pool.
     pub last_used: Instant,
+    /// Live counters, shown by `SHOW SERVERS`.
+    pub stats: Arc<ConnectionStats>,
+    /// The pool's reconnect generation when this connection was opened (see `RECONNECT`).
+    pub generation: u64,
 }
 
 impl Server {
@@ -168,6 +173,8 @@ impl Server {
             broken: false,
             created: Instant::now(),
             last_used: Instant::now(),
+            stats: Arc::new(ConnectionStats::default()),
+            generation: 0,
         };
         server.login().await?;
         Ok(server)

@@ -2,6 +2,7 @@
 
 pub mod cancel;
 pub mod client;
+pub mod clients;
 pub mod listener;
 pub mod login;
 pub mod session;

@@ -77,7 +77,9 @@ pub(super) fn quote_ident(name: &str) -> String {
 }
 
 /// Makes the copied postgresql.conf include the cluster's own settings file,
-/// and rewrites pg_hba.conf: trust on the socket, the chosen method over TCP.
+/// and rewrites pg_hba.conf: trust on the socket, the chosen method over TCP,
+/// for normal and for replication connections alike (so pg_basebackup and
+/// standbys of [`LocalCluster::start_replica`] connect like any client).
 pub(super) fn configure(cluster: &LocalCluster) -> Result<(), LocalError> {
     let conf = cluster.data.join("postgresql.conf");
     let file = OpenOptions::new().append(true).open(&conf);
@@ -92,7 +94,8 @@ pub(super) fn configure(cluster: &LocalCluster) -> Result<(), LocalError> {
     fs::write(&path, hba).map_err(io_err("write", &path))
 }
 
-/// Writes the cluster's settings (port, socket directory, WAL, options).
+/// Writes the cluster's settings (port, socket directory, WAL, replication,
+/// options). A replica's copy of its primary's file is overwritten with its own.
 pub(super) fn write_settings(cluster: &LocalCluster) -> Result<(), LocalError> {
     let (port, options) = (cluster.port, &cluster.options);
     let socket_dir = quote_literal(&cluster.root.to_string_lossy());
@@ -102,9 +105,14 @@ pub(super) fn write_settings(cluster: &LocalCluster) -> Result<(), LocalError> {
     let mut text = format!(
         "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = {socket_dir}\n\
          wal_level = logical\nmax_wal_senders = 10\nmax_replication_slots = 10\n\
-         fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+         hot_standby = on\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
          max_connections = {max}\nshared_buffers = 128MB\npassword_encryption = {encryption}\n"
     );
+    // WAL kept for replicas that fall behind (there are no replication slots).
+    let major: u32 = cluster.install.major.parse().unwrap_or(0);
+    if major >= 13 {
+        text += "wal_keep_size = '64MB'\n";
+    }
     for (key, value) in &options.extra_settings {
         let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.';
         if key.is_empty() || !key.bytes().all(valid) {

@@ -5,11 +5,14 @@
 //! `postgres.log`, the unix socket), listens on 127.0.0.1 at a free port and
 //! starts as a copy of a template made by one shared initdb (`template.rs`).
 //! As root, the server runs as the OS user `pgdog_test` (`exec.rs`).
+//! [`LocalCluster::start_replica`] makes a streaming replica of a running
+//! cluster with pg_basebackup, in a directory and on a port of its own.
 //!
 //! ```ignore
 //! let pg = LocalCluster::start(LocalOptions::default())?;
 //! pg.create_user("pgdog", "pgdog", false)?;
 //! let conn = pg.connection_string("postgres", "pgdog", "pgdog");
+//! let standby = pg.start_replica()?; // read-only, same roles and data
 //! ```
 
 mod config;
@@ -29,6 +32,7 @@ pub fn server_os_user() -> Result<Option<(u32, u32)>, LocalError> {
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -95,6 +99,8 @@ pub struct LocalCluster {
     port: u16,
     options: LocalOptions,
     install: &'static exec::Install,
+    /// Made by [`LocalCluster::start_replica`]: a hot standby streaming from another cluster.
+    is_replica: bool,
 }
 
 impl LocalCluster {
@@ -103,42 +109,62 @@ impl LocalCluster {
     pub fn start(options: LocalOptions) -> Result<LocalCluster, LocalError> {
         let install = exec::install()?;
         let template = template::template(install)?;
-        let root = config::unique_dir()?;
-        let (data, log, port) = (root.join("data"), root.join("postgres.log"), 0);
         // From here on, returning early drops `cluster`, which cleans up.
-        let mut cluster = LocalCluster {
-            root,
-            data,
-            log,
-            port,
-            options,
-            install,
-        };
-        install.chown(&cluster.root)?;
+        let mut cluster = LocalCluster::empty(options, install, false)?;
         let mut cp = install.server_cmd("cp");
         exec::run(cp.arg("-a").arg(&template).arg(&cluster.data))?;
         config::configure(&cluster)?;
-        for attempt in 1..=5 {
-            cluster.port = config::reserve_port()?;
-            config::write_settings(&cluster)?;
-            let log_len = fs::metadata(&cluster.log).map_or(0, |m| m.len());
-            match cluster.pg_ctl_start() {
-                Ok(()) => break,
-                // Someone took the port between our check and the server's bind.
-                Err(err)
-                    if attempt < 5 && cluster.log_since(log_len).contains("already in use") =>
-                {
-                    warn!(port = cluster.port, %err, "port taken, retrying with another");
-                    config::release_port(std::mem::take(&mut cluster.port));
-                }
-                Err(err) => return Err(err),
-            }
-        }
+        cluster.start_on_free_port()?;
         let password = config::quote_literal(&cluster.options.superuser_password);
         let sql = format!("ALTER ROLE postgres PASSWORD E{password}");
         cluster.psql("postgres", &sql)?;
         info!(port = cluster.port, dir = %cluster.root.display(), "local PostgreSQL started");
         Ok(cluster)
+    }
+
+    /// Creates and starts a streaming replica (hot standby) of this cluster,
+    /// which must be running: `pg_basebackup -X stream -R` over the unix socket
+    /// into a new directory, then a server of its own on another free port.
+    /// Returns once the replica accepts connections, is in recovery and its WAL
+    /// receiver streams from this cluster.
+    ///
+    /// Being a physical copy, the replica has the same options, databases,
+    /// roles and passwords; it is read-only (writes fail with SQLSTATE 25006).
+    /// It is an independent [`LocalCluster`]: stopping, killing or dropping it
+    /// leaves this cluster alone, and either may be dropped first. No
+    /// replication slot is used, so a replica stopped for long while this
+    /// cluster writes much WAL may be unable to catch up when restarted.
+    /// A replica of a replica (cascading replication) needs
+    /// `full_page_writes = on` in the first cluster's
+    /// [`extra_settings`](LocalOptions::extra_settings); with the default
+    /// (off), pg_basebackup refuses to back up a standby.
+    pub fn start_replica(&self) -> Result<LocalCluster, LocalError> {
+        let install = self.install;
+        // From here on, returning early drops `replica`, which cleans up.
+        let mut replica = LocalCluster::empty(self.options.clone(), install, true)?;
+        let mut basebackup = install.server_cmd(install.bin("pg_basebackup"));
+        basebackup
+            .arg("-D")
+            .arg(&replica.data)
+            .arg("-h")
+            .arg(&self.root);
+        basebackup.args(["-p", &self.port.to_string(), "-U", "postgres"]);
+        exec::run(basebackup.args("-X stream -R --checkpoint=fast --no-sync".split(' ')))?;
+        // Settings of its own (port, socket directory) in place of the copied ones.
+        replica.start_on_free_port()?;
+        replica.wait_for_streaming()?;
+        info!(
+            port = replica.port,
+            primary_port = self.port,
+            dir = %replica.root.display(),
+            "local PostgreSQL replica started"
+        );
+        Ok(replica)
+    }
+
+    /// Whether this cluster is a replica made by [`start_replica`](Self::start_replica).
+    pub fn is_replica(&self) -> bool {
+        self.is_replica
     }
 
     /// TCP port of the server (the same after [`restart`](Self::restart)).
@@ -227,6 +253,74 @@ impl LocalCluster {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// A cluster with a fresh directory (owned by the server user) but no data
+    /// directory or port yet; dropping it removes the directory.
+    fn empty(
+        options: LocalOptions,
+        install: &'static exec::Install,
+        is_replica: bool,
+    ) -> Result<LocalCluster, LocalError> {
+        let root = config::unique_dir()?;
+        let (data, log) = (root.join("data"), root.join("postgres.log"));
+        let cluster = LocalCluster {
+            root,
+            data,
+            log,
+            port: 0,
+            options,
+            install,
+            is_replica,
+        };
+        install.chown(&cluster.root)?;
+        Ok(cluster)
+    }
+
+    /// Writes the settings with a free port and starts the server, retrying
+    /// with another port when someone takes ours first.
+    fn start_on_free_port(&mut self) -> Result<(), LocalError> {
+        for attempt in 1..=5 {
+            self.port = config::reserve_port()?;
+            config::write_settings(self)?;
+            let log_len = fs::metadata(&self.log).map_or(0, |m| m.len());
+            match self.pg_ctl_start() {
+                Ok(()) => break,
+                // Someone took the port between our check and the server's bind.
+                Err(err) if attempt < 5 && self.log_since(log_len).contains("already in use") => {
+                    warn!(port = self.port, %err, "port taken, retrying with another");
+                    config::release_port(std::mem::take(&mut self.port));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the (replica) server is in recovery and receiving WAL by
+    /// streaming replication.
+    fn wait_for_streaming(&self) -> Result<(), LocalError> {
+        const TIMEOUT: Duration = Duration::from_secs(60);
+        let deadline = Instant::now() + TIMEOUT;
+        let sql = "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)";
+        loop {
+            let answer = self.psql("postgres", sql);
+            let reason = match &answer {
+                Ok(row) if row == "t|streaming" => return Ok(()),
+                Ok(row) if row.starts_with('f') => "the server is not in recovery".to_string(),
+                _ if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                Ok(row) => format!("not streaming after {TIMEOUT:?} (recovery|status: {row:?})"),
+                Err(err) => format!("not streaming after {TIMEOUT:?}: {err}"),
+            };
+            return Err(LocalError::Start {
+                data_dir: self.data.display().to_string(),
+                reason,
+                log_tail: self.log_tail(30),
+            });
+        }
+    }
+
     fn log_since(&self, offset: u64) -> String {
         let bytes = fs::read(&self.log).unwrap_or_default();
         String::from_utf8_lossy(bytes.get(offset as usize..).unwrap_or_default()).into_owned()
@@ -282,7 +376,7 @@ impl Drop for LocalCluster {
                 };
                 // SAFETY: kill(2) on the pid our own server wrote.
                 unsafe { libc::kill(pid, signal) };
-                let wait = || std::thread::sleep(std::time::Duration::from_millis(100));
+                let wait = || std::thread::sleep(Duration::from_millis(100));
                 (0..50).take_while(|_| alive(pid)).for_each(|_| wait());
             }
         }
