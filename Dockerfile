@@ -2,6 +2,9 @@
 #   docker build -t pgdog .
 #   docker run -p 6432:6432 -v $PWD/pgdog.toml:/etc/pgdog/pgdog.toml -v $PWD/users.toml:/etc/pgdog/users.toml pgdog
 FROM rust:1-bookworm AS build
+# pg_query generates its bindings with bindgen, which needs libclang.
+RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p pgdog --bin pgdog

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgdog needs on Debian/Ubuntu, skipping what is present:
-# PostgreSQL (server and client tools), openssl (test certificates) and a C toolchain.
+# PostgreSQL (server and client tools), openssl (test certificates), a C toolchain and libclang
+# (pg_query's build generates its bindings with bindgen).
 # Usage: scripts/setup.sh [extra apt packages...]
 set -euo pipefail
 
@@ -14,6 +15,7 @@ if [ -z "$(pg_bindir)" ] || [ ! -x "$(pg_bindir)/initdb" ]; then
 fi
 command -v openssl >/dev/null || need+=(openssl)
 command -v cc >/dev/null || need+=(build-essential)
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -462,6 +462,21 @@ async fn a_server_terminated_mid_transaction_fails_only_that_transaction() {
         !client.is_closed(),
         "the client connection to pgdog must survive"
     );
+    // ...the transaction is aborted, as after any error in it: nothing runs until it ends, so
+    // a driver cannot commit half of it on another server...
+    let err = client
+        .simple_query("INSERT INTO nowhere VALUES (1)")
+        .await
+        .expect_err("the transaction is aborted");
+    assert_eq!(sqlstate(&err).as_deref(), Some("25P02"), "{err:?}");
+    let commit = client.simple_query("COMMIT").await.unwrap();
+    assert!(
+        matches!(
+            commit.last(),
+            Some(tokio_postgres::SimpleQueryMessage::CommandComplete(_))
+        ),
+        "{commit:?}"
+    );
     // ...and the same connection runs the next transaction on another server.
     let next = backend_pid(&client).await;
     assert_ne!(next, pid);

@@ -218,8 +218,8 @@ fn error(message: String, text: &str) -> ParseError {
     }
 }
 
-/// Levenshtein distance between two strings.
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance between two strings (also used to suggest setting names).
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -6,5 +6,5 @@ mod command;
 mod lexer;
 mod table;
 
-pub use command::{parse, Command, ParseError, Show, COMMANDS};
+pub use command::{edit_distance, parse, Command, ParseError, Show, COMMANDS};
 pub use table::{Column, ColumnType, ResultTable};

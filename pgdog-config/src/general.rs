@@ -114,6 +114,15 @@ impl General {
     pub fn tls_enabled(&self) -> bool {
         self.tls_certificate.is_some() && self.tls_private_key.is_some()
     }
+
+    /// Every key `[general]` accepts, in declaration order.
+    pub fn keys() -> Vec<String> {
+        // serde lists the valid fields when it meets an unknown one.
+        match toml::from_str::<General>("__pgdog_list_keys__ = 0") {
+            Err(e) => crate::parse::unknown_field(e.message()).unwrap_or_default(),
+            Ok(_) => Vec::new(),
+        }
+    }
 }
 
 /// Converts a millisecond setting where 0 means "disabled" (such as
@@ -246,6 +255,15 @@ impl fmt::Display for ReadWriteSplit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_lists_every_field() {
+        let keys = General::keys();
+        assert_eq!(keys.first().map(String::as_str), Some("host"));
+        for key in ["port", "tls_certificate", "openmetrics_port", "ban_timeout"] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+    }
 
     #[test]
     fn as_duration_zero_is_disabled() {

@@ -57,7 +57,7 @@ fn describe(text: &str, file: &Path, err: &toml::de::Error) -> ParseError {
 }
 
 /// If `message` is serde's "unknown field" error, the list of valid keys.
-fn unknown_field(message: &str) -> Option<Vec<String>> {
+pub(crate) fn unknown_field(message: &str) -> Option<Vec<String>> {
     let rest = message.strip_prefix("unknown field `")?;
     let (_, expected) = rest.split_once('`')?;
     Some(

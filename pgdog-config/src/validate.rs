@@ -214,11 +214,11 @@ impl Checker<'_> {
         let namespace = &general.openmetrics_namespace;
         let bad_char = namespace
             .chars()
-            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.')));
+            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | ':')));
         let message = if let Some(c) = bad_char {
             Some(format!(
                 "contains {}, which is not allowed in metric names; use only letters, digits, \
-                 \"_\", \":\" and \".\", e.g. \"pgdog_\", or remove it for no prefix",
+                 \"_\" and \":\", e.g. \"pgdog_\", or remove it for no prefix",
                 quoted(&c.to_string())
             ))
         } else if namespace.starts_with(|c: char| c.is_ascii_digit()) {

@@ -390,7 +390,7 @@ fn replica_and_metrics_settings_are_valid() {
     let config = format!(
         "[general]\nload_balancing_strategy = \"least_active_connections\"\n\
          read_write_split = \"exclude_primary\"\nopenmetrics_port = 9090\n\
-         openmetrics_namespace = \"pgdog.db_\"\n{DB}"
+         openmetrics_namespace = \"pgdog_db_\"\n{DB}"
     );
     assert_eq!(problems(&config, USER), Vec::<String>::new());
 }
@@ -429,8 +429,8 @@ fn openmetrics_namespace_must_make_valid_names() {
             USER
         ),
         "pgdog.toml: general.openmetrics_namespace = \"pg dog\": contains \" \", which is not allowed \
-         in metric names; use only letters, digits, \"_\", \":\" and \".\", e.g. \"pgdog_\", or remove \
-         it for no prefix"
+         in metric names; use only letters, digits, \"_\" and \":\", e.g. \"pgdog_\", or remove it \
+         for no prefix"
     );
     assert_eq!(
         only(

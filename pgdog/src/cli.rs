@@ -110,6 +110,8 @@ pub fn run(config: ConfigAndUsers) -> Result<(), CliError> {
     let state = PoolerState::new(config)?;
     let runtime = current_thread()?;
     let _enter = runtime.enter();
+    // Bound before the client port, so a taken metrics port stops startup with its address.
+    let metrics = runtime.block_on(crate::metrics::bind(&state))?;
     let mut listeners = Vec::with_capacity(workers);
     for _ in 0..workers {
         listeners.push(listener::bind(socket_addr).map_err(listen_error)?);
@@ -135,14 +137,19 @@ pub fn run(config: ConfigAndUsers) -> Result<(), CliError> {
             })?;
     }
     runtime.block_on(async move {
+        if let Some(metrics) = metrics {
+            tokio::spawn(crate::metrics::serve(metrics, state.clone()));
+        }
         tokio::spawn(listener::maintain_pools(state.clone()));
         tokio::spawn(reload_on_sighup(state.clone()));
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let accept = tokio::spawn(listener::accept(main_listener, state.clone()));
+        let mut shutdown = state.shutdown_signal();
         tokio::select! {
             _ = interrupt.recv() => info!("SIGINT received"),
             _ = terminate.recv() => info!("SIGTERM received"),
+            _ = shutdown.wait_for(|down| *down) => {}
         }
         state.begin_shutdown();
         let _ = accept.await;

@@ -19,6 +19,7 @@ use crate::backend::prepared::PreparedStatements;
 use crate::frontend::cancel::CancelRegistry;
 use crate::frontend::clients::ClientRegistry;
 use crate::gate::Gate;
+use crate::router::AccessCache;
 use crate::tls::{self, TlsError};
 
 /// Environment variable that sets the admin database password.
@@ -43,6 +44,8 @@ pub struct PoolerState {
     pub prepared: PreparedStatements,
     /// Cancel keys of connected clients.
     pub cancels: CancelRegistry,
+    /// Read/write classification of SQL text, for load balancing.
+    pub access: AccessCache,
     /// Connected clients, for `SHOW CLIENTS`.
     pub clients: Arc<ClientRegistry>,
     tls: ArcSwapOption<TlsAcceptor>,
@@ -73,6 +76,7 @@ impl PoolerState {
             generation: AtomicU64::new(0),
             prepared: PreparedStatements::default(),
             cancels: CancelRegistry::default(),
+            access: AccessCache::default(),
             clients: Arc::new(ClientRegistry::default()),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
             shutdown,

@@ -98,6 +98,9 @@ struct Inner {
     max: usize,
     open: AtomicUsize,
     waiting: AtomicUsize,
+    /// When each waiting client started waiting (only touched by clients that must wait).
+    waiters: Mutex<std::collections::BTreeMap<u64, Instant>>,
+    next_waiter: AtomicU64,
     closed: AtomicBool,
     params: Mutex<Option<ServerParams>>,
     stats: PoolStats,
@@ -123,6 +126,8 @@ impl Pool {
                 idle: Mutex::new(Vec::new()),
                 open: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
+                waiters: Mutex::new(std::collections::BTreeMap::new()),
+                next_waiter: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
                 params: Mutex::new(None),
                 stats: PoolStats::default(),
@@ -152,8 +157,11 @@ impl Pool {
         }
         let timeout = self.inner.settings.load().checkout_timeout;
         self.inner.waiting.fetch_add(1, Ordering::Relaxed);
+        let token = self.inner.next_waiter.fetch_add(1, Ordering::Relaxed);
+        self.waiters().insert(token, Instant::now());
         let acquired =
             tokio::time::timeout(timeout, self.inner.permits.clone().acquire_owned()).await;
+        self.waiters().remove(&token);
         self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
         match acquired {
             Ok(Ok(permit)) => Ok(permit),
@@ -415,6 +423,15 @@ impl Pool {
         self.inner.waiting.load(Ordering::Relaxed)
     }
 
+    /// How long the longest-waiting client has waited so far.
+    pub fn max_wait(&self) -> Duration {
+        self.waiters()
+            .values()
+            .map(|start| start.elapsed())
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Every open connection of the pool.
     pub fn server_entries(&self) -> Vec<ServerEntry> {
         self.servers()
@@ -529,6 +546,10 @@ impl Pool {
 
     fn lock_params(&self) -> MutexGuard<'_, Option<ServerParams>> {
         self.inner.params.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, std::collections::BTreeMap<u64, Instant>> {
+        self.inner.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_ban(&self) -> MutexGuard<'_, Option<Ban>> {

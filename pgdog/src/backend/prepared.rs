@@ -4,12 +4,13 @@
 //! names it has prepared, and pgdog prepares missing ones on demand.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 
 use crate::net::messages::Parse;
+use crate::net::Frame;
 
 /// One statement known to pgdog under its global name.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct Statement {
     /// Some server accepted it (ParseComplete): a client's Parse of it outside a transaction can
     /// be answered without a server.
     validated: AtomicBool,
+    /// Whether it only reads (may run on a replica), classified on first use.
+    read_only: OnceLock<bool>,
 }
 
 impl Statement {
@@ -32,6 +35,17 @@ impl Statement {
     /// Records that a server accepted it.
     pub fn set_validated(&self) {
         self.validated.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the statement only reads, by `classify` of its SQL text (asked once).
+    pub fn read_only(&self, classify: impl FnOnce(&str) -> bool) -> bool {
+        *self.read_only.get_or_init(|| {
+            let frame = Frame {
+                tag: b'P',
+                bytes: self.parse.clone(),
+            };
+            Parse::decode(&frame).is_ok_and(|parse| classify(parse.query))
+        })
     }
 }
 
@@ -72,6 +86,7 @@ impl PreparedStatements {
                     parse: parse.renamed(&name),
                     name,
                     validated: AtomicBool::new(false),
+                    read_only: OnceLock::new(),
                 })
             })
             .clone()

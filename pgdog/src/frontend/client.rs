@@ -3,7 +3,7 @@
 //! named prepared statements and `SET`s are carried from server to server.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pgdog_config::{as_duration, PoolerMode};
@@ -12,13 +12,18 @@ use tracing::{debug, warn};
 
 use crate::backend::databases::Cluster;
 use crate::backend::expect::{Expect, Route};
-use crate::backend::pool::{Guard, PoolError};
+use crate::backend::pool::{Guard, Pool, PoolError};
+use crate::backend::stats::{add, micros, ConnState};
+use crate::frontend::aborted;
+use crate::frontend::clients::Registered;
 use crate::frontend::login::LoggedIn;
 use crate::frontend::session::{self, Change};
 use crate::frontend::statements::ClientStatements;
+use crate::gate::{Gate, Pass};
 use crate::net::messages::{self, Parse};
 use crate::net::stream::Stream;
 use crate::net::{sqlstate, Error, ErrorResponse, Frame, MAX_MESSAGE_LEN};
+use crate::router::Access;
 use crate::state::PoolerState;
 
 /// Why the proxy loop ended.
@@ -66,6 +71,26 @@ pub struct Client {
     cancel_sent: bool,
     /// The server died while this client sat idle in a transaction: its next request fails.
     lost_transaction: Option<ErrorResponse>,
+    /// The client's transaction was lost with its server: statements fail until it ends the
+    /// transaction (see `aborted`).
+    aborted: bool,
+    /// This client's entry in `SHOW CLIENTS`.
+    registered: Registered,
+    /// The traffic gate of its database (`PAUSE`).
+    gate: Arc<Gate>,
+    /// Held from the first request of a transaction to its end.
+    pass: Option<Pass>,
+    /// When the current transaction started.
+    xact_start: Option<Instant>,
+    /// When the oldest unanswered request was sent.
+    request_start: Option<Instant>,
+    /// A read sent to a replica, kept until its first reply so it can be resent elsewhere if
+    /// that server turns out to be dead.
+    retry: Option<Vec<Frame>>,
+    /// Resends of the current read.
+    retries: u8,
+    /// How long a failing server stays banned.
+    ban_timeout: Duration,
 }
 
 /// What the client logged in with.
@@ -81,6 +106,15 @@ impl Client {
     /// Wraps a logged-in connection.
     pub fn new(logged_in: LoggedIn, state: Arc<PoolerState>) -> Client {
         let generation = state.generation();
+        let registered = state.clients.register(
+            &logged_in.user,
+            &logged_in.database,
+            logged_in.peer,
+            &logged_in.application_name,
+        );
+        let gate = state.gate(&logged_in.database);
+        let ban_timeout =
+            Duration::from_millis(state.databases().config().config.general.ban_timeout);
         Client {
             stream: logged_in.stream,
             buf: logged_in.buf,
@@ -102,6 +136,15 @@ impl Client {
             skip_until_sync: false,
             cancel_sent: false,
             lost_transaction: None,
+            aborted: false,
+            registered,
+            gate,
+            pass: None,
+            xact_start: None,
+            request_start: None,
+            retry: None,
+            retries: 0,
+            ban_timeout,
         }
     }
 
@@ -255,6 +298,18 @@ impl Client {
         if frames.is_empty() {
             return Ok(());
         }
+        if self.server.is_none() {
+            if let Some(error) = self.lost_transaction.take() {
+                self.skip_until_sync = false;
+                self.aborted =
+                    aborted::fail_first(&frames, &error, &self.statements, &mut self.out);
+                return self.flush_client().await;
+            }
+            if self.aborted {
+                self.aborted = aborted::answer(&frames, &self.statements, &mut self.out);
+                return self.flush_client().await;
+            }
+        }
         if self.skip_until_sync {
             match frames.iter().position(|f| f.tag == b'S') {
                 Some(i) => {
@@ -275,14 +330,27 @@ impl Client {
         if self.server.is_none() && self.answer_without_server(&frames) {
             return self.flush_client().await;
         }
-        if let Some(error) = self.lost_transaction.take() {
-            return self.fail_batch(&frames, error).await;
+        if self.pass.is_none() {
+            self.begin_transaction().await;
         }
         if self.server.is_none() {
-            match self.checkout().await {
+            let read = self.read_only(&frames);
+            match self.checkout(read).await {
                 Ok(server) => self.server = Some(server),
-                Err(error) => return self.fail_batch(&frames, error).await,
+                Err(error) => {
+                    self.end_transaction();
+                    return self.fail_batch(&frames, error).await;
+                }
             }
+            self.retry = read.then(|| frames.clone());
+        }
+        let stats = &self.registered.info().stats;
+        stats.touch();
+        stats.set_state(ConnState::Active);
+        if self.request_start.is_none()
+            && frames.iter().any(|f| matches!(f.tag, b'Q' | b'S' | b'F'))
+        {
+            self.request_start = Some(Instant::now());
         }
         let mut to_server =
             BytesMut::with_capacity(frames.iter().map(|f| f.bytes.len()).sum::<usize>() + 64);
@@ -359,6 +427,10 @@ impl Client {
             }
         }
         self.cancel_sent = false;
+        let bytes = to_server.len() as u64;
+        add(&self.registered.info().stats.bytes_received, bytes);
+        add(&server.stats.bytes_received, bytes);
+        add(&server.pool().stats().received, bytes);
         if !to_server.is_empty() && server.send(&to_server).await.is_err() {
             return self.on_server_lost().await;
         }
@@ -379,14 +451,88 @@ impl Client {
                 .answer_without_server(frames, &self.state.prepared, &mut self.out)
     }
 
-    /// Checks out a server from the client's cluster and brings its session settings in line.
-    /// A reload may close the pool a client is waiting on: it then waits on the new one.
-    async fn checkout(&mut self) -> Result<Guard, ErrorResponse> {
+    /// Waits until the database's traffic gate lets a transaction start (`PAUSE`).
+    async fn begin_transaction(&mut self) {
+        let stats = &self.registered.info().stats;
+        if self.gate.is_paused() {
+            stats.set_state(ConnState::Waiting);
+        }
+        self.pass = Some(self.gate.enter().await);
+        self.xact_start = Some(Instant::now());
+    }
+
+    /// The transaction is over (committed, rolled back or lost): counts it and lets a paused
+    /// database see it finished.
+    fn end_transaction(&mut self) {
+        let info = self.registered.info();
+        if let Some(start) = self.xact_start.take() {
+            let elapsed = start.elapsed();
+            add(&info.stats.transactions, 1);
+            add(&info.stats.xact_time_us, micros(elapsed));
+            if let Some(server) = self.server.as_ref() {
+                add(&server.stats.transactions, 1);
+                let pool = server.pool().stats();
+                add(&pool.xact_count, 1);
+                pool.xact_time.record(elapsed);
+            }
+        }
+        info.prepared_statements.store(
+            self.statements.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        info.stats.set_state(ConnState::Idle);
+        self.pass = None;
+        self.request_start = None;
+        self.retry = None;
+        self.retries = 0;
+    }
+
+    /// Whether a batch may go to a replica: transaction mode, replicas configured, outside a
+    /// transaction, a complete request (ends with a simple query or Sync), and every statement
+    /// in it read-only.
+    fn read_only(&self, frames: &[Frame]) -> bool {
+        if self.cluster.pooler_mode != PoolerMode::Transaction || !self.cluster.has_replicas() {
+            return false;
+        }
+        if !matches!(frames.last().map(|f| f.tag), Some(b'Q' | b'S')) {
+            return false;
+        }
+        let access = &self.state.access;
+        frames.iter().all(|frame| match frame.tag {
+            b'Q' => crate::net::frame::Reader::new(frame.body())
+                .cstr()
+                .is_ok_and(|sql| access.access(sql) == Access::Read),
+            b'P' => {
+                Parse::decode(frame).is_ok_and(|parse| access.access(parse.query) == Access::Read)
+            }
+            b'B' => match messages::bind_statement(frame) {
+                Ok("") => frames.iter().any(|f| f.tag == b'P'),
+                Ok(name) => self.statements.get(name).is_some_and(|statement| {
+                    statement.read_only(|sql| access.access(sql) == Access::Read)
+                }),
+                Err(_) => false,
+            },
+            b'D' | b'E' | b'S' | b'H' | b'C' => true,
+            _ => false,
+        })
+    }
+
+    /// Checks out a server from the client's cluster and brings its session settings in line:
+    /// a replica (or the primary) for reads, the primary otherwise. A server that cannot be
+    /// reached is banned and the next candidate tried. A reload may close the pool a client is
+    /// waiting on: it then waits on the new one.
+    async fn checkout(&mut self, read: bool) -> Result<Guard, ErrorResponse> {
+        let started = Instant::now();
         let mut attempts = 0;
-        let mut server = loop {
+        let mut server = 'found: loop {
             attempts += 1;
             self.refresh_cluster()?;
-            let Some(pool) = self.cluster.primary() else {
+            let candidates: Vec<Pool> = if read {
+                self.cluster.read_order()
+            } else {
+                self.cluster.primary().cloned().into_iter().collect()
+            };
+            if candidates.is_empty() {
                 return Err(ErrorResponse::error(
                     sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
                     format!(
@@ -394,23 +540,42 @@ impl Client {
                         self.login.database
                     ),
                 ));
-            };
-            match pool.get().await {
-                Ok(server) => break server,
-                Err(PoolError::Closed(_)) if attempts < 5 => continue,
-                Err(e @ PoolError::CheckoutTimeout { .. }) => {
+            }
+            let mut last_error = None;
+            for pool in &candidates {
+                match pool.get().await {
+                    Ok(server) => break 'found server,
+                    Err(PoolError::Server(e)) if read => {
+                        pool.ban(e.to_string(), Some(self.ban_timeout));
+                        last_error = Some(PoolError::Server(e));
+                    }
+                    Err(e) => {
+                        last_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            match last_error {
+                Some(PoolError::Closed(_)) if attempts < 5 => continue,
+                Some(e @ PoolError::CheckoutTimeout { .. }) => {
                     return Err(ErrorResponse::error(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()).hint(
                         "raise pool_size or checkout_timeout, or find what holds connections (long transactions)",
                     ))
                 }
-                Err(e) => {
+                Some(e) => {
                     return Err(ErrorResponse::error(
                         sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
                         e.to_string(),
                     ))
                 }
+                None => continue,
             }
         };
+        let waited = started.elapsed();
+        let pool = server.pool().stats();
+        add(&pool.server_assignment_count, 1);
+        pool.wait_time.record(waited);
+        add(&self.registered.info().stats.wait_time_us, micros(waited));
         if let Some(sql) = self
             .login
             .params
@@ -460,6 +625,7 @@ impl Client {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
+        let mut sent = 0u64;
         loop {
             let frame = match server.next_frame() {
                 Ok(Some(frame)) => frame,
@@ -548,13 +714,40 @@ impl Client {
                 _ => {}
             }
             if route == Route::Forward {
+                self.retry = None;
                 self.out.extend_from_slice(&frame.bytes);
+                sent += frame.bytes.len() as u64;
+                match frame.tag {
+                    b'E' => {
+                        add(&self.registered.info().stats.errors, 1);
+                        add(&server.stats.errors, 1);
+                        add(&server.pool().stats().errors, 1);
+                    }
+                    b'Z' => {
+                        let elapsed = self.request_start.map(|s| s.elapsed()).unwrap_or_default();
+                        self.request_start = (!server.pending.is_empty()).then(Instant::now);
+                        let info = self.registered.info();
+                        add(&info.stats.queries, 1);
+                        add(&info.stats.query_time_us, micros(elapsed));
+                        if server.status != b'I' && server.pending.is_empty() {
+                            info.stats.set_state(ConnState::IdleInTransaction);
+                        }
+                        add(&server.stats.queries, 1);
+                        let pool = server.pool().stats();
+                        add(&pool.query_count, 1);
+                        pool.query_time.record(elapsed);
+                    }
+                    _ => {}
+                }
             }
             server.pending.drain_synthetic(&mut self.out);
             if self.out.len() > 64 * 1024 {
                 flush(&mut self.stream, &mut self.out).await?;
             }
         }
+        add(&self.registered.info().stats.bytes_sent, sent);
+        add(&server.stats.bytes_sent, sent);
+        add(&server.pool().stats().sent, sent);
         // Return the server before writing to the client: the write wakes the client, and
         // pgdog should be ready to sleep by then.
         self.release_if_done();
@@ -584,17 +777,41 @@ impl Client {
     /// A client that was not waiting for anything (idle in transaction) gets the error as the
     /// answer to its next request: unsolicited messages would confuse its driver.
     async fn server_gone(&mut self, error: ErrorResponse) -> Result<(), Error> {
+        // A read that got no reply yet is resent to another server; this one is banned.
+        if self.retries < 3 && self.server.is_some() {
+            if let Some(frames) = self.retry.take() {
+                if let Some(mut server) = self.server.take() {
+                    server.broken = true;
+                    server
+                        .pool()
+                        .ban(error.message.clone(), Some(self.ban_timeout));
+                }
+                self.retries += 1;
+                return Box::pin(self.send_batch(frames)).await;
+            }
+        }
+        self.end_transaction();
         let mut waiting = false;
+        let mut in_transaction = false;
         if let Some(mut server) = self.server.take() {
             server.broken = true;
             waiting = !server.pending.is_empty();
+            in_transaction = server.status != b'I';
         }
         self.login.cancel.set(None);
         self.pending_changes.clear();
         self.failed = false;
         if waiting {
+            // Like an error inside a transaction on Postgres: the client must roll back.
+            self.aborted = in_transaction;
+            self.skip_until_sync = false;
             self.out.extend_from_slice(&error.to_bytes());
-            self.out.extend_from_slice(&messages::ready_for_query(b'I'));
+            self.out
+                .extend_from_slice(&messages::ready_for_query(if in_transaction {
+                    b'E'
+                } else {
+                    b'I'
+                }));
             self.flush_client().await
         } else {
             self.lost_transaction = Some(error);
@@ -614,14 +831,13 @@ impl Client {
         self.flush_client().await
     }
 
+    /// At the end of a transaction: counts it, and in transaction mode returns the server.
     fn release_if_done(&mut self) {
-        let release = match self.server.as_ref() {
-            Some(server) => {
-                self.cluster.pooler_mode == PoolerMode::Transaction && server.is_clean()
-            }
-            None => false,
-        };
-        if release {
+        if !self.server.as_ref().is_some_and(|s| s.is_clean()) {
+            return;
+        }
+        self.end_transaction();
+        if self.cluster.pooler_mode == PoolerMode::Transaction {
             self.server = None;
             self.login.cancel.set(None);
         }

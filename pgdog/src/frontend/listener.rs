@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use crate::frontend::client::Client;
-use crate::frontend::login::{login, LoginError};
+use crate::frontend::login::{login, LoginError, Session};
 use crate::state::PoolerState;
 
 /// Binds `host:port` with SO_REUSEPORT, so every worker thread can accept on its own socket.
@@ -75,21 +75,56 @@ async fn serve(tcp: TcpStream, state: Arc<PoolerState>) {
     let _ = tcp.set_nodelay(true);
     let _count = state.client_connected();
     match login(tcp, &state).await {
-        Ok(logged_in) => Client::new(logged_in, state.clone()).run().await,
+        Ok(Session::Client(logged_in)) => Client::new(logged_in, state.clone()).run().await,
+        Ok(Session::Admin(admin)) => {
+            let _registered = state.clients.register(
+                &admin.user,
+                &admin.database,
+                admin.peer,
+                &admin.application_name,
+            );
+            crate::admin::session::serve(admin.stream, admin.buf, state.clone()).await
+        }
         Err(LoginError::Done) => {}
         Err(e) => debug!("login failed: {e}"),
     }
 }
 
-/// Runs pool upkeep (idle expiry, lifetime, minimum connections) every second.
+/// Runs pool upkeep (idle expiry, lifetime, minimum connections, stats periods) every second,
+/// and health checks every `healthcheck_interval`: a pool whose server does not answer within
+/// `healthcheck_timeout` is banned for `ban_timeout`, so reads avoid it.
 pub async fn maintain_pools(state: Arc<PoolerState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_healthcheck = tokio::time::Instant::now();
     while !state.shutting_down() {
         tick.tick().await;
         let databases = state.databases();
-        for pool in databases.all_pools() {
+        let general = databases.config().config.general.clone();
+        let mut seen = std::collections::HashSet::new();
+        let pools: Vec<_> = databases
+            .all_pools()
+            .filter(|p| seen.insert(p.id()))
+            .cloned()
+            .collect();
+        drop(databases);
+        for pool in &pools {
             pool.maintain().await;
+        }
+        if last_healthcheck.elapsed() >= Duration::from_millis(general.healthcheck_interval) {
+            last_healthcheck = tokio::time::Instant::now();
+            let timeout = Duration::from_millis(general.healthcheck_timeout);
+            let ban = Duration::from_millis(general.ban_timeout);
+            for pool in pools
+                .into_iter()
+                .filter(|p| !p.is_banned() && !p.is_closed())
+            {
+                tokio::spawn(async move {
+                    if let Err(e) = pool.healthcheck(timeout).await {
+                        pool.ban(e.to_string(), Some(ban));
+                    }
+                });
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::auth::{md5, AuthError, ScramExchange, ScramSecret};
+use crate::auth::{md5, AuthError, ScramExchange, ScramSecret, UserSecret};
 use crate::backend::databases::Cluster;
 use crate::backend::server::BackendKey;
 use crate::frontend::cancel::CancelTarget;
@@ -42,6 +42,34 @@ pub struct LoggedIn {
     pub key: BackendKey,
     /// Where its cancel requests go.
     pub cancel: Arc<CancelTarget>,
+    /// Its address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// `application_name` from its startup packet.
+    pub application_name: String,
+}
+
+/// An operator logged in to the admin database.
+pub struct AdminLogin {
+    /// Its connection.
+    pub stream: Stream,
+    /// Bytes it sent after the startup sequence.
+    pub buf: BytesMut,
+    /// The admin user.
+    pub user: String,
+    /// The admin database's name.
+    pub database: String,
+    /// Its address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// `application_name` from its startup packet.
+    pub application_name: String,
+}
+
+/// A connection that finished its startup.
+pub enum Session {
+    /// An application client of a configured database.
+    Client(LoggedIn),
+    /// An operator on the admin database.
+    Admin(AdminLogin),
 }
 
 /// How a connection's startup ended without a logged-in client.
@@ -59,7 +87,8 @@ pub enum LoginError {
 }
 
 /// Runs the startup sequence on a new connection.
-pub async fn login(tcp: TcpStream, state: &PoolerState) -> Result<LoggedIn, LoginError> {
+pub async fn login(tcp: TcpStream, state: &PoolerState) -> Result<Session, LoginError> {
+    let peer = tcp.peer_addr().ok();
     let mut stream = Stream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(1024);
     let (version, params) = loop {
@@ -135,6 +164,65 @@ pub async fn login(tcp: TcpStream, state: &PoolerState) -> Result<LoggedIn, Logi
     }
 
     let databases = state.databases();
+    let admin = databases.config().admin();
+    if database == admin.name {
+        let auth_type = databases.config().config.general.auth_type;
+        drop(databases);
+        // The admin database always needs a password, even with auth_type = "trust".
+        let auth_type = match auth_type {
+            AuthType::Trust => AuthType::Scram,
+            other => other,
+        };
+        let secret = (user == admin.user)
+            .then(|| UserSecret::new(&user, Some(state.admin_password().as_str()), None));
+        let authenticated =
+            match authenticate(&mut stream, &mut buf, auth_type, secret.as_ref()).await {
+                Ok(ok) => ok,
+                Err(LoginError::Net(e)) => return refuse(&mut stream, e.to_response()).await,
+                Err(e) => return Err(e),
+            };
+        if !authenticated {
+            let error = ErrorResponse::fatal(
+                sqlstate::INVALID_PASSWORD,
+                format!("password authentication failed for user \"{user}\""),
+            );
+            return refuse(&mut stream, error).await;
+        }
+        let application_name = lookup
+            .get("application_name")
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut out = BytesMut::with_capacity(512);
+        out.extend_from_slice(&messages::authentication_ok());
+        for (name, value) in [
+            ("server_version", "15.0 (pgdog admin)"),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("TimeZone", "UTC"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("application_name", application_name.as_str()),
+        ] {
+            out.extend_from_slice(&messages::parameter_status(name, value));
+        }
+        let mut key = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut key);
+        out.extend_from_slice(&messages::backend_key_data(
+            i32::from_be_bytes([key[0], key[1], key[2], key[3]]),
+            i32::from_be_bytes([key[4], key[5], key[6], key[7]]),
+        ));
+        out.extend_from_slice(&messages::ready_for_query(b'I'));
+        stream.write_all(&out).await.map_err(Error::from)?;
+        return Ok(Session::Admin(AdminLogin {
+            stream,
+            buf,
+            user,
+            database,
+            peer,
+            application_name,
+        }));
+    }
     if !databases.has_database(&database) {
         let error = ErrorResponse::fatal(
             sqlstate::INVALID_CATALOG_NAME,
@@ -147,12 +235,18 @@ pub async fn login(tcp: TcpStream, state: &PoolerState) -> Result<LoggedIn, Logi
     let auth_type = databases.config().config.general.auth_type;
     drop(databases);
 
-    let authenticated =
-        match authenticate(&mut stream, &mut buf, auth_type, cluster.as_deref()).await {
-            Ok(ok) => ok,
-            Err(LoginError::Net(e)) => return refuse(&mut stream, e.to_response()).await,
-            Err(e) => return Err(e),
-        };
+    let authenticated = match authenticate(
+        &mut stream,
+        &mut buf,
+        auth_type,
+        cluster.as_deref().map(|c| &c.secret),
+    )
+    .await
+    {
+        Ok(ok) => ok,
+        Err(LoginError::Net(e)) => return refuse(&mut stream, e.to_response()).await,
+        Err(e) => return Err(e),
+    };
     let cluster = match (authenticated, cluster) {
         (true, Some(cluster)) => cluster,
         _ => {
@@ -222,7 +316,7 @@ pub async fn login(tcp: TcpStream, state: &PoolerState) -> Result<LoggedIn, Logi
         state.cancels.unregister(key);
         return Err(Error::from(e).into());
     }
-    Ok(LoggedIn {
+    Ok(Session::Client(LoggedIn {
         stream,
         buf,
         user,
@@ -231,11 +325,16 @@ pub async fn login(tcp: TcpStream, state: &PoolerState) -> Result<LoggedIn, Logi
         cluster,
         key,
         cancel,
-    })
+        peer,
+        application_name: lookup
+            .get("application_name")
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+    }))
 }
 
 /// Sends a FATAL error and ends the login.
-async fn refuse(stream: &mut Stream, error: ErrorResponse) -> Result<LoggedIn, LoginError> {
+async fn refuse(stream: &mut Stream, error: ErrorResponse) -> Result<Session, LoginError> {
     let _ = stream.write_all(&error.to_bytes()).await;
     let _ = stream.shutdown().await;
     Err(LoginError::Refused(error))
@@ -290,11 +389,10 @@ async fn authenticate(
     stream: &mut Stream,
     buf: &mut BytesMut,
     auth_type: AuthType,
-    cluster: Option<&Cluster>,
+    secret: Option<&UserSecret>,
 ) -> Result<bool, LoginError> {
-    let secret = cluster.map(|c| &c.secret);
     match auth_type {
-        AuthType::Trust => Ok(cluster.is_some()),
+        AuthType::Trust => Ok(secret.is_some()),
         AuthType::Md5 => {
             let mut salt = [0u8; 4];
             rand::thread_rng().fill_bytes(&mut salt);
@@ -348,7 +446,7 @@ async fn authenticate(
                         ))
                         .await
                         .map_err(Error::from)?;
-                    Ok(cluster.is_some())
+                    Ok(secret.is_some())
                 }
                 Err(AuthError::WrongPassword) => Ok(false),
                 Err(e) => Err(sasl_error(e)),

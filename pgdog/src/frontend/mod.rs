@@ -1,5 +1,6 @@
 //! The client side: accepting connections, logging clients in, and proxying their traffic.
 
+pub mod aborted;
 pub mod cancel;
 pub mod client;
 pub mod clients;

@@ -41,6 +41,21 @@ impl ClientStatements {
         }
     }
 
+    /// The statement a client name refers to.
+    pub fn get(&self, name: &str) -> Option<&Arc<Statement>> {
+        self.names.get(name)
+    }
+
+    /// How many named statements the client has.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the client has no named statements.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     /// A `Bind`: refers to the global statement, prepared on `server` first if needed.
     pub fn bind(
         &self,

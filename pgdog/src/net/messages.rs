@@ -80,6 +80,23 @@ pub fn close_complete() -> Bytes {
     Frame::new(b'3', &[]).bytes
 }
 
+/// BindComplete.
+pub fn bind_complete() -> Bytes {
+    Frame::new(b'2', &[]).bytes
+}
+
+/// NoData.
+pub fn no_data() -> Bytes {
+    Frame::new(b'n', &[]).bytes
+}
+
+/// CommandComplete with a tag such as `SHOW` or `ROLLBACK`.
+pub fn command_complete(tag: &str) -> Bytes {
+    let mut body = BytesMut::new();
+    put_cstr(&mut body, tag);
+    Frame::new(b'C', &body).bytes
+}
+
 /// A simple Query.
 pub fn query(sql: &str) -> Bytes {
     let mut body = BytesMut::new();

@@ -26,3 +26,15 @@ pub const SYSTEM_ERROR: &str = "58000";
 pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 /// XX000: internal error.
 pub const INTERNAL_ERROR: &str = "XX000";
+/// `syntax_error`
+pub const SYNTAX_ERROR: &str = "42601";
+/// `undefined_object`
+pub const UNDEFINED_OBJECT: &str = "42704";
+/// `invalid_parameter_value`
+pub const INVALID_PARAMETER_VALUE: &str = "22023";
+/// `cant_change_runtime_param`
+pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
+/// `lock_not_available`
+pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// `config_file_error`
+pub const CONFIG_FILE_ERROR: &str = "F0000";
