@@ -15,5 +15,5 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && useradd --system --no-create-home pgdog
 COPY --from=build /src/target/release/pgdog /usr/local/bin/pgdog
 USER pgdog
-EXPOSE 6432
+EXPOSE 6432 9090
 ENTRYPOINT ["pgdog", "--config", "/etc/pgdog/pgdog.toml", "--users", "/etc/pgdog/users.toml"]

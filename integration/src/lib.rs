@@ -35,10 +35,15 @@ pub fn single_database_config(
     )
 }
 
-/// A `users.toml` with user `postgres` / `postgres` on database `name`, plus `extra` keys.
+/// The admin database password the harness configures (user `admin`, database `admin`).
+pub const ADMIN_PASSWORD: &str = "admin-secret";
+
+/// A `users.toml` with user `postgres` / `postgres` on database `name`, plus `extra` keys, and
+/// the admin database as `admin` / [`ADMIN_PASSWORD`].
 pub fn single_user_config(name: &str, extra: &str) -> String {
     format!(
-        "[[users]]\nname = \"postgres\"\ndatabase = \"{name}\"\npassword = \"postgres\"\n{extra}\n"
+        "[[users]]\nname = \"postgres\"\ndatabase = \"{name}\"\npassword = \"postgres\"\n{extra}\n\n\
+         [admin]\nname = \"admin\"\nuser = \"admin\"\npassword = \"{ADMIN_PASSWORD}\"\n"
     )
 }
 
@@ -90,6 +95,16 @@ impl Setup {
             Ok(pair) => pair,
             Err(e) => panic!("cannot connect through pgdog: {e}\n{}", self.pgdog.log()),
         }
+    }
+
+    /// A tokio-postgres connection to the admin database.
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        self.pgdog.admin().await
+    }
+
+    /// psql on the admin database.
+    pub fn admin_psql(&self, args: &[&str]) -> tools::ToolOutput {
+        tools::psql(self.pgdog.port(), "admin", ADMIN_PASSWORD, "admin", args)
     }
 
     /// psql through pgdog.

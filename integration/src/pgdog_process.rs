@@ -47,6 +47,16 @@ impl PgdogProcess {
     /// Writes the two config files into a new temp dir and starts pgdog on them, waiting until
     /// it accepts connections. `port` must be the one in `config`.
     pub fn start(config: &str, users: &str, port: u16) -> PgdogProcess {
+        Self::start_with_env(config, users, port, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables for pgdog.
+    pub fn start_with_env(
+        config: &str,
+        users: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> PgdogProcess {
         let dir =
             std::env::temp_dir().join(format!("pgdog-it-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
@@ -67,6 +77,8 @@ impl PgdogProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .env_remove("PGDOG_ADMIN_PASSWORD")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -74,6 +86,14 @@ impl PgdogProcess {
         process.child = Some(child);
         process.wait_ready();
         process
+    }
+
+    /// A tokio-postgres connection to the admin database as `admin` / [`crate::ADMIN_PASSWORD`].
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        match self.connect("admin", crate::ADMIN_PASSWORD, "admin").await {
+            Ok(client) => client,
+            Err(e) => panic!("cannot connect to the admin database: {e}\n{}", self.log()),
+        }
     }
 
     /// Rewrites the config files (e.g. before `reload`).

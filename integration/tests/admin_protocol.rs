@@ -4,37 +4,21 @@
 
 use std::time::Duration;
 
-use integration::{sqlstate, Setup};
+use integration::{sqlstate, Setup, ADMIN_PASSWORD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::SimpleQueryMessage;
 
-const ADMIN_PASSWORD: &str = "admin-secret";
-
-/// `[general]` extras plus an `[admin]` section (the harness inserts the text verbatim after
-/// the general keys, so a new section may follow them).
-fn admin_config(general: &str) -> String {
-    format!(
-        "{general}\n\n[admin]\nname = \"admin\"\nuser = \"admin\"\npassword = \"{ADMIN_PASSWORD}\"\n"
-    )
-}
-
 fn setup(general: &str) -> Setup {
-    Setup::new(&admin_config(general), "")
+    Setup::new(general, "")
 }
 
 async fn admin(setup: &Setup) -> tokio_postgres::Client {
-    match setup.pgdog.connect("admin", ADMIN_PASSWORD, "admin").await {
-        Ok(client) => client,
-        Err(e) => panic!(
-            "cannot connect to the admin database: {e}\n{}",
-            setup.pgdog.log()
-        ),
-    }
+    setup.admin().await
 }
 
 fn admin_psql(setup: &Setup, args: &[&str]) -> integration::tools::ToolOutput {
-    integration::tools::psql(setup.pgdog.port(), "admin", ADMIN_PASSWORD, "admin", args)
+    setup.admin_psql(args)
 }
 
 /// The rows of a simple query's results, one Vec per result set.

@@ -440,6 +440,12 @@ impl Client {
         // Return the server before writing to the client: the write wakes the client, and
         // pgdog should be ready to sleep by then.
         self.release_if_done();
+        if self.retry.is_some() {
+            // Replies pgdog made up itself (e.g. ParseComplete of a statement the server has)
+            // wait for the server's first reply: if the server turns out dead, the read is
+            // resent elsewhere and they are made again, so the client must not see them twice.
+            return Ok(());
+        }
         self.flush_client().await
     }
 
@@ -714,7 +720,10 @@ impl Client {
                 _ => {}
             }
             if route == Route::Forward {
-                self.retry = None;
+                // A reply (not an asynchronous notice) reached the client: too late to resend.
+                if !matches!(frame.tag, b'N' | b'S' | b'A') {
+                    self.retry = None;
+                }
                 self.out.extend_from_slice(&frame.bytes);
                 sent += frame.bytes.len() as u64;
                 match frame.tag {
@@ -786,6 +795,9 @@ impl Client {
                         .pool()
                         .ban(error.message.clone(), Some(self.ban_timeout));
                 }
+                debug!("resending a read elsewhere: {}", error.message);
+                // Only pgdog's own replies to this batch are buffered; they are made again.
+                self.out.clear();
                 self.retries += 1;
                 return Box::pin(self.send_batch(frames)).await;
             }
