@@ -42,8 +42,15 @@ pub const ADMIN_PASSWORD: &str = "admin-secret";
 /// the admin database as `admin` / [`ADMIN_PASSWORD`].
 pub fn single_user_config(name: &str, extra: &str) -> String {
     format!(
-        "[[users]]\nname = \"postgres\"\ndatabase = \"{name}\"\npassword = \"postgres\"\n{extra}\n\n\
-         [admin]\nname = \"admin\"\nuser = \"admin\"\npassword = \"{ADMIN_PASSWORD}\"\n"
+        "[admin]\nname = \"admin\"\nuser = \"admin\"\npassword = \"{ADMIN_PASSWORD}\"\n\n{}",
+        user_entry(name, extra)
+    )
+}
+
+/// One `[[users]]` entry: `postgres` / `postgres` on database `name`, plus `extra` keys.
+pub fn user_entry(name: &str, extra: &str) -> String {
+    format!(
+        "[[users]]\nname = \"postgres\"\ndatabase = \"{name}\"\npassword = \"postgres\"\n{extra}\n"
     )
 }
 

@@ -32,7 +32,7 @@ fn config_files(setup: &Setup, general: &str, with_app2: bool) -> (String, Strin
             "\n[[databases]]\nname = \"app2\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase_name = \"second\"\n",
             setup.cluster.port()
         ));
-        users.push_str(&single_user_config("app2", ""));
+        users.push_str(&integration::user_entry("app2", ""));
     }
     (config, users)
 }
