@@ -3,6 +3,8 @@
 //! Everything is torn down on drop, also when a test panics.
 
 pub mod pgdog_process;
+/// A minimal PostgreSQL protocol client for tests that need exact control of the messages.
+pub mod raw;
 pub mod tools;
 
 pub use pgdog::local::{HostAuth, LocalCluster, LocalError, LocalOptions};

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use integration::raw::{
+    bind, close, columns, cstr, describe, error_code, execute, message, parse, query, sync, tags,
+    terminate, values, Raw,
+};
 use integration::{sqlstate, Setup, ADMIN_PASSWORD};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_postgres::SimpleQueryMessage;
 
 fn setup(general: &str) -> Setup {
@@ -221,216 +223,18 @@ async fn shutdown_answers_before_closing() {
 
 // ---- The extended protocol byte by byte. ----
 
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
-fn parse(name: &str, sql: &str) -> Vec<u8> {
-    let mut body = cstr(name);
-    body.extend(cstr(sql));
-    body.extend_from_slice(&0i16.to_be_bytes());
-    message(b'P', &body)
-}
-
-/// Bind without parameters, with these result format codes.
-fn bind(portal: &str, statement: &str, formats: &[i16]) -> Vec<u8> {
-    let mut body = cstr(portal);
-    body.extend(cstr(statement));
-    body.extend_from_slice(&0i16.to_be_bytes());
-    body.extend_from_slice(&0i16.to_be_bytes());
-    body.extend_from_slice(&(formats.len() as i16).to_be_bytes());
-    for f in formats {
-        body.extend_from_slice(&f.to_be_bytes());
-    }
-    message(b'B', &body)
-}
-
-fn describe(kind: u8, name: &str) -> Vec<u8> {
-    let mut body = vec![kind];
-    body.extend(cstr(name));
-    message(b'D', &body)
-}
-
-fn execute(portal: &str, max_rows: i32) -> Vec<u8> {
-    let mut body = cstr(portal);
-    body.extend_from_slice(&max_rows.to_be_bytes());
-    message(b'E', &body)
-}
-
-fn close(kind: u8, name: &str) -> Vec<u8> {
-    let mut body = vec![kind];
-    body.extend(cstr(name));
-    message(b'C', &body)
-}
-
-fn sync() -> Vec<u8> {
-    message(b'S', &[])
-}
-
-fn query(sql: &str) -> Vec<u8> {
-    message(b'Q', &cstr(sql))
-}
-
-/// A minimal protocol client on the admin database.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    /// Logs in as the admin user (the setup uses md5 auth, simple to do by hand).
-    async fn login(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut raw = Raw {
-            stream,
-            buf: Vec::new(),
-        };
-        let mut body = 196608i32.to_be_bytes().to_vec();
-        for s in ["user", "admin", "database", "admin", ""] {
-            body.extend(cstr(s));
-        }
-        let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        startup.extend(body);
-        raw.stream.write_all(&startup).await.unwrap();
-        let (tag, body) = raw.next().await;
-        assert_eq!(tag, b'R');
-        assert_eq!(
-            &body[..4],
-            &5i32.to_be_bytes(),
-            "md5 authentication expected"
-        );
-        let salt = [body[4], body[5], body[6], body[7]];
-        let stored = pgdog::auth::md5::password_hash("admin", ADMIN_PASSWORD);
-        let response = pgdog::auth::md5::salted_response(&stored, salt);
-        raw.send(&[message(b'p', &cstr(&response))]).await;
-        raw.until(b'Z').await;
-        raw
-    }
-
-    async fn send(&mut self, messages: &[Vec<u8>]) {
-        self.stream.write_all(&messages.concat()).await.unwrap();
-    }
-
-    /// The next message, or `None` when the server closed the connection.
-    async fn try_next(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if self.buf.len() >= 5 {
-                let len = i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
-                    as usize;
-                if self.buf.len() > len {
-                    let tag = self.buf[0];
-                    let body = self.buf[5..1 + len].to_vec();
-                    self.buf.drain(..1 + len);
-                    return Some((tag, body));
-                }
-            }
-            let mut chunk = [0u8; 8192];
-            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
-                .await
-                .expect("no reply within 10 s")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    async fn next(&mut self) -> (u8, Vec<u8>) {
-        self.try_next().await.expect("connection closed")
-    }
-
-    /// Messages up to and including ReadyForQuery.
-    async fn until(&mut self, tag: u8) -> Vec<(u8, Vec<u8>)> {
-        let mut seen = Vec::new();
-        loop {
-            let message = self.next().await;
-            let done = message.0 == tag;
-            seen.push(message);
-            if done {
-                return seen;
-            }
-        }
-    }
-
-    /// Everything until the server closes the connection.
-    async fn until_closed(&mut self) -> Vec<(u8, Vec<u8>)> {
-        let mut seen = Vec::new();
-        while let Some(message) = self.try_next().await {
-            seen.push(message);
-        }
-        seen
-    }
-}
-
-fn tags(messages: &[(u8, Vec<u8>)]) -> String {
-    messages.iter().map(|(t, _)| *t as char).collect()
-}
-
-/// The SQLSTATE of an ErrorResponse body.
-fn error_code(body: &[u8]) -> String {
-    let mut fields = body.split(|b| *b == 0);
-    fields
-        .find(|f| f.first() == Some(&b'C'))
-        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
-        .unwrap_or_default()
-}
-
-/// The values of a DataRow body (`None` for NULL).
-fn values(body: &[u8]) -> Vec<Option<Vec<u8>>> {
-    let count = i16::from_be_bytes([body[0], body[1]]) as usize;
-    let mut at = 2;
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let len = i32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
-        at += 4;
-        if len < 0 {
-            out.push(None);
-        } else {
-            out.push(Some(body[at..at + len as usize].to_vec()));
-            at += len as usize;
-        }
-    }
-    out
-}
-
-/// Column names and format codes of a RowDescription body.
-fn columns(body: &[u8]) -> Vec<(String, u32, i16)> {
-    let count = i16::from_be_bytes([body[0], body[1]]) as usize;
-    let mut at = 2;
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let end = at + body[at..].iter().position(|b| *b == 0).unwrap();
-        let name = String::from_utf8_lossy(&body[at..end]).into_owned();
-        at = end + 1;
-        let oid = u32::from_be_bytes([body[at + 6], body[at + 7], body[at + 8], body[at + 9]]);
-        let format = i16::from_be_bytes([body[at + 16], body[at + 17]]);
-        at += 18;
-        out.push((name, oid, format));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_protocol_byte_by_byte() {
     let setup = setup("auth_type = \"md5\"");
     let port = setup.pgdog.port();
-    let mut raw = Raw::login(port).await;
+    let mut raw = Raw::login(port, "admin", ADMIN_PASSWORD, "admin").await;
+    assert_eq!(raw.auth(), 5, "md5 authentication expected");
 
     // SHOW CONFIG has many rows: fetch them two at a time from a named portal, in binary.
     raw.send(&[
         parse("config", "show config"),
         describe(b'S', "config"),
-        bind("p", "config", &[1]),
+        bind("p", "config", &[], &[1]),
         describe(b'P', "p"),
         execute("p", 2),
         execute("p", 2),
@@ -481,7 +285,7 @@ async fn extended_protocol_byte_by_byte() {
     raw.send(&[
         execute("p", 0),
         sync(),
-        bind("", "config", &[0, 0, 1]),
+        bind("", "config", &[], &[0, 0, 1]),
         execute("", 1),
         sync(),
     ])
@@ -497,7 +301,7 @@ async fn extended_protocol_byte_by_byte() {
 
     // A wrong number of result formats is an error; messages until Sync are skipped.
     raw.send(&[
-        bind("", "config", &[0, 1]),
+        bind("", "config", &[], &[0, 1]),
         execute("", 0),
         parse("", "SHOW VERSION"),
         sync(),
@@ -510,7 +314,7 @@ async fn extended_protocol_byte_by_byte() {
     // A syntax error at Parse: 42601, the rest of the batch is skipped.
     raw.send(&[
         parse("bad", "SHOW POLS"),
-        bind("", "bad", &[]),
+        bind("", "bad", &[], &[]),
         execute("", 0),
         sync(),
     ])
@@ -522,7 +326,7 @@ async fn extended_protocol_byte_by_byte() {
     // Numeric columns in binary: SHOW CLIENTS' wait_time ("x.yyy" ms) has dscale 3.
     raw.send(&[
         parse("", "SHOW CLIENTS"),
-        bind("", "", &[1]),
+        bind("", "", &[], &[1]),
         describe(b'P', ""),
         execute("", 0),
         sync(),
@@ -546,16 +350,16 @@ async fn extended_protocol_byte_by_byte() {
     raw.send(&[
         parse("resume", "RESUME"),
         describe(b'S', "resume"),
-        bind("", "resume", &[]),
+        bind("", "resume", &[], &[]),
         describe(b'P', ""),
         execute("", 0),
         parse("", ""),
-        bind("", "", &[]),
+        bind("", "", &[], &[]),
         describe(b'P', ""),
         execute("", 0),
         close(b'S', "resume"),
         close(b'S', "never-prepared"),
-        bind("", "resume", &[]),
+        bind("", "resume", &[], &[]),
         sync(),
     ])
     .await;
@@ -593,20 +397,13 @@ async fn extended_protocol_byte_by_byte() {
     assert_eq!(error_code(&reply[1].1), "42P05");
 
     // Bind with a parameter: there are none to bind.
-    let mut body = cstr("");
-    body.extend(cstr("dup"));
-    body.extend_from_slice(&0i16.to_be_bytes());
-    body.extend_from_slice(&1i16.to_be_bytes());
-    body.extend_from_slice(&1i32.to_be_bytes());
-    body.push(b'1');
-    body.extend_from_slice(&0i16.to_be_bytes());
-    raw.send(&[message(b'B', &body), sync()]).await;
+    raw.send(&[bind("", "dup", &["1"], &[]), sync()]).await;
     let reply = raw.until(b'Z').await;
     assert_eq!(tags(&reply), "EZ");
     assert_eq!(error_code(&reply[0].1), "08P01");
 
     // Terminate closes quietly.
-    raw.send(&[message(b'X', &[])]).await;
+    raw.send(&[terminate()]).await;
     assert_eq!(tags(&raw.until_closed().await), "");
 }
 
@@ -623,7 +420,8 @@ async fn invalid_messages_close_the_admin_session() {
         ("bad length", vec![b'Q', 0, 0, 0, 1]),
     ];
     for (name, bytes) in cases {
-        let mut raw = Raw::login(port).await;
+        let mut raw = Raw::login(port, "admin", ADMIN_PASSWORD, "admin").await;
+        assert_eq!(raw.auth(), 5, "md5 authentication expected");
         raw.send(&[bytes]).await;
         let reply = raw.until_closed().await;
         assert_eq!(tags(&reply), "E", "{name}: {reply:?}");

@@ -457,7 +457,13 @@ async fn a_server_terminated_mid_transaction_fails_only_that_transaction() {
         .query_one("SELECT 1", &[])
         .await
         .expect_err("the transaction's server was terminated");
-    assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err:?}");
+    // Usually the server's own SQLSTATE; 25P02 when the driver's background statement Close
+    // happened to be in flight to the dying server and took that error.
+    let code = sqlstate(&err);
+    assert!(
+        matches!(code.as_deref(), Some("57P01") | Some("25P02")),
+        "{err:?}"
+    );
     assert!(
         !client.is_closed(),
         "the client connection to pgdog must survive"

@@ -275,7 +275,8 @@ impl Session {
                 self.out.extend_from_slice(&syntax_error(e).to_bytes());
             }
             Ok(commands) if commands.is_empty() => {
-                self.out.extend_from_slice(&wire::empty_query_response());
+                self.out
+                    .extend_from_slice(&messages::empty_query_response());
             }
             Ok(commands) => {
                 for command in commands {
@@ -285,7 +286,8 @@ impl Session {
                             wire::text_table(&mut self.out, &table, &tag)
                         }
                         Ok(Reply::Done(tag)) => {
-                            self.out.extend_from_slice(&wire::command_complete(&tag));
+                            self.out
+                                .extend_from_slice(&messages::command_complete(&tag));
                             Ok(())
                         }
                         Err(error) => Err(error),
@@ -366,7 +368,7 @@ impl Session {
             output: None,
         };
         self.portals.insert(bind.portal.to_string(), portal);
-        self.out.extend_from_slice(&wire::bind_complete());
+        self.out.extend_from_slice(&messages::bind_complete());
         Ok(())
     }
 
@@ -390,12 +392,12 @@ impl Session {
                             let formats = vec![Format::Text; table.columns.len()];
                             wire::row_description(&table.columns, &formats)
                         }
-                        Reply::Done(_) => wire::no_data(),
+                        Reply::Done(_) => messages::no_data(),
                     }
                 }
-                _ => wire::no_data(),
+                _ => messages::no_data(),
             };
-            self.out.extend_from_slice(&wire::no_parameters());
+            self.out.extend_from_slice(&messages::no_parameters());
             self.out.extend_from_slice(&columns);
             return Ok(());
         }
@@ -421,7 +423,7 @@ impl Session {
             }) => self
                 .out
                 .extend_from_slice(&wire::row_description(&table.columns, formats)),
-            _ => self.out.extend_from_slice(&wire::no_data()),
+            _ => self.out.extend_from_slice(&messages::no_data()),
         }
         Ok(())
     }
@@ -452,7 +454,8 @@ impl Session {
             .get(&name)
             .ok_or_else(|| unknown_portal(&name))?;
         let Some(command) = portal.command.clone() else {
-            self.out.extend_from_slice(&wire::empty_query_response());
+            self.out
+                .extend_from_slice(&messages::empty_query_response());
             return Ok(());
         };
         if portal.output.is_none() {
@@ -480,12 +483,12 @@ impl Session {
                 wire::data_rows(&mut self.out, table, &output.formats, start..end)?;
                 output.sent = end;
                 if end < total {
-                    self.out.extend_from_slice(&wire::portal_suspended());
+                    self.out.extend_from_slice(&messages::portal_suspended());
                 } else {
-                    self.out.extend_from_slice(&wire::command_complete(tag));
+                    self.out.extend_from_slice(&messages::command_complete(tag));
                 }
             }
-            Reply::Done(tag) => self.out.extend_from_slice(&wire::command_complete(tag)),
+            Reply::Done(tag) => self.out.extend_from_slice(&messages::command_complete(tag)),
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use pgdog_admin::{Column, ColumnType, ResultTable};
 
 use crate::net::frame::{put_cstr, Frame};
+use crate::net::messages;
 use crate::net::{sqlstate, ErrorResponse};
 
 /// How one result column is sent: as text or in the type's binary format.
@@ -153,7 +154,7 @@ pub fn text_table(out: &mut BytesMut, table: &ResultTable, tag: &str) -> Result<
     let mut encoded = BytesMut::new();
     encoded.extend_from_slice(&row_description(&table.columns, &formats));
     data_rows(&mut encoded, table, &formats, 0..table.rows.len())?;
-    encoded.extend_from_slice(&command_complete(tag));
+    encoded.extend_from_slice(&messages::command_complete(tag));
     out.extend_from_slice(&encoded);
     Ok(())
 }
@@ -290,38 +291,6 @@ fn numeric_header(ndigits: i16, weight: i16, sign: u16, dscale: u16) -> Vec<u8> 
     out.extend_from_slice(&sign.to_be_bytes());
     out.extend_from_slice(&dscale.to_be_bytes());
     out
-}
-
-/// CommandComplete with a command tag.
-pub fn command_complete(tag: &str) -> Bytes {
-    let mut body = BytesMut::with_capacity(tag.len() + 1);
-    put_cstr(&mut body, tag);
-    Frame::new(b'C', &body).bytes
-}
-
-/// EmptyQueryResponse: the query text held no command.
-pub fn empty_query_response() -> Bytes {
-    Frame::new(b'I', &[]).bytes
-}
-
-/// ParameterDescription for a statement without parameters.
-pub fn no_parameters() -> Bytes {
-    Frame::new(b't', &0i16.to_be_bytes()).bytes
-}
-
-/// NoData: the statement or portal returns no rows.
-pub fn no_data() -> Bytes {
-    Frame::new(b'n', &[]).bytes
-}
-
-/// BindComplete.
-pub fn bind_complete() -> Bytes {
-    Frame::new(b'2', &[]).bytes
-}
-
-/// PortalSuspended: Execute's row limit was reached before the end of the rows.
-pub fn portal_suspended() -> Bytes {
-    Frame::new(b's', &[]).bytes
 }
 
 #[cfg(test)]
@@ -576,16 +545,19 @@ mod tests {
         let mut out = BytesMut::new();
         text_table(&mut out, &t, "SHOW").unwrap();
         assert_eq!(out[0], b'T');
-        assert!(out.ends_with(&command_complete("SHOW")));
+        assert!(out.ends_with(&messages::command_complete("SHOW")));
     }
 
     #[test]
     fn small_messages() {
-        assert_eq!(&command_complete("SHOW")[..], b"C\0\0\0\x09SHOW\0");
-        assert_eq!(&empty_query_response()[..], b"I\0\0\0\x04");
-        assert_eq!(&no_parameters()[..], b"t\0\0\0\x06\0\0");
-        assert_eq!(&no_data()[..], b"n\0\0\0\x04");
-        assert_eq!(&bind_complete()[..], b"2\0\0\0\x04");
-        assert_eq!(&portal_suspended()[..], b"s\0\0\0\x04");
+        assert_eq!(
+            &messages::command_complete("SHOW")[..],
+            b"C\0\0\0\x09SHOW\0"
+        );
+        assert_eq!(&messages::empty_query_response()[..], b"I\0\0\0\x04");
+        assert_eq!(&messages::no_parameters()[..], b"t\0\0\0\x06\0\0");
+        assert_eq!(&messages::no_data()[..], b"n\0\0\0\x04");
+        assert_eq!(&messages::bind_complete()[..], b"2\0\0\0\x04");
+        assert_eq!(&messages::portal_suspended()[..], b"s\0\0\0\x04");
     }
 }

@@ -40,7 +40,7 @@ pub fn answer(frames: &[Frame], statements: &ClientStatements, out: &mut BytesMu
             b'Q' => {
                 let sql = Reader::new(frame.body()).cstr().unwrap_or_default();
                 if sql.trim().is_empty() {
-                    out.extend_from_slice(&Frame::new(b'I', &[]).bytes);
+                    out.extend_from_slice(&messages::empty_query_response());
                 } else if ends_transaction(sql) {
                     out.extend_from_slice(&messages::command_complete("ROLLBACK"));
                     aborted = false;

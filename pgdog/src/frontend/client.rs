@@ -299,6 +299,13 @@ impl Client {
             return Ok(());
         }
         if self.server.is_none() {
+            // A driver's housekeeping (closing statements) does not take the news of a lost
+            // transaction: the client's next real request does.
+            let housekeeping = frames.iter().all(|f| matches!(f.tag, b'C' | b'S' | b'H'));
+            if self.lost_transaction.is_some() && housekeeping {
+                aborted::answer(&frames, &self.statements, &mut self.out);
+                return self.flush_client().await;
+            }
             if let Some(error) = self.lost_transaction.take() {
                 self.skip_until_sync = false;
                 self.aborted =

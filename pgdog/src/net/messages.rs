@@ -85,9 +85,24 @@ pub fn bind_complete() -> Bytes {
     Frame::new(b'2', &[]).bytes
 }
 
-/// NoData.
+/// NoData: the statement or portal returns no rows.
 pub fn no_data() -> Bytes {
     Frame::new(b'n', &[]).bytes
+}
+
+/// EmptyQueryResponse: the query text held no command.
+pub fn empty_query_response() -> Bytes {
+    Frame::new(b'I', &[]).bytes
+}
+
+/// ParameterDescription for a statement without parameters.
+pub fn no_parameters() -> Bytes {
+    Frame::new(b't', &0i16.to_be_bytes()).bytes
+}
+
+/// PortalSuspended: Execute's row limit was reached before the end of the rows.
+pub fn portal_suspended() -> Bytes {
+    Frame::new(b's', &[]).bytes
 }
 
 /// CommandComplete with a tag such as `SHOW` or `ROLLBACK`.
