@@ -13,6 +13,8 @@ use std::time::Duration;
 use pgdog_admin::{Command, ResultTable};
 use tracing::info;
 
+use crate::backend::databases::Databases;
+use crate::backend::pool::Pool;
 use crate::net::{sqlstate, ErrorResponse};
 use crate::state::PoolerState;
 
@@ -71,10 +73,7 @@ pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Repl
             let databases = state.databases();
             match id {
                 Some(id) => {
-                    let pool = databases
-                        .all_pools()
-                        .find(|p| p.id() == *id)
-                        .ok_or_else(|| unknown_pool(*id))?;
+                    let pool = pool_by_id(&databases, *id)?;
                     pool.ban("banned by an administrator (BAN)", None);
                 }
                 None => {
@@ -93,10 +92,7 @@ pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Repl
             let databases = state.databases();
             match id {
                 Some(id) => {
-                    let pool = databases
-                        .all_pools()
-                        .find(|p| p.id() == *id)
-                        .ok_or_else(|| unknown_pool(*id))?;
+                    let pool = pool_by_id(&databases, *id)?;
                     pool.unban();
                 }
                 None => {
@@ -174,6 +170,15 @@ fn database_names(
             Ok(names)
         }
     }
+}
+
+/// The pool with this id (as `SHOW POOLS` lists it).
+fn pool_by_id(databases: &Databases, id: u64) -> Result<Pool, ErrorResponse> {
+    databases
+        .all_pools()
+        .find(|p| p.id() == id)
+        .cloned()
+        .ok_or_else(|| unknown_pool(id))
 }
 
 fn unknown_pool(id: u64) -> ErrorResponse {
