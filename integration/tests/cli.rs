@@ -395,6 +395,23 @@ async fn demo_serves_sample_data_and_cleans_up_on_ctrl_c() {
         )),
         "{output}"
     );
+    // So is the admin database, with its generated password.
+    let admin_url = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("The admin database:"))
+        .map(|l| {
+            l.trim()
+                .trim_start_matches("psql ")
+                .trim_matches('"')
+                .to_string()
+        })
+        .expect("the demo prints how to reach the admin database");
+    let (admin, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("{admin_url}: {e}"));
+    tokio::spawn(connection);
+    assert!(!admin.simple_query("SHOW POOLS").await.unwrap().is_empty());
+    drop(admin);
     // The cluster directory is named in the printed instructions.
     let cluster_dir = output
         .lines()

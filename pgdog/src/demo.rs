@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use pgdog_config::ConfigAndUsers;
+use rand::distributions::{Alphanumeric, DistString};
 use tracing::info;
 
 use crate::cli::{self, CliError};
@@ -35,6 +36,7 @@ pub struct Demo {
     cluster: LocalCluster,
     config: ConfigAndUsers,
     port: u16,
+    admin_password: String,
 }
 
 impl Demo {
@@ -50,12 +52,14 @@ impl Demo {
         let dir = cluster.data_dir().parent().unwrap_or(cluster.data_dir());
         let (config_path, users_path) = (dir.join("pgdog.toml"), dir.join("users.toml"));
         write(&config_path, &config(port, cluster.port()))?;
-        write(&users_path, USERS)?;
+        let admin_password = Alphanumeric.sample_string(&mut rand::thread_rng(), 16);
+        write(&users_path, &users(&admin_password))?;
         let config = ConfigAndUsers::load(&config_path, &users_path)?;
         Ok(Demo {
             cluster,
             config,
             port,
+            admin_password,
         })
     }
 
@@ -66,13 +70,16 @@ impl Demo {
             "pgdog demo is running.\n\
              \n  Connect through pgdog:    psql \"postgres://demo:demo@127.0.0.1:{port}/demo\"\
              \n  Then try:                 SELECT count(*) FROM orders;\
+             \n  The admin database:       psql \"postgres://admin:{admin}@127.0.0.1:{port}/admin\"\
+             \n  Then try:                 SHOW POOLS; SHOW CLIENTS; SHOW STATS;\
              \n  Load test it:             PGPASSWORD=demo pgbench -h 127.0.0.1 -p {port} -U demo -i demo\
              \n                            PGPASSWORD=demo pgbench -h 127.0.0.1 -p {port} -U demo -c 20 -T 10 -M prepared demo\
              \n  The Postgres behind it:   127.0.0.1:{} (user postgres, password postgres)\
              \n  Config files:             {}\
              \n\nPress Ctrl-C to stop; the cluster and its files are removed.\n",
             self.cluster.port(),
-            self.config.config_path.parent().map(|p| p.display().to_string()).unwrap_or_default()
+            self.config.config_path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+            admin = self.admin_password,
         )
     }
 
@@ -96,4 +103,10 @@ fn config(port: u16, postgres_port: u16) -> String {
     )
 }
 
-const USERS: &str = "[[users]]\nname = \"demo\"\ndatabase = \"demo\"\npassword = \"demo\"\nserver_user = \"postgres\"\nserver_password = \"postgres\"\n";
+fn users(admin_password: &str) -> String {
+    format!(
+        "[admin]\npassword = \"{admin_password}\"\n\n\
+         [[users]]\nname = \"demo\"\ndatabase = \"demo\"\npassword = \"demo\"\n\
+         server_user = \"postgres\"\nserver_password = \"postgres\"\n"
+    )
+}
