@@ -246,11 +246,14 @@ async fn set_changes_runtime_settings_and_rejects_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_commands_report_live_state() {
-    let setup = Setup::new("", "");
+    // Connections idle for 1 ms or more are checked before each checkout: they count in
+    // SHOW SERVERS' healthchecks.
+    let setup = Setup::new("healthcheck_interval = 1", "");
     let admin = setup.admin().await;
     let client = setup.connect().await;
     for _ in 0..5 {
         client.simple_query("SELECT 1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     client.batch_execute("BEGIN").await.unwrap();
     let pid: i32 = client
@@ -283,10 +286,11 @@ async fn show_commands_report_live_state() {
     assert!(clients.iter().any(|c| c["database"] == "admin"));
 
     let servers = rows(&admin, "SHOW SERVERS").await;
-    assert!(
-        servers.iter().any(|s| s["remote_pid"] == pid.to_string()),
-        "{servers:?}"
-    );
+    let server = servers
+        .iter()
+        .find(|s| s["remote_pid"] == pid.to_string())
+        .unwrap_or_else(|| panic!("{servers:?}"));
+    assert!(number(server, "healthchecks") >= 1.0, "{server:?}");
     client.batch_execute("COMMIT").await.unwrap();
 
     eventually(WAIT, "stats to count the transactions", || async {

@@ -262,7 +262,8 @@ async fn a_killed_replica_is_banned_and_new_reads_never_fail() {
 async fn health_checks_ban_an_idle_dead_replica_until_ban_timeout() {
     let setup = Replicated::start(
         1,
-        "healthcheck_interval = 200\nhealthcheck_timeout = 500\nban_timeout = 1500",
+        "idle_healthcheck_interval = 200\nidle_healthcheck_delay = 0\nhealthcheck_timeout = 500\n\
+         ban_timeout = 1500",
     );
     let admin = setup.admin().await;
     let client = setup.connect().await;

@@ -96,6 +96,8 @@ mod tests {
                 idle_timeout: Duration::from_secs(1),
                 server_lifetime: Duration::from_secs(1),
                 prepared_statements_limit: 1,
+                healthcheck_interval: Duration::from_secs(1),
+                healthcheck_timeout: Duration::from_secs(1),
             },
         )
     }

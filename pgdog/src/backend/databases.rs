@@ -129,6 +129,8 @@ impl Databases {
                     idle_timeout: ms(config.config.general.idle_timeout),
                     server_lifetime: ms(config.config.general.server_lifetime),
                     prepared_statements_limit: config.config.general.prepared_statements_limit,
+                    healthcheck_interval: ms(config.config.general.healthcheck_interval),
+                    healthcheck_timeout: ms(config.config.general.healthcheck_timeout),
                 };
                 // A pool of the same server and size is kept (with its connections); its
                 // timeouts take the new values.

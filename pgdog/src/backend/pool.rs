@@ -33,6 +33,10 @@ pub struct PoolSettings {
     pub server_lifetime: Duration,
     /// Prepared statements kept per connection.
     pub prepared_statements_limit: usize,
+    /// A connection idle for this long is checked with a trivial query before a client gets it.
+    pub healthcheck_interval: Duration,
+    /// How long that check (and background health checks) may take.
+    pub healthcheck_timeout: Duration,
 }
 
 /// Why a checkout failed.
@@ -178,10 +182,17 @@ impl Pool {
         loop {
             let candidate = self.idle().pop();
             match candidate {
-                Some(server)
+                Some(mut server)
                     if server.is_alive() && !self.expired(&server) && !self.stale(&server) =>
                 {
-                    return Ok(Guard::new(server, self.clone(), permit));
+                    if self.passes_checkout_check(&mut server).await {
+                        return Ok(Guard::new(server, self.clone(), permit));
+                    }
+                    debug!(
+                        "idle connection to {} failed its health check",
+                        self.inner.addr
+                    );
+                    self.forget(server);
                 }
                 Some(server) => {
                     debug!("discarding stale idle connection to {}", self.inner.addr);
@@ -195,6 +206,19 @@ impl Pool {
         }
         let server = self.connect().await?;
         Ok(Guard::new(server, self.clone(), permit))
+    }
+
+    /// A connection idle for `healthcheck_interval` or longer must answer `;` first.
+    async fn passes_checkout_check(&self, server: &mut Server) -> bool {
+        let settings = self.inner.settings.load_full();
+        if server.last_used.elapsed() < settings.healthcheck_interval {
+            return true;
+        }
+        super::stats::add(&server.stats.healthchecks, 1);
+        matches!(
+            tokio::time::timeout(settings.healthcheck_timeout, server.run_internal(";")).await,
+            Ok(Some(b'I'))
+        )
     }
 
     async fn connect(&self) -> Result<Server, PoolError> {

@@ -91,12 +91,14 @@ async fn serve(tcp: TcpStream, state: Arc<PoolerState>) {
 }
 
 /// Runs pool upkeep (idle expiry, lifetime, minimum connections, stats periods) every second,
-/// and health checks every `healthcheck_interval`: a pool whose server does not answer within
+/// and health checks of every pool every `idle_healthcheck_interval` (the first one
+/// `idle_healthcheck_delay` after startup): a pool whose server does not answer within
 /// `healthcheck_timeout` is banned for `ban_timeout`, so reads avoid it.
 pub async fn maintain_pools(state: Arc<PoolerState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_healthcheck = tokio::time::Instant::now();
+    let started = tokio::time::Instant::now();
+    let mut last_healthcheck: Option<tokio::time::Instant> = None;
     while !state.shutting_down() {
         tick.tick().await;
         let databases = state.databases();
@@ -111,8 +113,14 @@ pub async fn maintain_pools(state: Arc<PoolerState>) {
         for pool in &pools {
             pool.maintain().await;
         }
-        if last_healthcheck.elapsed() >= Duration::from_millis(general.healthcheck_interval) {
-            last_healthcheck = tokio::time::Instant::now();
+        let due = match last_healthcheck {
+            None => started.elapsed() >= Duration::from_millis(general.idle_healthcheck_delay),
+            Some(last) => {
+                last.elapsed() >= Duration::from_millis(general.idle_healthcheck_interval)
+            }
+        };
+        if due {
+            last_healthcheck = Some(tokio::time::Instant::now());
             let timeout = Duration::from_millis(general.healthcheck_timeout);
             let ban = Duration::from_millis(general.ban_timeout);
             for pool in pools
