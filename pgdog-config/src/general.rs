@@ -71,7 +71,7 @@ pub struct General {
     /// `None` disables it. Must not be 0 or `port`.
     pub openmetrics_port: Option<u16>,
     /// Text put verbatim in front of every metric name, e.g. `"pgdog_"`; empty
-    /// (the default) adds nothing. Letters, digits, `_`, `:` and `.` only, not
+    /// (the default) adds nothing. Letters, digits, `_` and `:` only, not
     /// starting with a digit.
     pub openmetrics_namespace: String,
 }

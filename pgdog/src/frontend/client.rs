@@ -89,8 +89,6 @@ pub struct Client {
     retry: Option<Vec<Frame>>,
     /// Resends of the current read.
     retries: u8,
-    /// How long a failing server stays banned.
-    ban_timeout: Duration,
 }
 
 /// What the client logged in with.
@@ -113,8 +111,6 @@ impl Client {
             &logged_in.application_name,
         );
         let gate = state.gate(&logged_in.database);
-        let ban_timeout =
-            Duration::from_millis(state.databases().config().config.general.ban_timeout);
         Client {
             stream: logged_in.stream,
             buf: logged_in.buf,
@@ -144,7 +140,6 @@ impl Client {
             request_start: None,
             retry: None,
             retries: 0,
-            ban_timeout,
         }
     }
 
@@ -464,6 +459,11 @@ impl Client {
                 .answer_without_server(frames, &self.state.prepared, &mut self.out)
     }
 
+    /// How long a failing server stays banned (`ban_timeout`, as configured now).
+    fn ban_timeout(&self) -> Duration {
+        Duration::from_millis(self.state.databases().config().config.general.ban_timeout)
+    }
+
     /// Waits until the database's traffic gate lets a transaction start (`PAUSE`).
     async fn begin_transaction(&mut self) {
         let stats = &self.registered.info().stats;
@@ -559,7 +559,7 @@ impl Client {
                 match pool.get().await {
                     Ok(server) => break 'found server,
                     Err(PoolError::Server(e)) if read => {
-                        pool.ban(e.to_string(), Some(self.ban_timeout));
+                        pool.ban(e.to_string(), Some(self.ban_timeout()));
                         last_error = Some(PoolError::Server(e));
                     }
                     Err(e) => {
@@ -800,7 +800,7 @@ impl Client {
                     server.broken = true;
                     server
                         .pool()
-                        .ban(error.message.clone(), Some(self.ban_timeout));
+                        .ban(error.message.clone(), Some(self.ban_timeout()));
                 }
                 debug!("resending a read elsewhere: {}", error.message);
                 // Only pgdog's own replies to this batch are buffered; they are made again.
