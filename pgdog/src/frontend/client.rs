@@ -17,13 +17,13 @@ use crate::backend::stats::{add, micros, ConnState};
 use crate::frontend::aborted;
 use crate::frontend::clients::Registered;
 use crate::frontend::login::LoggedIn;
+use crate::frontend::reads;
 use crate::frontend::session::{self, Change};
 use crate::frontend::statements::ClientStatements;
 use crate::gate::{Gate, Pass};
 use crate::net::messages::{self, Parse};
 use crate::net::stream::Stream;
 use crate::net::{sqlstate, Error, ErrorResponse, Frame, MAX_MESSAGE_LEN};
-use crate::router::Access;
 use crate::state::PoolerState;
 
 /// Why the proxy loop ended.
@@ -500,34 +500,12 @@ impl Client {
         self.retries = 0;
     }
 
-    /// Whether a batch may go to a replica: transaction mode, replicas configured, outside a
-    /// transaction, a complete request (ends with a simple query or Sync), and every statement
-    /// in it read-only.
+    /// Whether a batch may go to a replica: transaction mode, replicas configured, and a
+    /// complete request that only reads (see `reads`). Called only outside transactions.
     fn read_only(&self, frames: &[Frame]) -> bool {
-        if self.cluster.pooler_mode != PoolerMode::Transaction || !self.cluster.has_replicas() {
-            return false;
-        }
-        if !matches!(frames.last().map(|f| f.tag), Some(b'Q' | b'S')) {
-            return false;
-        }
-        let access = &self.state.access;
-        frames.iter().all(|frame| match frame.tag {
-            b'Q' => crate::net::frame::Reader::new(frame.body())
-                .cstr()
-                .is_ok_and(|sql| access.access(sql) == Access::Read),
-            b'P' => {
-                Parse::decode(frame).is_ok_and(|parse| access.access(parse.query) == Access::Read)
-            }
-            b'B' => match messages::bind_statement(frame) {
-                Ok("") => frames.iter().any(|f| f.tag == b'P'),
-                Ok(name) => self.statements.get(name).is_some_and(|statement| {
-                    statement.read_only(|sql| access.access(sql) == Access::Read)
-                }),
-                Err(_) => false,
-            },
-            b'D' | b'E' | b'S' | b'H' | b'C' => true,
-            _ => false,
-        })
+        self.cluster.pooler_mode == PoolerMode::Transaction
+            && self.cluster.has_replicas()
+            && reads::read_only_batch(frames, &self.statements, &self.state.access)
     }
 
     /// Checks out a server from the client's cluster and brings its session settings in line:

@@ -6,5 +6,6 @@ pub mod client;
 pub mod clients;
 pub mod listener;
 pub mod login;
+pub mod reads;
 pub mod session;
 pub mod statements;
