@@ -15,19 +15,21 @@
 //! - `SHOW x`;
 //! - `EXPLAIN` without `ANALYZE` of a read statement.
 //!
-//! The checks inside a `SELECT` walk the whole parse tree generically (through the `Serialize`
-//! implementation pg_query's protobuf types carry), so no expression kind is skipped: a function
-//! call is found wherever it sits (select list, `WHERE`, `FROM`, `LIMIT`, `VALUES`, casts,
-//! arrays, window clauses, subqueries, CTEs). Functions are matched by the last part of their
-//! name, ignoring ASCII case, so `pg_catalog.nextval` counts. User-defined functions that write
-//! cannot be told apart from readers by their name and are classified as reads.
+//! The checks inside a `SELECT` walk the whole parse tree generically (with the `walk` module,
+//! through the `Serialize` implementation pg_query's protobuf types carry), so no expression
+//! kind is skipped: a function call is found wherever it sits (select list, `WHERE`, `FROM`,
+//! `LIMIT`, `VALUES`, casts, arrays, window clauses, subqueries, CTEs). Functions are matched by
+//! the last part of their name, ignoring ASCII case, so `pg_catalog.nextval` counts.
+//! User-defined functions that write cannot be told apart from readers by their name and are
+//! classified as reads.
 
-use std::fmt;
+use std::ops::ControlFlow;
 
 use dashmap::DashMap;
 use pg_query::protobuf::{Node, SelectStmt};
 use pg_query::{NodeEnum, ParserOptions};
-use serde::ser::{self, Serialize};
+
+use super::walk::{walk, Path, Visitor};
 
 /// Where a query string may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,7 +108,7 @@ fn analyze_on(option: &Node) -> bool {
 
 /// Whether a `SELECT` (with everything nested in it) is a read: see the module doc.
 fn select_is_read(select: &SelectStmt) -> bool {
-    select.serialize(&mut Scan::default()).is_ok()
+    walk(select, &mut WriteFinder::default()).is_continue()
 }
 
 /// Exact names (last part, ASCII case ignored) of functions that write, lock, or need the
@@ -162,285 +164,44 @@ fn writing_node(name: &str) -> bool {
         || name == "IntoClause"
 }
 
-/// The walk stopped: the tree holds something that needs the primary.
-#[derive(Debug)]
-struct Found;
-
-impl fmt::Display for Found {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("statement needs the primary")
-    }
-}
-
-impl std::error::Error for Found {}
-
-impl ser::Error for Found {
-    fn custom<T: fmt::Display>(_msg: T) -> Self {
-        Found
-    }
-}
-
-/// A `serde` serializer that produces nothing: it visits every field of a parse tree and fails
-/// with [`Found`] at the first node or function call that makes the statement a write.
+/// Looks for what makes a `SELECT` a write while [`walk`] visits its tree: a [`writing_node`]
+/// anywhere, or a `FuncCall` whose last name part is a [`writing_function`].
 #[derive(Default)]
-struct Scan {
-    /// For each message being visited, innermost last: its type name and the field being
-    /// visited.
-    frames: Vec<(&'static str, &'static str)>,
+struct WriteFinder {
     /// Whether the last name part read inside a `FuncCall.funcname` names a writing function.
     writing_part: bool,
 }
 
-impl Scan {
-    fn open(&mut self, name: &'static str) -> Result<(), Found> {
-        if writing_node(name) {
-            return Err(Found);
-        }
-        self.frames.push((name, ""));
-        Ok(())
+impl Visitor for WriteFinder {
+    fn node(&mut self, name: &'static str) -> ControlFlow<()> {
+        stop_if(writing_node(name))
     }
 
-    fn field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), Found> {
-        let funcname = match self.frames.last_mut() {
-            Some(frame) => {
-                frame.1 = key;
-                *frame == ("FuncCall", "funcname")
-            }
-            None => false,
-        };
+    fn field(&mut self, _path: &Path) -> ControlFlow<()> {
         self.writing_part = false;
-        value.serialize(&mut *self)?;
+        ControlFlow::Continue(())
+    }
+
+    fn field_end(&mut self, path: &Path) -> ControlFlow<()> {
         // The name parts come in order, so after the list the flag is the last part's.
-        if funcname && self.writing_part {
-            return Err(Found);
-        }
-        Ok(())
+        stop_if(path.last() == Some(&("FuncCall", "funcname")) && self.writing_part)
     }
 
-    fn close(&mut self) -> Result<(), Found> {
-        self.frames.pop();
-        Ok(())
-    }
-
-    fn string(&mut self, value: &str) {
+    fn string(&mut self, path: &Path, value: &str) -> ControlFlow<()> {
         // FuncCall.funcname is a list of Node { node: String { sval } }.
-        if let [.., ("FuncCall", "funcname"), ("Node", "node"), ("String", "sval")] =
-            self.frames.as_slice()
-        {
+        if let [.., ("FuncCall", "funcname"), ("Node", "node"), ("String", "sval")] = path {
             self.writing_part = writing_function(value);
         }
+        ControlFlow::Continue(())
     }
 }
 
-macro_rules! ignore_scalars {
-    ($($method:ident: $ty:ty),* $(,)?) => {
-        $(
-            fn $method(self, _value: $ty) -> Result<(), Found> {
-                Ok(())
-            }
-        )*
-    };
-}
-
-impl ser::Serializer for &mut Scan {
-    type Ok = ();
-    type Error = Found;
-    type SerializeSeq = Self;
-    type SerializeTuple = Self;
-    type SerializeTupleStruct = Self;
-    type SerializeTupleVariant = Self;
-    type SerializeMap = Self;
-    type SerializeStruct = Self;
-    type SerializeStructVariant = Self;
-
-    ignore_scalars!(
-        serialize_bool: bool,
-        serialize_i8: i8,
-        serialize_i16: i16,
-        serialize_i32: i32,
-        serialize_i64: i64,
-        serialize_u8: u8,
-        serialize_u16: u16,
-        serialize_u32: u32,
-        serialize_u64: u64,
-        serialize_f32: f32,
-        serialize_f64: f64,
-        serialize_char: char,
-        serialize_bytes: &[u8],
-    );
-
-    fn serialize_str(self, value: &str) -> Result<(), Found> {
-        self.string(value);
-        Ok(())
-    }
-
-    fn serialize_none(self) -> Result<(), Found> {
-        Ok(())
-    }
-
-    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), Found> {
-        value.serialize(self)
-    }
-
-    fn serialize_unit(self) -> Result<(), Found> {
-        Ok(())
-    }
-
-    fn serialize_unit_struct(self, name: &'static str) -> Result<(), Found> {
-        if writing_node(name) {
-            return Err(Found);
-        }
-        Ok(())
-    }
-
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> Result<(), Found> {
-        self.serialize_unit_struct(variant)
-    }
-
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> Result<(), Found> {
-        value.serialize(self)
-    }
-
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        value: &T,
-    ) -> Result<(), Found> {
-        // The variants of pg_query's `node::Node` are named after the message they hold.
-        if writing_node(variant) {
-            return Err(Found);
-        }
-        value.serialize(self)
-    }
-
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Self, Found> {
-        Ok(self)
-    }
-
-    fn serialize_tuple(self, _len: usize) -> Result<Self, Found> {
-        Ok(self)
-    }
-
-    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self, Found> {
-        Ok(self)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self, Found> {
-        Ok(self)
-    }
-
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self, Found> {
-        Ok(self)
-    }
-
-    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Self, Found> {
-        self.open(name)?;
-        Ok(self)
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        _len: usize,
-    ) -> Result<Self, Found> {
-        self.open(variant)?;
-        Ok(self)
-    }
-}
-
-impl ser::SerializeStruct for &mut Scan {
-    type Ok = ();
-    type Error = Found;
-
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Found> {
-        self.field(key, value)
-    }
-
-    fn end(self) -> Result<(), Found> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStructVariant for &mut Scan {
-    type Ok = ();
-    type Error = Found;
-
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Found> {
-        self.field(key, value)
-    }
-
-    fn end(self) -> Result<(), Found> {
-        self.close()
-    }
-}
-
-macro_rules! element_walks {
-    ($($trait:ident :: $method:ident),* $(,)?) => {
-        $(
-            impl ser::$trait for &mut Scan {
-                type Ok = ();
-                type Error = Found;
-
-                fn $method<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Found> {
-                    value.serialize(&mut **self)
-                }
-
-                fn end(self) -> Result<(), Found> {
-                    Ok(())
-                }
-            }
-        )*
-    };
-}
-
-element_walks!(
-    SerializeSeq::serialize_element,
-    SerializeTuple::serialize_element,
-    SerializeTupleStruct::serialize_field,
-    SerializeTupleVariant::serialize_field,
-);
-
-impl ser::SerializeMap for &mut Scan {
-    type Ok = ();
-    type Error = Found;
-
-    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Found> {
-        key.serialize(&mut **self)
-    }
-
-    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Found> {
-        value.serialize(&mut **self)
-    }
-
-    fn end(self) -> Result<(), Found> {
-        Ok(())
+/// Stops the walk when `found`.
+fn stop_if(found: bool) -> ControlFlow<()> {
+    if found {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
     }
 }
 
