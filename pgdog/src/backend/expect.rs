@@ -24,7 +24,7 @@ pub enum Expect {
     Synthetic(Bytes),
     /// `Bind`: BindComplete.
     Bind,
-    /// `Describe`: [ParameterDescription] + RowDescription or NoData.
+    /// `Describe`: `[ParameterDescription]` + RowDescription or NoData.
     Describe,
     /// `Execute`: rows, then CommandComplete / EmptyQueryResponse / PortalSuspended.
     Execute,
