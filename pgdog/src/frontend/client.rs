@@ -332,8 +332,10 @@ impl Client {
         if self.server.is_none() && self.answer_without_server(&frames) {
             return self.flush_client().await;
         }
-        if self.pass.is_none() {
-            self.begin_transaction().await;
+        if self.pass.is_none() && !self.begin_transaction().await {
+            let error = ErrorResponse::error(sqlstate::ADMIN_SHUTDOWN, "pgdog is shutting down")
+                .detail("the database was paused; the statement did not run");
+            return self.fail_batch(&frames, error).await;
         }
         if self.server.is_none() {
             let read = self.read_only(&frames);
@@ -465,13 +467,25 @@ impl Client {
     }
 
     /// Waits until the database's traffic gate lets a transaction start (`PAUSE`).
-    async fn begin_transaction(&mut self) {
+    /// Returns false if pgdog began shutting down while the database was paused.
+    async fn begin_transaction(&mut self) -> bool {
         let stats = &self.registered.info().stats;
         if self.gate.is_paused() {
             stats.set_state(ConnState::Waiting);
         }
-        self.pass = Some(self.gate.enter().await);
+        let mut shutdown = self.state.shutdown_signal();
+        // Biased: an open gate lets the transaction start even during a shutdown drain.
+        let pass = tokio::select! {
+            biased;
+            pass = self.gate.enter() => pass,
+            _ = shutdown.wait_for(|down| *down) => {
+                stats.set_state(ConnState::Idle);
+                return false;
+            }
+        };
+        self.pass = Some(pass);
         self.xact_start = Some(Instant::now());
+        true
     }
 
     /// The transaction is over (committed, rolled back or lost): counts it and lets a paused
