@@ -409,7 +409,7 @@ async fn admin_password_is_generated_or_taken_from_the_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_releases_clients_held_by_pause() {
-    let mut setup = Setup::new("shutdown_timeout = 30000", "");
+    let mut setup = Setup::new("shutdown_timeout = 600000", "");
     let admin = setup.admin().await;
     let client = setup.connect().await;
     admin.simple_query("PAUSE").await.unwrap();
@@ -417,7 +417,6 @@ async fn shutdown_releases_clients_held_by_pause() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!held.is_finished());
 
-    let started = std::time::Instant::now();
     setup.pgdog.signal(libc::SIGINT);
     let err = tokio::time::timeout(WAIT, held)
         .await
@@ -425,16 +424,11 @@ async fn shutdown_releases_clients_held_by_pause() {
         .unwrap()
         .unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("57P01"), "{err:?}");
+    // pgdog exits without waiting out shutdown_timeout (10 minutes): nobody is left.
     assert_eq!(
         setup.pgdog.wait_exit(WAIT),
         Some(0),
         "{}",
         setup.pgdog.log()
-    );
-    // Not the whole shutdown_timeout: nobody was left running a transaction.
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        started.elapsed()
     );
 }
