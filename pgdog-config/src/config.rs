@@ -5,7 +5,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::parse::parse;
-use crate::{Admin, ConfigError, Database, General, User};
+use crate::{
+    Admin, ConfigError, Database, General, MappingRule, OmnishardedTables, ShardedMapping,
+    ShardedTable, User,
+};
 
 /// Contents of `pgdog.toml`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -17,6 +20,13 @@ pub struct Config {
     pub databases: Vec<Database>,
     /// The `[admin]` section, if present (`users.toml` may override it).
     pub admin: Option<Admin>,
+    /// The `[[sharded_tables]]` entries, in file order.
+    pub sharded_tables: Vec<ShardedTable>,
+    /// The `[[sharded_mappings]]` entries (PgDog's older form of
+    /// `[[sharded_tables.mapping]]`), in file order.
+    pub sharded_mappings: Vec<ShardedMapping>,
+    /// The `[[omnisharded_tables]]` entries, in file order.
+    pub omnisharded_tables: Vec<OmnishardedTables>,
 }
 
 impl Config {
@@ -29,6 +39,55 @@ impl Config {
     /// The `[[databases]]` entries clients reach by `name`, in file order.
     pub fn databases_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Database> {
         self.databases.iter().filter(move |db| db.name == name)
+    }
+
+    /// Number of shards of the database clients reach by `name`: the highest
+    /// `shard` of its `[[databases]]` entries plus one (validation ensures no
+    /// gaps); 0 when there is no such entry.
+    pub fn shard_count(&self, name: &str) -> usize {
+        self.databases_named(name)
+            .map(|db| db.shard + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The `[[sharded_tables]]` entries of the database `name`, in file order.
+    pub fn sharded_tables_of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a ShardedTable> {
+        self.sharded_tables
+            .iter()
+            .filter(move |table| table.database == name)
+    }
+
+    /// The mapping rules of `table`: its own `[[sharded_tables.mapping]]`
+    /// rules, then the `[[sharded_mappings]]` entries that match it, in file
+    /// order. Empty means hash sharding.
+    pub fn mapping_rules(&self, table: &ShardedTable) -> Vec<MappingRule> {
+        let older = self
+            .sharded_mappings
+            .iter()
+            .filter(|rule| table.matches(rule))
+            .map(ShardedMapping::rule);
+        table.mapping.iter().cloned().chain(older).collect()
+    }
+
+    /// The omnisharded tables of the database `name` with their `sticky`
+    /// setting, in file order.
+    pub fn omnisharded_tables_of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a str, bool)> {
+        self.omnisharded_tables
+            .iter()
+            .filter(move |entry| entry.database == name)
+            .flat_map(|entry| {
+                entry
+                    .tables
+                    .iter()
+                    .map(move |table| (table.as_str(), entry.sticky))
+            })
     }
 }
 
@@ -53,7 +112,10 @@ impl Users {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AuthType, LoadBalancingStrategy, PoolerMode, ReadWriteSplit, Role};
+    use crate::{
+        AuthType, DataType, Hasher, LoadBalancingStrategy, MappingKind, PoolerMode, ReadWriteSplit,
+        Role,
+    };
 
     #[test]
     fn empty_files_give_defaults() {
@@ -80,6 +142,44 @@ mod tests {
         assert_eq!(db.port, 5432);
         assert_eq!(db.role, Role::Replica);
         assert_eq!(config.databases_named("shop").count(), 1);
+    }
+
+    #[test]
+    fn sharding_helpers() {
+        let config = Config::from_str(
+            "[[databases]]\nname = \"shop\"\n\
+             [[databases]]\nname = \"shop\"\nshard = 2\n\
+             [[databases]]\nname = \"shop\"\nshard = 1\nrole = \"replica\"\n\
+             [[databases]]\nname = \"other\"\n\
+             [[sharded_tables]]\ndatabase = \"shop\"\nname = \"users\"\ncolumn = \"id\"\n\
+             [[sharded_tables.mapping]]\nvalues = [1]\nshard = 0\n\
+             [[sharded_tables]]\ndatabase = \"other\"\ncolumn = \"id\"\n\
+             [[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"user_id\"\n\
+             [[sharded_mappings]]\ndatabase = \"shop\"\ntable = \"users\"\ncolumn = \"id\"\n\
+             start = 10\nshard = 2\n\
+             [[sharded_mappings]]\ndatabase = \"shop\"\ncolumn = \"id\"\nvalues = [2]\nshard = 1\n\
+             [[omnisharded_tables]]\ndatabase = \"shop\"\ntables = [\"a\", \"b\"]\n\
+             [[omnisharded_tables]]\ndatabase = \"other\"\ntables = [\"c\"]\n\
+             [[omnisharded_tables]]\ndatabase = \"shop\"\ntables = [\"d\"]\nsticky = true\n",
+            "pgdog.toml",
+        )
+        .unwrap();
+        assert_eq!(config.shard_count("shop"), 3);
+        assert_eq!(config.shard_count("other"), 1);
+        assert_eq!(config.shard_count("none"), 0);
+        let shop: Vec<_> = config
+            .sharded_tables_of("shop")
+            .map(|t| t.column.as_str())
+            .collect();
+        assert_eq!(shop, ["id", "user_id"]);
+        let users = &config.sharded_tables[0];
+        let rules = config.mapping_rules(users);
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0], users.mapping[0]);
+        assert_eq!((rules[1].kind(), rules[1].shard), (MappingKind::Range, 2));
+        assert!(config.mapping_rules(&config.sharded_tables[2]).is_empty());
+        let omni: Vec<_> = config.omnisharded_tables_of("shop").collect();
+        assert_eq!(omni, [("a", false), ("b", false), ("d", true)]);
     }
 
     /// Every key set to a non-default value survives serialize + parse.
@@ -136,6 +236,62 @@ mod tests {
                 user: "root".into(),
                 password: Some("hunter2".into()),
             }),
+            sharded_tables: vec![
+                ShardedTable {
+                    database: "shop".into(),
+                    name: Some("orders".into()),
+                    schema: Some("sales".into()),
+                    column: "customer_id".into(),
+                    data_type: DataType::Uuid,
+                    hasher: Hasher::Sha1,
+                    primary: true,
+                    centroids: Some(vec![vec![1.0, 2.5], vec![-3.0, 0.0]]),
+                    centroids_path: Some("/tmp/centroids.json".into()),
+                    centroid_probes: Some(2),
+                    mapping: vec![
+                        MappingRule {
+                            shard: 1,
+                            values: Some(vec!["a".into(), 7.into()]),
+                            start: None,
+                            end: None,
+                        },
+                        MappingRule {
+                            shard: 0,
+                            values: None,
+                            start: Some((-5).into()),
+                            end: Some(10.into()),
+                        },
+                        MappingRule {
+                            shard: 2,
+                            values: Some(vec![]),
+                            start: None,
+                            end: None,
+                        },
+                    ],
+                },
+                ShardedTable {
+                    database: "shop".into(),
+                    column: "tenant".into(),
+                    data_type: DataType::Varchar,
+                    ..ShardedTable::default()
+                },
+            ],
+            sharded_mappings: vec![ShardedMapping {
+                database: "shop".into(),
+                column: "tenant".into(),
+                table: Some("orders".into()),
+                schema: Some("sales".into()),
+                kind: Some(MappingKind::Range),
+                values: Some(vec![1.into()]),
+                start: Some("x".into()),
+                end: Some(i64::MAX.into()),
+                shard: 3,
+            }],
+            omnisharded_tables: vec![OmnishardedTables {
+                database: "shop".into(),
+                tables: vec!["countries".into(), "sales.settings".into()],
+                sticky: true,
+            }],
         };
         let text = toml::to_string(&config).unwrap();
         assert_eq!(Config::from_str(&text, "pgdog.toml").unwrap(), config);

@@ -1,6 +1,8 @@
 //! Configuration for pgdog: the types, defaults, parsing and validation of
-//! `pgdog.toml` (general settings, `[[databases]]`, `[admin]`) and
-//! `users.toml` (`[[users]]`, `[admin]`), compatible with PgDog's files.
+//! `pgdog.toml` (general settings, `[[databases]]`, `[admin]` and the sharding
+//! sections `[[sharded_tables]]`, `[[sharded_mappings]]`,
+//! `[[omnisharded_tables]]`) and `users.toml` (`[[users]]`, `[admin]`),
+//! compatible with PgDog's files.
 //!
 //! This crate owns every default value and every rule about what a valid
 //! configuration is. Its errors are one line each and name the file, the key
@@ -18,6 +20,7 @@ mod general;
 mod hash;
 mod load;
 mod parse;
+mod sharding;
 mod users;
 mod validate;
 
@@ -28,4 +31,8 @@ pub use general::{
     as_duration, AuthType, General, LoadBalancingStrategy, PoolerMode, ReadWriteSplit,
 };
 pub use load::ConfigAndUsers;
+pub use sharding::{
+    parse_uuid, DataType, Hasher, MappingKind, MappingRule, OmnishardedTables, ShardedMapping,
+    ShardedTable, ShardingValue,
+};
 pub use users::{Admin, User};

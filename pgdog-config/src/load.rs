@@ -67,7 +67,8 @@ impl ConfigAndUsers {
         }
     }
 
-    /// Every broken rule, by section: general, databases, users, admin; empty when valid.
+    /// Every broken rule, by section: general, databases, sharding, users,
+    /// admin; empty when valid.
     pub fn problems(&self) -> Vec<Problem> {
         validate::problems(self)
     }
@@ -81,6 +82,18 @@ impl ConfigAndUsers {
             .or(self.config.admin.as_ref())
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Number of shards of the database clients reach by `name` (see
+    /// [`Config::shard_count`]); 0 when there is no such database.
+    pub fn shard_count(&self, name: &str) -> usize {
+        self.config.shard_count(name)
+    }
+
+    /// Whether the database `name` has more than one shard, so queries to it
+    /// need routing.
+    pub fn is_sharded(&self, name: &str) -> bool {
+        self.shard_count(name) > 1
     }
 
     /// Pool size for `user` on the server `database`: the user's `pool_size`,
@@ -142,6 +155,8 @@ fn read(path: &Path, kind: FileKind) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ShardedTable;
+    use std::collections::BTreeSet;
 
     fn example_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -228,35 +243,90 @@ mod tests {
         assert_eq!(user.pool_size, Some(10));
         assert_eq!(user.min_pool_size, Some(1));
         assert_eq!(user.pooler_mode, Some(PoolerMode::Transaction));
-        // Each section of the uncommented example has exactly the keys its type serializes.
+        // The sharding sections show every key (the vector ones excepted,
+        // which pgdog rejects), and uncommented they pass validation.
+        let table = &full_config.sharded_tables[0];
+        assert!(table.name.is_some() && table.schema.is_some() && table.primary);
+        let rules = &full_config.sharded_tables[1].mapping;
+        assert!(rules.iter().any(|r| r.values.is_some()));
+        assert!(rules.iter().any(|r| r.start.is_some() && r.end.is_some()));
+        let old = &full_config.sharded_mappings;
+        assert!(old.iter().all(|m| m.table.is_some() && m.kind.is_some()));
+        assert!(old.iter().any(|m| m.schema.is_some() && m.values.is_some()));
+        assert!(old.iter().any(|m| m.start.is_some() && m.end.is_some()));
+        assert_eq!(full_config.shard_count("pgdog_sharded"), 2);
+        assert_eq!(full_config.omnisharded_tables.len(), 1);
+        let sharded_example = ConfigAndUsers {
+            config: Config {
+                general: crate::General::default(),
+                ..full_config.clone()
+            },
+            ..ConfigAndUsers::default()
+        };
+        assert_eq!(sharded_example.problems(), Vec::new());
+        // Across the sections with the same header, the uncommented example
+        // sets exactly the keys their entries serialize to.
         let config_sections = section_keys(&uncomment(&config));
         let users_sections = section_keys(&uncomment(&users));
+        let tables = &full_config.sharded_tables;
         let expected = [
             (
                 &config_sections,
                 "[general]",
-                table_keys(&full_config.general),
+                table_keys([&full_config.general]),
             ),
-            (&config_sections, "[[databases]]", table_keys(db)),
+            (
+                &config_sections,
+                "[[databases]]",
+                table_keys(&full_config.databases),
+            ),
             (&config_sections, "[admin]", table_keys(&full_config.admin)),
-            (&users_sections, "[[users]]", table_keys(user)),
+            (
+                &config_sections,
+                "[[sharded_tables]]",
+                table_keys(tables.iter().map(|table| ShardedTable {
+                    mapping: Vec::new(),
+                    ..table.clone()
+                })),
+            ),
+            (
+                &config_sections,
+                "[[sharded_tables.mapping]]",
+                table_keys(tables.iter().flat_map(|table| &table.mapping)),
+            ),
+            (
+                &config_sections,
+                "[[sharded_mappings]]",
+                table_keys(&full_config.sharded_mappings),
+            ),
+            (
+                &config_sections,
+                "[[omnisharded_tables]]",
+                table_keys(&full_config.omnisharded_tables),
+            ),
+            (&users_sections, "[[users]]", table_keys(&full_users.users)),
             (&users_sections, "[admin]", table_keys(&full_users.admin)),
         ];
         for (sections, header, keys) in expected {
-            let found = sections
+            let found: BTreeSet<String> = sections
                 .iter()
-                .find(|(h, _)| h == header)
-                .unwrap_or_else(|| panic!("no {header} section"));
-            assert_eq!(found.1, keys, "keys of {header}");
+                .filter(|(h, _)| h == header)
+                .flat_map(|(_, keys)| keys.iter().cloned())
+                .collect();
+            assert!(!found.is_empty(), "no {header} section");
+            assert_eq!(found, keys, "keys of {header}");
         }
     }
 
-    /// The keys a value serializes to, in sorted order.
-    fn table_keys<T: serde::Serialize>(value: &T) -> Vec<String> {
-        let table = toml::Table::try_from(value).unwrap();
-        let mut keys: Vec<String> = table.keys().cloned().collect();
-        keys.sort();
-        keys
+    /// The keys the values serialize to, all together.
+    fn table_keys<T: serde::Serialize>(values: impl IntoIterator<Item = T>) -> BTreeSet<String> {
+        values
+            .into_iter()
+            .flat_map(|value| {
+                let table = toml::Table::try_from(value).unwrap();
+                table.keys().cloned().collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Each `[header]` / `[[header]]` line with the sorted keys set below it.
@@ -355,6 +425,23 @@ mod tests {
             all.server_credentials(bob, replica),
             ("srv".into(), Some("srv_pw".into()))
         );
+    }
+
+    #[test]
+    fn shard_count_and_is_sharded() {
+        let all = sample();
+        assert_eq!(all.shard_count("shop"), 1);
+        assert!(!all.is_sharded("shop"));
+        assert_eq!(all.shard_count("nope"), 0);
+        let all = ConfigAndUsers::from_strs(
+            "[[databases]]\nname = \"shop\"\n[[databases]]\nname = \"shop\"\nshard = 1\n",
+            "",
+            "pgdog.toml",
+            "users.toml",
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(all.shard_count("shop"), 2);
+        assert!(all.is_sharded("shop"));
     }
 
     #[test]

@@ -43,7 +43,10 @@ fn describe(text: &str, file: &Path, err: &toml::de::Error) -> ParseError {
                 let place = match context.as_deref() {
                     None => String::new(),
                     Some([]) => " at the top level".to_string(),
-                    Some([only]) if only.index.is_some() => format!(" in [[{}]]", only.name),
+                    Some(path) if path.last().is_some_and(|last| last.index.is_some()) => {
+                        let names: Vec<&str> = path.iter().map(|s| s.name.as_str()).collect();
+                        format!(" in [[{}]]", names.join("."))
+                    }
                     Some([only]) => format!(" in [{}]", only.name),
                     Some(path) => format!(" in {}", render(path)),
                 };
@@ -84,6 +87,7 @@ fn humanize(message: &str, place: Option<Place>) -> String {
         ("invalid type: map", "invalid type: table"),
         ("invalid type: sequence", "invalid type: array"),
         ("wanted string or table", "invalid type, expected a string"),
+        ("missing field", "missing key"),
     ] {
         out = out.replace(from, to);
     }
@@ -99,6 +103,8 @@ fn humanize(message: &str, place: Option<Place>) -> String {
         "fix the value"
     } else if out.contains("duplicate key") {
         "remove one of them"
+    } else if out.starts_with("missing key") {
+        "add it"
     } else {
         // A syntax error listing the tokens it expected: "a, b" -> "a or b".
         if let Some(at) = out.rfind("expected ") {
@@ -395,7 +401,88 @@ mod tests {
         assert_eq!(
             config_error("[generall]\nhost = \"x\"\n"),
             "pgdog.toml line 1, column 2: generall: unknown key; valid keys at the top level are \
-             general, databases, admin; remove it or fix its spelling"
+             general, databases, admin, sharded_tables, sharded_mappings, omnisharded_tables; \
+             remove it or fix its spelling"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_sharded_table() {
+        assert_eq!(
+            config_error(
+                "[[sharded_tables]]\ndatabase = \"a\"\ncolumn = \"id\"\n\n\
+                 [[sharded_tables]]\ndatabase = \"a\"\ncolum = \"id\"\n"
+            ),
+            "pgdog.toml line 7, column 1: sharded_tables[1].colum: unknown key; valid keys in \
+             [[sharded_tables]] are database, name, schema, column, data_type, hasher, primary, \
+             centroids, centroids_path, centroid_probes, mapping; remove it or fix its spelling"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_mapping_rule() {
+        assert_eq!(
+            config_error(
+                "[[sharded_tables]]\ndatabase = \"a\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nvalues = [1]\nshard = 0\n\
+                 [[sharded_tables.mapping]]\nbegin = 5\nshard = 1\n"
+            ),
+            "pgdog.toml line 8, column 1: sharded_tables[0].mapping[1].begin: unknown key; \
+             valid keys in [[sharded_tables.mapping]] are shard, values, start, end; \
+             remove it or fix its spelling"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_other_sharding_sections() {
+        assert_eq!(
+            config_error("[[omnisharded_tables]]\ndatabase = \"a\"\ntable = [\"t\"]\n"),
+            "pgdog.toml line 3, column 1: omnisharded_tables[0].table: unknown key; valid keys in \
+             [[omnisharded_tables]] are database, tables, sticky; remove it or fix its spelling"
+        );
+        assert_eq!(
+            config_error("[[sharded_mappings]]\ndatabase = \"a\"\nshard = 0\nvalue = 1\n"),
+            "pgdog.toml line 4, column 1: sharded_mappings[0].value: unknown key; valid keys in \
+             [[sharded_mappings]] are database, column, table, schema, kind, values, start, end, \
+             shard; remove it or fix its spelling"
+        );
+    }
+
+    #[test]
+    fn mapping_rule_without_shard() {
+        assert_eq!(
+            config_error(
+                "[[sharded_tables]]\ndatabase = \"a\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nvalues = [1]\n"
+            ),
+            "pgdog.toml line 4, column 1: sharded_tables[0].mapping[0]: missing key \"shard\"; add it"
+        );
+        assert_eq!(
+            config_error(
+                "[[sharded_tables]]\ndatabase = \"a\"\ncolumn = \"id\"\n\
+                 mapping = [{ values = [1] }]\n"
+            ),
+            "pgdog.toml line 4, column 12: sharded_tables[0].mapping: missing key \"shard\"; add it"
+        );
+    }
+
+    #[test]
+    fn sharding_value_types() {
+        assert_eq!(
+            config_error(
+                "[[sharded_tables]]\ndatabase = \"a\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nvalues = [1.5]\nshard = 0\n"
+            ),
+            "pgdog.toml line 5, column 11: sharded_tables[0].mapping[0].values: invalid type: \
+             floating point 1.5, expected an integer or a string; fix the value"
+        );
+        assert_eq!(
+            config_error(
+                "[[sharded_tables]]\ndatabase = \"a\"\ncolumn = \"id\"\ndata_type = \"int\"\n"
+            ),
+            "pgdog.toml line 4, column 13: sharded_tables[0].data_type: unknown variant \"int\", \
+             expected one of \"bigint\", \"uuid\", \"text\", \"varchar\", \"vector\"; \
+             use one of those values"
         );
     }
 

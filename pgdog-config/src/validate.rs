@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Problem;
 use crate::hash::{classify, HashKind};
-use crate::{AuthType, ConfigAndUsers, Role};
+use crate::{
+    AuthType, ConfigAndUsers, DataType, Hasher, MappingKind, MappingRule, Role, ShardedMapping,
+    ShardedTable, ShardingValue,
+};
 
 /// Runs every rule over both files.
 pub(crate) fn problems(all: &ConfigAndUsers) -> Vec<Problem> {
@@ -17,6 +20,7 @@ pub(crate) fn problems(all: &ConfigAndUsers) -> Vec<Problem> {
     };
     check.general();
     check.databases();
+    check.sharding();
     check.users();
     check.admin();
     check.problems
@@ -334,6 +338,519 @@ impl Checker<'_> {
         }
     }
 
+    /// `[[sharded_tables]]` with their mapping rules, `[[sharded_mappings]]`
+    /// and `[[omnisharded_tables]]`.
+    fn sharding(&mut self) {
+        let config = &self.all.config;
+        let first = self.problems.len();
+        for (i, table) in config.sharded_tables.iter().enumerate() {
+            self.sharded_table(i, table);
+        }
+        for (i, rule) in config.sharded_mappings.iter().enumerate() {
+            self.sharded_mapping(i, rule);
+        }
+        for (i, table) in config.sharded_tables.iter().enumerate() {
+            self.rule_conflicts(i, table);
+        }
+        self.omnisharded_tables();
+        // A [[sharded_mappings]] entry matching several tables is checked once
+        // per table; report each problem once.
+        for problem in self.problems.split_off(first) {
+            if !self.problems[first..].contains(&problem) {
+                self.problems.push(problem);
+            }
+        }
+    }
+
+    /// The `database` key of a sharding entry, which must name `[[databases]]`
+    /// entries; returns their number of shards if it does.
+    fn sharding_database(&mut self, key: String, database: &str, of: &str) -> Option<usize> {
+        if database.is_empty() {
+            self.config(
+                key,
+                None,
+                format!(
+                    "is missing or empty; set it to the name of the [[databases]] entries {of}"
+                ),
+            );
+            return None;
+        }
+        match self.all.config.shard_count(database) {
+            0 => {
+                self.config(
+                    key,
+                    Some(quoted(database)),
+                    format!(
+                        "no [[databases]] entry named {}; add one or fix the name",
+                        quoted(database)
+                    ),
+                );
+                None
+            }
+            count => Some(count),
+        }
+    }
+
+    /// The optional table name (under `name_key`) and schema of the sharding
+    /// entry at `at`: not empty, and no schema inside the table name.
+    fn table_and_schema(
+        &mut self,
+        at: &str,
+        name_key: &str,
+        name: Option<&str>,
+        schema: Option<&str>,
+        column: &str,
+    ) {
+        let key = |field: &str| format!("{at}.{field}");
+        match name {
+            Some("") => self.config(
+                key(name_key),
+                Some(quoted("")),
+                format!(
+                    "is empty; set it to the table's name, or remove {name_key} to match every \
+                     table that has the column {}",
+                    quoted(column)
+                ),
+            ),
+            Some(name) if name.contains('.') => self.config(
+                key(name_key),
+                Some(quoted(name)),
+                format!(
+                    "contains \".\"; set {name_key} to the table's name only and schema to its \
+                     schema, e.g. {name_key} = \"users\" and schema = \"public\""
+                ),
+            ),
+            _ => {}
+        }
+        if schema == Some("") {
+            self.config(
+                key("schema"),
+                Some(quoted("")),
+                "is empty; set it to the table's schema, or remove schema to match any schema",
+            );
+        }
+    }
+
+    /// One `[[sharded_tables]]` entry and its own mapping rules.
+    fn sharded_table(&mut self, i: usize, table: &ShardedTable) {
+        let key = |field: &str| format!("sharded_tables[{i}].{field}");
+        let shards =
+            self.sharding_database(key("database"), &table.database, "this table lives in");
+        if table.column.is_empty() {
+            self.config(
+                key("column"),
+                None,
+                "is missing or empty; set it to the name of the sharding column, e.g. \"user_id\"",
+            );
+        }
+        self.table_and_schema(
+            &format!("sharded_tables[{i}]"),
+            "name",
+            table.name.as_deref(),
+            table.schema.as_deref(),
+            &table.column,
+        );
+        if table.data_type == DataType::Vector {
+            self.config(
+                key("data_type"),
+                Some(quoted("vector")),
+                "vector sharding is not supported by pgdog yet; use \"bigint\", \"uuid\" or \"varchar\"",
+            );
+        }
+        let vector_keys = [
+            ("centroids", table.centroids.is_some()),
+            ("centroids_path", table.centroids_path.is_some()),
+            ("centroid_probes", table.centroid_probes.is_some()),
+        ];
+        for (field, set) in vector_keys {
+            if set {
+                self.config(
+                    key(field),
+                    None,
+                    "is for vector sharding, which pgdog does not support yet; remove it",
+                );
+            }
+        }
+        if table.hasher == Hasher::Sha1 {
+            self.config(
+                key("hasher"),
+                Some(quoted(Hasher::Sha1.as_str())),
+                "is not supported by pgdog yet; remove hasher to use \"postgres\", the default",
+            );
+        }
+        let same = |other: &ShardedTable| {
+            other.database == table.database
+                && other.schema == table.schema
+                && other.name == table.name
+                && other.column == table.column
+        };
+        let duplicate = self.all.config.sharded_tables[..i].iter().position(same);
+        if let (Some(first), false) = (duplicate, table.column.is_empty()) {
+            self.config(
+                key("column"),
+                Some(quoted(&table.column)),
+                format!(
+                    "duplicates sharded_tables[{first}] (same database, schema, table and column); \
+                     remove one of them, moving its mapping rules to the other"
+                ),
+            );
+        }
+        for (k, rule) in table.mapping.iter().enumerate() {
+            let at = format!("sharded_tables[{i}].mapping[{k}]");
+            self.mapping_rule(&at, rule, Some(table.data_type), shards, &table.database);
+        }
+    }
+
+    /// One `[[sharded_mappings]]` entry: its own keys, the table it belongs
+    /// to and its rule.
+    fn sharded_mapping(&mut self, i: usize, mapping: &ShardedMapping) {
+        let key = |field: &str| format!("sharded_mappings[{i}].{field}");
+        let shards = self.sharding_database(
+            key("database"),
+            &mapping.database,
+            "the sharded table lives in",
+        );
+        if mapping.column.is_empty() {
+            self.config(
+                key("column"),
+                None,
+                "is missing or empty; set it to the column of the [[sharded_tables]] entry this rule is for",
+            );
+        }
+        self.table_and_schema(
+            &format!("sharded_mappings[{i}]"),
+            "table",
+            mapping.table.as_deref(),
+            mapping.schema.as_deref(),
+            &mapping.column,
+        );
+        let rule = mapping.rule();
+        if let Some(kind) = mapping.kind {
+            if kind != rule.kind() {
+                let needs = match kind {
+                    MappingKind::List => "a list rule needs values",
+                    MappingKind::Range => "a range rule needs start and/or end, and no values",
+                    MappingKind::Default => "a default rule takes no values, start or end",
+                };
+                self.config(
+                    key("kind"),
+                    Some(quoted(kind.as_str())),
+                    format!("does not fit the other keys: {needs}; fix kind or those keys"),
+                );
+            }
+        }
+        let table = self
+            .all
+            .config
+            .sharded_tables
+            .iter()
+            .find(|table| table.matches(mapping));
+        if table.is_none() && shards.is_some() && !mapping.column.is_empty() {
+            let name = match &mapping.table {
+                Some(name) => format!("name = {}", quoted(name)),
+                None => "no name".to_string(),
+            };
+            self.config(
+                key("column"),
+                Some(quoted(&mapping.column)),
+                format!(
+                    "no [[sharded_tables]] entry has database = {}, column = {} and {name}{}; \
+                     add one (it sets the column's data_type) or fix this rule's database, table \
+                     and column",
+                    quoted(&mapping.database),
+                    quoted(&mapping.column),
+                    match &mapping.schema {
+                        Some(schema) => format!(" and schema = {}", quoted(schema)),
+                        None => String::new(),
+                    }
+                ),
+            );
+        }
+        let data_type = table.map(|table| table.data_type);
+        let at = format!("sharded_mappings[{i}]");
+        self.mapping_rule(&at, &rule, data_type, shards, &mapping.database);
+    }
+
+    /// One mapping rule at `at` on its own: its shard exists, it is one kind
+    /// of rule, and its values fit the column's type (when known).
+    fn mapping_rule(
+        &mut self,
+        at: &str,
+        rule: &MappingRule,
+        data_type: Option<DataType>,
+        shards: Option<usize>,
+        database: &str,
+    ) {
+        match shards {
+            Some(count) if rule.shard >= count => {
+                let has = if count == 1 {
+                    "has only shard 0; use it".to_string()
+                } else {
+                    format!("has shards 0 to {}; use one of those", count - 1)
+                };
+                self.config(
+                    format!("{at}.shard"),
+                    Some(rule.shard.to_string()),
+                    format!(
+                        "database {} {has}, or add [[databases]] entries with name = {} for \
+                         the missing shards",
+                        quoted(database),
+                        quoted(database)
+                    ),
+                );
+            }
+            _ => {}
+        }
+        let ranged = rule.start.is_some() || rule.end.is_some();
+        match &rule.values {
+            Some(_) if ranged => self.config(
+                format!("{at}.values"),
+                None,
+                "a rule is either a list (values) or a range (start and/or end), not both; \
+                 split it into two rules",
+            ),
+            Some(values) if values.is_empty() => self.config(
+                format!("{at}.values"),
+                Some("[]".into()),
+                "is empty; list the values that go to this shard, or remove values to make \
+                 this the default rule",
+            ),
+            _ => {}
+        }
+        let Some(data_type) = data_type.filter(|&t| t != DataType::Vector) else {
+            return;
+        };
+        for value in rule.values() {
+            self.value_type(format!("{at}.values"), value, data_type);
+        }
+        if !ranged {
+            return;
+        }
+        if data_type != DataType::Bigint {
+            let field = if rule.start.is_some() { "start" } else { "end" };
+            let value = rule.start.as_ref().or(rule.end.as_ref());
+            self.config(
+                format!("{at}.{field}"),
+                value.map(ToString::to_string),
+                format!(
+                    "range rules work on bigint columns only, and data_type is {}; list the \
+                     values instead (values = [...])",
+                    quoted(data_type.as_str())
+                ),
+            );
+            return;
+        }
+        let start = rule.start.as_ref();
+        let end = rule.end.as_ref();
+        let mut fits = |field: &str, bound: Option<&ShardingValue>| match bound {
+            Some(value) => self.value_type(format!("{at}.{field}"), value, data_type),
+            None => true,
+        };
+        let start_ok = fits("start", start);
+        let end_ok = fits("end", end);
+        if let (Some(start), Some(end), true, true) = (start, end, start_ok, end_ok) {
+            if start.as_integer() >= end.as_integer() {
+                self.config(
+                    format!("{at}.end"),
+                    Some(end.to_string()),
+                    format!(
+                        "is not greater than start ({start}); a range covers start up to but not \
+                         including end, so end must be greater"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Whether `value` fits a column of `data_type`; reports it if not.
+    fn value_type(&mut self, key: String, value: &ShardingValue, data_type: DataType) -> bool {
+        const UUID: &str = "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"";
+        let message = match (data_type, value) {
+            (DataType::Bigint, ShardingValue::Text(_)) => {
+                "is a string, but data_type is \"bigint\"; write the number without quotes"
+                    .to_string()
+            }
+            (DataType::Varchar, ShardingValue::Integer(n)) => format!(
+                "is a number, but data_type is \"varchar\"; write it in double quotes, e.g. \"{n}\""
+            ),
+            (DataType::Uuid, ShardingValue::Integer(_)) => format!(
+                "is a number, but data_type is \"uuid\"; write the UUID in double quotes, e.g. {UUID}"
+            ),
+            (DataType::Uuid, ShardingValue::Text(_)) if value.as_uuid().is_none() => format!(
+                "is not a UUID, but data_type is \"uuid\"; write 32 hex digits in the usual \
+                 groups, e.g. {UUID}"
+            ),
+            _ => return true,
+        };
+        self.config(key, Some(value.to_string()), message);
+        false
+    }
+
+    /// All mapping rules of one table together, its own and the matching
+    /// `[[sharded_mappings]]`: at most one default rule, each value in one
+    /// list only, ranges that do not overlap.
+    fn rule_conflicts(&mut self, i: usize, table: &ShardedTable) {
+        let config = &self.all.config;
+        let own = table
+            .mapping
+            .iter()
+            .enumerate()
+            .map(|(k, rule)| (format!("sharded_tables[{i}].mapping[{k}]"), rule.clone()));
+        let older = config
+            .sharded_mappings
+            .iter()
+            .enumerate()
+            .filter(|(_, mapping)| table.matches(mapping))
+            .map(|(m, mapping)| (format!("sharded_mappings[{m}]"), mapping.rule()));
+        let rules: Vec<(String, MappingRule)> = own.chain(older).collect();
+
+        let mut default: Option<&str> = None;
+        let mut listed: HashMap<ValueKey, &str> = HashMap::new();
+        let mut ranges: Vec<(&str, Option<i64>, Option<i64>)> = Vec::new();
+        for (at, rule) in &rules {
+            match rule.kind() {
+                MappingKind::Default => match default {
+                    None => default = Some(at),
+                    Some(first) => self.config(
+                        format!("{at}.shard"),
+                        Some(rule.shard.to_string()),
+                        format!(
+                            "is a second default rule (a rule with only shard) for this table; \
+                             the first is {first}; keep only one"
+                        ),
+                    ),
+                },
+                MappingKind::List => {
+                    for value in rule.values() {
+                        let Some(value_key) = ValueKey::new(value, table.data_type) else {
+                            continue;
+                        };
+                        match listed.get(&value_key) {
+                            None => {
+                                listed.insert(value_key, at);
+                            }
+                            Some(&first) => {
+                                let message = if first == at {
+                                    "is listed twice in this rule; remove one".to_string()
+                                } else {
+                                    format!(
+                                        "is also listed in {first}; a value goes to one shard \
+                                         only: remove it from one of the rules"
+                                    )
+                                };
+                                self.config(
+                                    format!("{at}.values"),
+                                    Some(value.to_string()),
+                                    message,
+                                );
+                            }
+                        }
+                    }
+                }
+                MappingKind::Range => {
+                    let bound = |value: &Option<ShardingValue>| match value {
+                        None => Some(None),
+                        Some(value) => value.as_integer().map(Some),
+                    };
+                    let (Some(start), Some(end)) = (bound(&rule.start), bound(&rule.end)) else {
+                        continue;
+                    };
+                    if table.data_type != DataType::Bigint
+                        || start.zip(end).is_some_and(|(s, e)| s >= e)
+                    {
+                        continue;
+                    }
+                    let overlap = ranges.iter().find(|(_, other_start, other_end)| {
+                        below(start, *other_end) && below(*other_start, end)
+                    });
+                    if let Some(&(first, other_start, other_end)) = overlap {
+                        let (field, value) = match (&rule.start, &rule.end) {
+                            (Some(start), _) => ("start", start),
+                            (None, Some(end)) => ("end", end),
+                            (None, None) => continue,
+                        };
+                        self.config(
+                            format!("{at}.{field}"),
+                            Some(value.to_string()),
+                            format!(
+                                "this range ({}) overlaps the range of {first} ({}); each value \
+                                 goes to one shard only: change start or end so they do not overlap",
+                                describe_range(start, end),
+                                describe_range(other_start, other_end)
+                            ),
+                        );
+                    } else {
+                        ranges.push((at, start, end));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `[[omnisharded_tables]]`: database, table names, each table listed
+    /// once and not also sharded.
+    fn omnisharded_tables(&mut self) {
+        let config = &self.all.config;
+        let mut seen: HashMap<(&str, &str), String> = HashMap::new();
+        for (i, entry) in config.omnisharded_tables.iter().enumerate() {
+            let key = |field: &str| format!("omnisharded_tables[{i}].{field}");
+            self.sharding_database(key("database"), &entry.database, "these tables live in");
+            if entry.tables.is_empty() {
+                self.config(
+                    key("tables"),
+                    Some("[]".into()),
+                    "is empty; list the tables that hold the same rows on every shard, or remove \
+                     this entry",
+                );
+            }
+            for (t, name) in entry.tables.iter().enumerate() {
+                let at = key(&format!("tables[{t}]"));
+                if name.is_empty() {
+                    self.config(
+                        at,
+                        Some(quoted("")),
+                        "is empty; set the table's name or remove it",
+                    );
+                    continue;
+                }
+                if let Some(first) = seen.get(&(entry.database.as_str(), name.as_str())) {
+                    self.config(
+                        at,
+                        Some(quoted(name)),
+                        format!(
+                            "is already listed for database {} at {first}; remove one of them",
+                            quoted(&entry.database)
+                        ),
+                    );
+                    continue;
+                }
+                seen.insert((&entry.database, name), at.clone());
+                let (schema, table) = match name.rsplit_once('.') {
+                    Some((schema, table)) => (Some(schema), table),
+                    None => (None, name.as_str()),
+                };
+                let sharded = config.sharded_tables.iter().position(|sharded| {
+                    sharded.database == entry.database
+                        && sharded.name.as_deref() == Some(table)
+                        && (schema.is_none()
+                            || sharded.schema.is_none()
+                            || sharded.schema.as_deref() == schema)
+                });
+                if let Some(j) = sharded {
+                    self.config(
+                        at,
+                        Some(quoted(name)),
+                        format!(
+                            "is also a sharded table (sharded_tables[{j}]); a table either has its \
+                             rows split over the shards or the same rows on every shard: remove it \
+                             here or remove sharded_tables[{j}]"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     /// `[[users]]`: names, databases, duplicates, pool sizes and passwords.
     fn users(&mut self) {
         let all = self.all;
@@ -568,6 +1085,45 @@ impl Checker<'_> {
                 "is empty; set it to the user name for the admin database, e.g. \"admin\"".into(),
             );
         }
+    }
+}
+
+/// A list value as the column compares it: UUIDs in any form compare equal.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum ValueKey<'a> {
+    Integer(i64),
+    Text(&'a str),
+    Uuid(u128),
+}
+
+impl<'a> ValueKey<'a> {
+    /// `None` when the value does not fit the column (reported elsewhere).
+    fn new(value: &'a ShardingValue, data_type: DataType) -> Option<Self> {
+        match data_type {
+            DataType::Bigint => value.as_integer().map(Self::Integer),
+            DataType::Varchar => value.as_text().map(Self::Text),
+            DataType::Uuid => value.as_uuid().map(Self::Uuid),
+            DataType::Vector => None,
+        }
+    }
+}
+
+/// Whether range bound `start` is below `end`, where `None` is minus infinity
+/// for `start` and plus infinity for `end`.
+fn below(start: Option<i64>, end: Option<i64>) -> bool {
+    match (start, end) {
+        (Some(start), Some(end)) => start < end,
+        _ => true,
+    }
+}
+
+/// A range in words: "5 up to 10", "5 and up", "below 10".
+fn describe_range(start: Option<i64>, end: Option<i64>) -> String {
+    match (start, end) {
+        (Some(start), Some(end)) => format!("{start} up to {end}"),
+        (Some(start), None) => format!("{start} and up"),
+        (None, Some(end)) => format!("below {end}"),
+        (None, None) => "every value".to_string(),
     }
 }
 

@@ -441,3 +441,469 @@ fn openmetrics_namespace_must_make_valid_names() {
          names must not; start it with a letter or \"_\", e.g. \"pgdog_\", or remove it for no prefix"
     );
 }
+
+/// Database "shop" with shards 0 and 1.
+const SHARDS: &str = "[[databases]]\nname = \"shop\"\n[[databases]]\nname = \"shop\"\nshard = 1\n";
+
+/// `SHARDS` followed by `sharding`.
+fn sharded(sharding: &str) -> String {
+    format!("{SHARDS}{sharding}")
+}
+
+#[test]
+fn valid_sharding_sections() {
+    let config = sharded(
+        "[[sharded_tables]]\ndatabase = \"shop\"\nname = \"users\"\nschema = \"public\"\n\
+         column = \"id\"\nprimary = true\n\
+         [[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"user_id\"\n\
+         [[sharded_tables]]\ndatabase = \"shop\"\nname = \"tenants\"\ncolumn = \"tenant_id\"\n\
+         [[sharded_tables.mapping]]\nvalues = [1, 2]\nshard = 0\n\
+         [[sharded_tables.mapping]]\nend = 0\nshard = 1\n\
+         [[sharded_tables.mapping]]\nstart = 10\nend = 20\nshard = 0\n\
+         [[sharded_tables.mapping]]\nstart = 20\nshard = 1\n\
+         [[sharded_tables.mapping]]\nshard = 1\n\
+         [[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"country\"\ndata_type = \"varchar\"\n\
+         mapping = [{ values = [\"ca\", \"us\"], shard = 0 }, { values = [\"fr\"], shard = 1 }]\n\
+         [[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"ident\"\ndata_type = \"uuid\"\n\
+         hasher = \"postgres\"\n\
+         [[sharded_tables.mapping]]\nvalues = [\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]\nshard = 1\n\
+         [[sharded_mappings]]\ndatabase = \"shop\"\ntable = \"tenants\"\ncolumn = \"tenant_id\"\n\
+         kind = \"list\"\nvalues = [3]\nshard = 1\n\
+         [[sharded_mappings]]\ndatabase = \"shop\"\ntable = \"tenants\"\ncolumn = \"tenant_id\"\n\
+         kind = \"range\"\nstart = 0\nend = 10\nshard = 1\n\
+         [[omnisharded_tables]]\ndatabase = \"shop\"\ntables = [\"countries\", \"public.settings\"]\n\
+         sticky = true\n",
+    );
+    assert_eq!(problems(&config, USER), Vec::<String>::new());
+}
+
+#[test]
+fn sharded_table_on_one_shard_is_allowed() {
+    let config = format!(
+        "{DB}[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\n\
+         [[sharded_tables.mapping]]\nvalues = [1]\nshard = 0\n"
+    );
+    assert_eq!(problems(&config, USER), Vec::<String>::new());
+}
+
+#[test]
+fn sharded_table_database_and_column_must_be_set() {
+    assert_eq!(
+        problems(&sharded("[[sharded_tables]]\nname = \"users\"\n"), USER),
+        [
+            "pgdog.toml: sharded_tables[0].database: is missing or empty; set it to the name of \
+             the [[databases]] entries this table lives in",
+            "pgdog.toml: sharded_tables[0].column: is missing or empty; set it to the name of the \
+             sharding column, e.g. \"user_id\"",
+        ]
+    );
+}
+
+#[test]
+fn sharded_table_database_must_exist() {
+    assert_eq!(
+        only(
+            &sharded("[[sharded_tables]]\ndatabase = \"shpo\"\ncolumn = \"id\"\n"),
+            USER
+        ),
+        "pgdog.toml: sharded_tables[0].database = \"shpo\": no [[databases]] entry named \"shpo\"; \
+         add one or fix the name"
+    );
+}
+
+#[test]
+fn sharded_table_name_and_schema() {
+    assert_eq!(
+        problems(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\nname = \"\"\nschema = \"\"\n\
+                 [[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\nname = \"public.users\"\n"
+            ),
+            USER
+        ),
+        [
+            "pgdog.toml: sharded_tables[0].name = \"\": is empty; set it to the table's name, or \
+             remove name to match every table that has the column \"id\"",
+            "pgdog.toml: sharded_tables[0].schema = \"\": is empty; set it to the table's schema, \
+             or remove schema to match any schema",
+            "pgdog.toml: sharded_tables[1].name = \"public.users\": contains \".\"; set name to the \
+             table's name only and schema to its schema, e.g. name = \"users\" and schema = \"public\"",
+        ]
+    );
+}
+
+#[test]
+fn vector_sharding_and_sha1_are_not_supported() {
+    assert_eq!(
+        problems(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"embedding\"\n\
+                 data_type = \"vector\"\ncentroids = [[1.0, 2.0]]\n\
+                 centroids_path = \"centroids.json\"\ncentroid_probes = 1\nhasher = \"sha1\"\n"
+            ),
+            USER
+        ),
+        [
+            "pgdog.toml: sharded_tables[0].data_type = \"vector\": vector sharding is not \
+             supported by pgdog yet; use \"bigint\", \"uuid\" or \"varchar\"",
+            "pgdog.toml: sharded_tables[0].centroids: is for vector sharding, which pgdog does \
+             not support yet; remove it",
+            "pgdog.toml: sharded_tables[0].centroids_path: is for vector sharding, which pgdog \
+             does not support yet; remove it",
+            "pgdog.toml: sharded_tables[0].centroid_probes: is for vector sharding, which pgdog \
+             does not support yet; remove it",
+            "pgdog.toml: sharded_tables[0].hasher = \"sha1\": is not supported by pgdog yet; \
+             remove hasher to use \"postgres\", the default",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_sharded_table() {
+    assert_eq!(
+        only(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\nname = \"users\"\ncolumn = \"id\"\n\
+                 [[sharded_tables]]\ndatabase = \"shop\"\nname = \"users\"\ncolumn = \"uid\"\n\
+                 [[sharded_tables]]\ndatabase = \"shop\"\nname = \"users\"\ncolumn = \"id\"\n\
+                 data_type = \"uuid\"\n"
+            ),
+            USER
+        ),
+        "pgdog.toml: sharded_tables[2].column = \"id\": duplicates sharded_tables[0] (same \
+         database, schema, table and column); remove one of them, moving its mapping rules to the other"
+    );
+}
+
+#[test]
+fn mapping_shard_must_exist() {
+    assert_eq!(
+        only(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nvalues = [1]\nshard = 2\n"
+            ),
+            USER
+        ),
+        "pgdog.toml: sharded_tables[0].mapping[0].shard = 2: database \"shop\" has shards 0 to 1; \
+         use one of those, or add [[databases]] entries with name = \"shop\" for the missing shards"
+    );
+    assert_eq!(
+        only(
+            &format!(
+                "{DB}[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nshard = 1\n"
+            ),
+            USER
+        ),
+        "pgdog.toml: sharded_tables[0].mapping[0].shard = 1: database \"shop\" has only shard 0; \
+         use it, or add [[databases]] entries with name = \"shop\" for the missing shards"
+    );
+}
+
+#[test]
+fn mapping_rule_is_one_kind() {
+    assert_eq!(
+        problems(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nvalues = [1]\nstart = 5\nshard = 0\n\
+                 [[sharded_tables.mapping]]\nvalues = []\nshard = 1\n"
+            ),
+            USER
+        ),
+        [
+            "pgdog.toml: sharded_tables[0].mapping[0].values: a rule is either a list (values) or \
+             a range (start and/or end), not both; split it into two rules",
+            "pgdog.toml: sharded_tables[0].mapping[1].values = []: is empty; list the values that \
+             go to this shard, or remove values to make this the default rule",
+        ]
+    );
+}
+
+#[test]
+fn mapping_values_fit_the_data_type() {
+    let table = |data_type: &str, rule: &str| {
+        sharded(&format!(
+            "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"k\"\ndata_type = \"{data_type}\"\n\
+             [[sharded_tables.mapping]]\n{rule}\nshard = 0\n"
+        ))
+    };
+    assert_eq!(
+        problems(&table("bigint", "values = [1, \"2\"]"), USER),
+        ["pgdog.toml: sharded_tables[0].mapping[0].values = \"2\": is a string, but data_type is \
+          \"bigint\"; write the number without quotes"]
+    );
+    assert_eq!(
+        problems(&table("varchar", "values = [\"a\", 7]"), USER),
+        [
+            "pgdog.toml: sharded_tables[0].mapping[0].values = 7: is a number, but data_type is \
+          \"varchar\"; write it in double quotes, e.g. \"7\""
+        ]
+    );
+    assert_eq!(
+        problems(
+            &table("uuid", "values = [7, \"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1\"]"),
+            USER
+        ),
+        [
+            "pgdog.toml: sharded_tables[0].mapping[0].values = 7: is a number, but data_type is \
+             \"uuid\"; write the UUID in double quotes, e.g. \"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"",
+            "pgdog.toml: sharded_tables[0].mapping[0].values = \"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1\": \
+             is not a UUID, but data_type is \"uuid\"; write 32 hex digits in the usual groups, \
+             e.g. \"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"",
+        ]
+    );
+    assert_eq!(
+        problems(&table("bigint", "start = \"1\"\nend = 5"), USER),
+        ["pgdog.toml: sharded_tables[0].mapping[0].start = \"1\": is a string, but data_type is \
+          \"bigint\"; write the number without quotes"]
+    );
+    assert_eq!(
+        problems(&table("text", "start = \"a\"\nend = \"m\""), USER),
+        [
+            "pgdog.toml: sharded_tables[0].mapping[0].start = \"a\": range rules work on bigint \
+          columns only, and data_type is \"varchar\"; list the values instead (values = [...])"
+        ]
+    );
+}
+
+#[test]
+fn range_end_must_be_above_start() {
+    assert_eq!(
+        only(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nstart = 5\nend = 5\nshard = 0\n"
+            ),
+            USER
+        ),
+        "pgdog.toml: sharded_tables[0].mapping[0].end = 5: is not greater than start (5); a range \
+         covers start up to but not including end, so end must be greater"
+    );
+}
+
+#[test]
+fn list_values_are_unique_per_table() {
+    assert_eq!(
+        problems(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nvalues = [1, 2, 1]\nshard = 0\n\
+                 [[sharded_tables.mapping]]\nvalues = [3, 2]\nshard = 1\n\
+                 [[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"other\"\n\
+                 [[sharded_tables.mapping]]\nvalues = [1, 2, 3]\nshard = 1\n"
+            ),
+            USER
+        ),
+        [
+            "pgdog.toml: sharded_tables[0].mapping[0].values = 1: is listed twice in this rule; \
+             remove one",
+            "pgdog.toml: sharded_tables[0].mapping[1].values = 2: is also listed in \
+             sharded_tables[0].mapping[0]; a value goes to one shard only: remove it from one of the rules",
+        ]
+    );
+}
+
+#[test]
+fn uuid_values_compare_as_uuids() {
+    assert_eq!(
+        only(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\ndata_type = \"uuid\"\n\
+                 [[sharded_tables.mapping]]\nvalues = [\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]\nshard = 0\n\
+                 [[sharded_tables.mapping]]\nvalues = [\"{A0EEBC999C0B4EF8BB6D6BB9BD380A11}\"]\nshard = 1\n"
+            ),
+            USER
+        ),
+        "pgdog.toml: sharded_tables[0].mapping[1].values = \"{A0EEBC999C0B4EF8BB6D6BB9BD380A11}\": \
+         is also listed in sharded_tables[0].mapping[0]; a value goes to one shard only: remove it \
+         from one of the rules"
+    );
+}
+
+#[test]
+fn ranges_must_not_overlap() {
+    assert_eq!(
+        problems(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nstart = 0\nend = 10\nshard = 0\n\
+                 [[sharded_tables.mapping]]\nstart = 10\nend = 20\nshard = 1\n\
+                 [[sharded_tables.mapping]]\nstart = 15\nend = 16\nshard = 0\n\
+                 [[sharded_tables.mapping]]\nend = 1\nshard = 1\n\
+                 [[sharded_tables.mapping]]\nstart = 20\nshard = 0\n\
+                 [[sharded_tables.mapping]]\nstart = 100\nshard = 1\n"
+            ),
+            USER
+        ),
+        [
+            "pgdog.toml: sharded_tables[0].mapping[2].start = 15: this range (15 up to 16) \
+             overlaps the range of sharded_tables[0].mapping[1] (10 up to 20); each value goes to \
+             one shard only: change start or end so they do not overlap",
+            "pgdog.toml: sharded_tables[0].mapping[3].end = 1: this range (below 1) overlaps the \
+             range of sharded_tables[0].mapping[0] (0 up to 10); each value goes to one shard \
+             only: change start or end so they do not overlap",
+            "pgdog.toml: sharded_tables[0].mapping[5].start = 100: this range (100 and up) \
+             overlaps the range of sharded_tables[0].mapping[4] (20 and up); each value goes to \
+             one shard only: change start or end so they do not overlap",
+        ]
+    );
+}
+
+#[test]
+fn one_default_rule_per_table() {
+    assert_eq!(
+        only(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nshard = 0\n\
+                 [[sharded_tables.mapping]]\nvalues = [1]\nshard = 1\n\
+                 [[sharded_tables.mapping]]\nshard = 1\n"
+            ),
+            USER
+        ),
+        "pgdog.toml: sharded_tables[0].mapping[2].shard = 1: is a second default rule (a rule \
+         with only shard) for this table; the first is sharded_tables[0].mapping[0]; keep only one"
+    );
+}
+
+#[test]
+fn sharded_mappings_need_their_table() {
+    assert_eq!(
+        problems(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\nname = \"users\"\ncolumn = \"id\"\n\
+                 [[sharded_mappings]]\ndatabase = \"shop\"\ncolumn = \"id\"\nvalues = [1]\nshard = 0\n\
+                 [[sharded_mappings]]\ndatabase = \"shop\"\ntable = \"users\"\nschema = \"app\"\n\
+                 column = \"id\"\nvalues = [1]\nshard = 0\n\
+                 [[sharded_mappings]]\ndatabase = \"nope\"\ncolumn = \"id\"\nshard = 0\n\
+                 [[sharded_mappings]]\nshard = 0\n"
+            ),
+            USER
+        ),
+        [
+            "pgdog.toml: sharded_mappings[0].column = \"id\": no [[sharded_tables]] entry has \
+             database = \"shop\", column = \"id\" and no name; add one (it sets the column's \
+             data_type) or fix this rule's database, table and column",
+            "pgdog.toml: sharded_mappings[1].column = \"id\": no [[sharded_tables]] entry has \
+             database = \"shop\", column = \"id\" and name = \"users\" and schema = \"app\"; add one \
+             (it sets the column's data_type) or fix this rule's database, table and column",
+            "pgdog.toml: sharded_mappings[2].database = \"nope\": no [[databases]] entry named \
+             \"nope\"; add one or fix the name",
+            "pgdog.toml: sharded_mappings[3].database: is missing or empty; set it to the name of \
+             the [[databases]] entries the sharded table lives in",
+            "pgdog.toml: sharded_mappings[3].column: is missing or empty; set it to the column of \
+             the [[sharded_tables]] entry this rule is for",
+        ]
+    );
+}
+
+#[test]
+fn sharded_mappings_kind_must_fit() {
+    let mapping = |rule: &str| {
+        sharded(&format!(
+            "[[sharded_tables]]\ndatabase = \"shop\"\ncolumn = \"id\"\n\
+             [[sharded_mappings]]\ndatabase = \"shop\"\ncolumn = \"id\"\n{rule}\nshard = 0\n"
+        ))
+    };
+    assert_eq!(
+        only(&mapping("kind = \"list\"\nstart = 1"), USER),
+        "pgdog.toml: sharded_mappings[0].kind = \"list\": does not fit the other keys: a list rule \
+         needs values; fix kind or those keys"
+    );
+    assert_eq!(
+        only(&mapping("kind = \"range\"\nvalues = [1]"), USER),
+        "pgdog.toml: sharded_mappings[0].kind = \"range\": does not fit the other keys: a range \
+         rule needs start and/or end, and no values; fix kind or those keys"
+    );
+    assert_eq!(
+        only(&mapping("kind = \"default\"\nend = 1"), USER),
+        "pgdog.toml: sharded_mappings[0].kind = \"default\": does not fit the other keys: a \
+         default rule takes no values, start or end; fix kind or those keys"
+    );
+    assert_eq!(
+        problems(&mapping("kind = \"default\""), USER),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn sharded_mappings_join_the_table_rules() {
+    assert_eq!(
+        problems(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\nname = \"users\"\ncolumn = \"id\"\n\
+                 [[sharded_tables.mapping]]\nvalues = [1]\nshard = 0\n\
+                 [[sharded_tables.mapping]]\nstart = 100\nshard = 0\n\
+                 [[sharded_mappings]]\ndatabase = \"shop\"\ntable = \"users\"\ncolumn = \"id\"\n\
+                 kind = \"list\"\nvalues = [\"1\", 1]\nshard = 2\n\
+                 [[sharded_mappings]]\ndatabase = \"shop\"\ntable = \"users\"\ncolumn = \"id\"\n\
+                 kind = \"range\"\nstart = 50\nend = 150\nshard = 1\n"
+            ),
+            USER
+        ),
+        [
+            "pgdog.toml: sharded_mappings[0].shard = 2: database \"shop\" has shards 0 to 1; use \
+             one of those, or add [[databases]] entries with name = \"shop\" for the missing shards",
+            "pgdog.toml: sharded_mappings[0].values = \"1\": is a string, but data_type is \
+             \"bigint\"; write the number without quotes",
+            "pgdog.toml: sharded_mappings[0].values = 1: is also listed in \
+             sharded_tables[0].mapping[0]; a value goes to one shard only: remove it from one of the rules",
+            "pgdog.toml: sharded_mappings[1].start = 50: this range (50 up to 150) overlaps the \
+             range of sharded_tables[0].mapping[1] (100 and up); each value goes to one shard \
+             only: change start or end so they do not overlap",
+        ]
+    );
+}
+
+#[test]
+fn sharded_mapping_for_two_tables_is_reported_once() {
+    assert_eq!(
+        only(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\nname = \"t\"\nschema = \"a\"\ncolumn = \"id\"\n\
+                 [[sharded_tables]]\ndatabase = \"shop\"\nname = \"t\"\nschema = \"b\"\ncolumn = \"id\"\n\
+                 [[sharded_mappings]]\ndatabase = \"shop\"\ntable = \"t\"\ncolumn = \"id\"\n\
+                 values = [1, 1]\nshard = 0\n"
+            ),
+            USER
+        ),
+        "pgdog.toml: sharded_mappings[0].values = 1: is listed twice in this rule; remove one"
+    );
+}
+
+#[test]
+fn omnisharded_tables_rules() {
+    assert_eq!(
+        problems(
+            &sharded(
+                "[[sharded_tables]]\ndatabase = \"shop\"\nname = \"users\"\nschema = \"app\"\ncolumn = \"id\"\n\
+                 [[omnisharded_tables]]\ndatabase = \"shop\"\n\
+                 tables = [\"countries\", \"\", \"users\", \"countries\", \"other.users\"]\n\
+                 [[omnisharded_tables]]\ndatabase = \"shop\"\ntables = [\"app.users\"]\nsticky = true\n\
+                 [[omnisharded_tables]]\ndatabase = \"nope\"\n\
+                 [[omnisharded_tables]]\ntables = [\"x\"]\n"
+            ),
+            USER
+        ),
+        [
+            "pgdog.toml: omnisharded_tables[0].tables[1] = \"\": is empty; set the table's name or \
+             remove it",
+            "pgdog.toml: omnisharded_tables[0].tables[2] = \"users\": is also a sharded table \
+             (sharded_tables[0]); a table either has its rows split over the shards or the same \
+             rows on every shard: remove it here or remove sharded_tables[0]",
+            "pgdog.toml: omnisharded_tables[0].tables[3] = \"countries\": is already listed for \
+             database \"shop\" at omnisharded_tables[0].tables[0]; remove one of them",
+            "pgdog.toml: omnisharded_tables[1].tables[0] = \"app.users\": is also a sharded table \
+             (sharded_tables[0]); a table either has its rows split over the shards or the same \
+             rows on every shard: remove it here or remove sharded_tables[0]",
+            "pgdog.toml: omnisharded_tables[2].database = \"nope\": no [[databases]] entry named \
+             \"nope\"; add one or fix the name",
+            "pgdog.toml: omnisharded_tables[2].tables = []: is empty; list the tables that hold \
+             the same rows on every shard, or remove this entry",
+            "pgdog.toml: omnisharded_tables[3].database: is missing or empty; set it to the name \
+             of the [[databases]] entries these tables live in",
+        ]
+    );
+}

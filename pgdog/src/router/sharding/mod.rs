@@ -280,51 +280,13 @@ pub fn parse_bigint(text: &str) -> Result<i64, ParseKeyError> {
 
 /// Parses a `uuid` the way PostgreSQL's `uuid_in` does (see [`KeyValue::parse`]).
 pub fn parse_uuid(text: &str) -> Result<[u8; 16], ParseKeyError> {
-    let error = || ParseKeyError::Syntax {
-        data_type: DataType::Uuid,
-        text: text.to_string(),
-    };
-    let hex = |byte: u8| -> Option<u8> {
-        match byte {
-            b'0'..=b'9' => Some(byte - b'0'),
-            b'a'..=b'f' => Some(byte - b'a' + 10),
-            b'A'..=b'F' => Some(byte - b'A' + 10),
-            _ => None,
-        }
-    };
-
-    let mut rest = text.as_bytes();
-    let braces = rest.first() == Some(&b'{');
-    if braces {
-        rest = &rest[1..];
-    }
-    let mut uuid = [0u8; 16];
-    for (i, byte) in uuid.iter_mut().enumerate() {
-        let (high, low) = match rest {
-            [high, low, ..] => (hex(*high), hex(*low)),
-            _ => return Err(error()),
-        };
-        match (high, low) {
-            (Some(high), Some(low)) => *byte = (high << 4) | low,
-            _ => return Err(error()),
-        }
-        rest = &rest[2..];
-        // One hyphen may follow each group of four digits, except the last.
-        if i % 2 == 1 && i < 15 && rest.first() == Some(&b'-') {
-            rest = &rest[1..];
-        }
-    }
-    if braces {
-        match rest.split_first() {
-            Some((b'}', after)) => rest = after,
-            _ => return Err(error()),
-        }
-    }
-    if rest.is_empty() {
-        Ok(uuid)
-    } else {
-        Err(error())
-    }
+    // One parser for the config files and the router: pgdog-config's.
+    pgdog_config::parse_uuid(text)
+        .map(u128::to_be_bytes)
+        .ok_or_else(|| ParseKeyError::Syntax {
+            data_type: DataType::Uuid,
+            text: text.to_string(),
+        })
 }
 
 #[cfg(test)]
