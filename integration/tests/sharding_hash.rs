@@ -244,7 +244,7 @@ fn text_case(rng: &mut Rng, sql_type: &'static str) -> Case {
     }
     Case {
         sql_type,
-        data_type: DataType::Text,
+        data_type: DataType::Varchar,
         texts,
     }
 }

@@ -31,34 +31,10 @@ use std::fmt;
 
 use self::hash::{hash_bytes_extended, hash_combine64, hash_int8_extended, HASH_PARTITION_SEED};
 
-/// The type of a sharding key column, as far as parsing its text goes. `integer` and `smallint`
-/// columns use [`DataType::Bigint`]: they hash like the same value as `bigint`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DataType {
-    /// `bigint` (`int8`), and also `integer` (`int4`) and `smallint` (`int2`).
-    Bigint,
-    /// `text` or `varchar` (`character varying`).
-    Text,
-    /// `uuid`.
-    Uuid,
-}
-
-impl DataType {
-    /// The PostgreSQL name of the type, as used in error messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            DataType::Bigint => "bigint",
-            DataType::Text => "text",
-            DataType::Uuid => "uuid",
-        }
-    }
-}
-
-impl fmt::Display for DataType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The type of a sharding key column: the one `data_type` of `[[sharded_tables]]` names.
+/// `integer` and `smallint` columns use [`DataType::Bigint`] (they hash like the same value as
+/// `bigint`), `text` columns [`DataType::Varchar`].
+pub use pgdog_config::DataType;
 
 /// The value of a single-column sharding key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +58,12 @@ pub enum ParseKeyError {
         /// The text that was given.
         text: String,
     },
+    /// Keys of this type cannot be hashed by pgdog (vector sharding).
+    #[error("sharding keys of type {data_type} are not supported")]
+    Unsupported {
+        /// The type.
+        data_type: DataType,
+    },
     /// The text is a number outside the range of the type.
     #[error("value \"{text}\" is out of range for type {data_type}")]
     OutOfRange {
@@ -98,7 +80,8 @@ impl<'a> KeyValue<'a> {
     /// - [`DataType::Bigint`]: an optionally signed integer in the `bigint` range, with optional
     ///   leading and trailing whitespace. The PostgreSQL 16 forms are accepted too: `0x`, `0o`
     ///   and `0b` prefixes and `_` between digits (`1_000_000`).
-    /// - [`DataType::Text`]: any string, taken as is.
+    /// - [`DataType::Varchar`]: any string, taken as is.
+    /// - [`DataType::Vector`]: not supported, an error.
     /// - [`DataType::Uuid`]: 32 hex digits in either case, optionally with a hyphen after any
     ///   group of four digits and optionally in braces: `a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11`,
     ///   `{A0EEBC99-...}`, `a0eebc999c0b4ef8bb6d6bb9bd380a11`, `a0ee-bc99-9c0b-...`.
@@ -107,8 +90,9 @@ impl<'a> KeyValue<'a> {
     pub fn parse(data_type: DataType, text: &'a str) -> Result<KeyValue<'a>, ParseKeyError> {
         match data_type {
             DataType::Bigint => parse_bigint(text).map(KeyValue::Int),
-            DataType::Text => Ok(KeyValue::Text(text)),
+            DataType::Varchar => Ok(KeyValue::Text(text)),
             DataType::Uuid => parse_uuid(text).map(KeyValue::Uuid),
+            DataType::Vector => Err(ParseKeyError::Unsupported { data_type }),
         }
     }
 
@@ -116,7 +100,7 @@ impl<'a> KeyValue<'a> {
     pub fn data_type(&self) -> DataType {
         match self {
             KeyValue::Int(_) => DataType::Bigint,
-            KeyValue::Text(_) => DataType::Text,
+            KeyValue::Text(_) => DataType::Varchar,
             KeyValue::Uuid(_) => DataType::Uuid,
         }
     }
@@ -515,9 +499,9 @@ mod tests {
     #[test]
     fn parses_text_as_is() {
         assert_eq!(
-            KeyValue::parse(DataType::Text, " it's "),
+            KeyValue::parse(DataType::Varchar, " it's "),
             Ok(KeyValue::Text(" it's "))
         );
-        assert_eq!(KeyValue::Text("").data_type(), DataType::Text);
+        assert_eq!(KeyValue::Text("").data_type(), DataType::Varchar);
     }
 }
