@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use dashmap::DashMap;
 
+use crate::net::frame::Reader;
 use crate::net::messages::Parse;
-use crate::net::Frame;
 
 /// One statement known to pgdog under its global name.
 #[derive(Debug)]
@@ -39,13 +39,16 @@ impl Statement {
 
     /// Whether the statement only reads, by `classify` of its SQL text (asked once).
     pub fn read_only(&self, classify: impl FnOnce(&str) -> bool) -> bool {
-        *self.read_only.get_or_init(|| {
-            let frame = Frame {
-                tag: b'P',
-                bytes: self.parse.clone(),
-            };
-            Parse::decode(&frame).is_ok_and(|parse| classify(parse.query))
-        })
+        *self
+            .read_only
+            .get_or_init(|| self.query().is_some_and(classify))
+    }
+
+    /// The statement's SQL text, from its `Parse` message.
+    pub fn query(&self) -> Option<&str> {
+        let mut reader = Reader::new(self.parse.get(5..)?);
+        reader.cstr().ok()?;
+        reader.cstr().ok()
     }
 }
 
@@ -119,6 +122,9 @@ mod tests {
         let sc = cache.statement(&Parse::decode(&c).unwrap());
         assert_eq!(sa.name, sb.name);
         assert_ne!(sa.name, sc.name);
+        // The text survives the renaming to the global name.
+        assert_eq!(sa.query(), Some("select 1"));
+        assert!(sa.read_only(|sql| sql == "select 1"));
         assert_eq!(cache.len(), 2);
         // Unused entries are pruned once the cache is large.
         drop((sa, sb, sc));

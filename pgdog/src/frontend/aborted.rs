@@ -62,13 +62,10 @@ pub fn answer(frames: &[Frame], statements: &ClientStatements, out: &mut BytesMu
                 let ok = match messages::bind_statement(frame) {
                     // The unnamed statement was parsed in this batch (and accepted above).
                     Ok("") => true,
-                    Ok(name) => statements.get(name).is_some_and(|statement| {
-                        let parse = Frame {
-                            tag: b'P',
-                            bytes: statement.parse.clone(),
-                        };
-                        Parse::decode(&parse).is_ok_and(|p| ends_transaction(p.query))
-                    }),
+                    Ok(name) => statements
+                        .get(name)
+                        .and_then(|statement| statement.query())
+                        .is_some_and(ends_transaction),
                     Err(_) => false,
                 };
                 if ok {

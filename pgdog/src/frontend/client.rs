@@ -532,11 +532,18 @@ impl Client {
         let mut server = 'found: loop {
             attempts += 1;
             self.refresh_cluster()?;
-            let candidates: Vec<Pool> = if read {
+            // Writes (the hot path) take the primary without allocating a candidate list.
+            let primary = if read {
+                None
+            } else {
+                self.cluster.primary().cloned()
+            };
+            let reads = if read {
                 self.cluster.read_order()
             } else {
-                self.cluster.primary().cloned().into_iter().collect()
+                Vec::new()
             };
+            let candidates: &[Pool] = if read { &reads } else { primary.as_slice() };
             if candidates.is_empty() {
                 return Err(ErrorResponse::error(
                     sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
@@ -547,7 +554,7 @@ impl Client {
                 ));
             }
             let mut last_error = None;
-            for pool in &candidates {
+            for pool in candidates {
                 match pool.get().await {
                     Ok(server) => break 'found server,
                     Err(PoolError::Server(e)) if read => {
