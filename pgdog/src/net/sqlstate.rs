@@ -38,3 +38,13 @@ pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
 pub const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// `config_file_error`
 pub const CONFIG_FILE_ERROR: &str = "F0000";
+/// `invalid_text_representation` (e.g. a bad number in a COPY row's sharding key)
+pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+/// `invalid_binary_representation` (a binary COPY field of the wrong size for its type)
+pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
+/// `bad_copy_file_format` (malformed COPY data)
+pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
+/// `numeric_value_out_of_range`
+pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+/// `character_not_in_repertoire` (invalid UTF-8)
+pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
