@@ -74,6 +74,11 @@ pub struct General {
     /// (the default) adds nothing. Letters, digits, `_` and `:` only, not
     /// starting with a digit.
     pub openmetrics_namespace: String,
+    /// Transactions that wrote to several shards commit with two-phase commit
+    /// (`PREPARE TRANSACTION` on every shard, then `COMMIT PREPARED`), so a crash never
+    /// leaves one shard committed and another not. Needs `max_prepared_transactions > 0`
+    /// on every shard.
+    pub two_phase_commit: bool,
 }
 
 impl Default for General {
@@ -105,6 +110,7 @@ impl Default for General {
             tls_private_key: None,
             openmetrics_port: None,
             openmetrics_namespace: String::new(),
+            two_phase_commit: false,
         }
     }
 }

@@ -337,7 +337,8 @@ mod tests {
              idle_timeout, server_lifetime, client_idle_timeout, query_timeout, shutdown_timeout, \
              healthcheck_interval, idle_healthcheck_interval, idle_healthcheck_delay, \
              healthcheck_timeout, ban_timeout, auth_type, prepared_statements_limit, \
-             tls_certificate, tls_private_key, openmetrics_port, openmetrics_namespace; \
+             tls_certificate, tls_private_key, openmetrics_port, openmetrics_namespace, \
+             two_phase_commit; \
              remove it or fix its spelling"
         );
     }

@@ -43,6 +43,26 @@ impl Cluster {
         self.shards.first().and_then(|s| s.primary.as_ref())
     }
 
+    /// The primary pool of shard `shard`.
+    pub fn primary_of(&self, shard: usize) -> Option<&Pool> {
+        self.shards.get(shard).and_then(|s| s.primary.as_ref())
+    }
+
+    /// The pools a read-only request to shard `shard` may use, best first.
+    pub fn read_order_of(&self, shard: usize) -> Vec<Pool> {
+        match self.shards.get(shard) {
+            Some(shard) => self
+                .balancer
+                .read_order(shard.primary.as_ref(), &shard.replicas),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether queries need the sharding router (more than one shard).
+    pub fn is_sharded(&self) -> bool {
+        self.shards.len() > 1
+    }
+
     /// Every pool of this cluster.
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
         self.shards
@@ -72,12 +92,7 @@ impl Cluster {
 
     /// The pools a read-only request may use, best first (shard 0).
     pub fn read_order(&self) -> Vec<Pool> {
-        match self.shards.first() {
-            Some(shard) => self
-                .balancer
-                .read_order(shard.primary.as_ref(), &shard.replicas),
-            None => Vec::new(),
-        }
+        self.read_order_of(0)
     }
 }
 

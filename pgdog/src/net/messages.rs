@@ -198,6 +198,137 @@ pub fn bind_renamed(frame: &Frame, name: &str) -> Result<Bytes, Error> {
     Ok(Frame::new(b'B', &body).bytes)
 }
 
+/// A decoded `Bind`: portal, statement, parameters and result formats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind<'a> {
+    /// Portal name ("" for the unnamed portal).
+    pub portal: &'a str,
+    /// Statement name ("" for the unnamed statement).
+    pub statement: &'a str,
+    /// Parameter format codes as sent (none, one for all, or one per parameter).
+    pub param_formats: Vec<i16>,
+    /// Parameter values; `None` is NULL.
+    pub params: Vec<Option<&'a [u8]>>,
+    /// Result column format codes as sent.
+    pub result_formats: Vec<i16>,
+}
+
+impl<'a> Bind<'a> {
+    /// Decodes a `Bind` message body.
+    pub fn decode(frame: &'a Frame) -> Result<Self, Error> {
+        let mut r = Reader::new(frame.body());
+        let portal = r.cstr()?;
+        let statement = r.cstr()?;
+        let param_formats = read_i16s(&mut r)?;
+        let count = r.i16()?;
+        if count < 0 {
+            return Err(Error::Malformed("Bind parameter count is negative"));
+        }
+        let mut params = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let len = r.i32()?;
+            params.push(match len {
+                -1 => None,
+                len if len < 0 => return Err(Error::Malformed("Bind parameter length is negative")),
+                len => Some(r.bytes(len as usize)?),
+            });
+        }
+        let result_formats = read_i16s(&mut r)?;
+        Ok(Bind {
+            portal,
+            statement,
+            param_formats,
+            params,
+            result_formats,
+        })
+    }
+
+    /// The format code of parameter `index` (0 text, 1 binary).
+    pub fn param_format(&self, index: usize) -> i16 {
+        match self.param_formats.len() {
+            0 => 0,
+            1 => self.param_formats[0],
+            _ => self.param_formats.get(index).copied().unwrap_or(0),
+        }
+    }
+
+    /// Encodes a `Bind` of `statement` with the parameters `indexes` of this one (in that
+    /// order) and the same result formats.
+    pub fn encode_subset(&self, statement: &str, indexes: &[usize]) -> Bytes {
+        let mut body = BytesMut::with_capacity(64);
+        put_cstr(&mut body, self.portal);
+        put_cstr(&mut body, statement);
+        body.extend_from_slice(&(indexes.len() as i16).to_be_bytes());
+        for &i in indexes {
+            body.extend_from_slice(&self.param_format(i).to_be_bytes());
+        }
+        body.extend_from_slice(&(indexes.len() as i16).to_be_bytes());
+        for &i in indexes {
+            match self.params.get(i).copied().flatten() {
+                Some(value) => {
+                    body.extend_from_slice(&(value.len() as i32).to_be_bytes());
+                    body.extend_from_slice(value);
+                }
+                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        body.extend_from_slice(&(self.result_formats.len() as i16).to_be_bytes());
+        for format in &self.result_formats {
+            body.extend_from_slice(&format.to_be_bytes());
+        }
+        Frame::new(b'B', &body).bytes
+    }
+}
+
+fn read_i16s(r: &mut Reader<'_>) -> Result<Vec<i16>, Error> {
+    let count = r.i16()?;
+    if count < 0 {
+        return Err(Error::Malformed("negative count in Bind"));
+    }
+    (0..count).map(|_| r.i16()).collect()
+}
+
+/// The parameter type OIDs of a `Parse` (its raw `param_types` section).
+pub fn param_type_oids(param_types: &[u8]) -> Vec<u32> {
+    param_types
+        .get(2..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// A `Parse` of `query` as statement `name` with the given raw parameter type section.
+pub fn parse_message(name: &str, query: &str, param_types: &[u8]) -> Bytes {
+    Parse {
+        name: "",
+        query,
+        param_types,
+    }
+    .renamed(name)
+}
+
+/// A `Describe` of portal `name`.
+pub fn describe_portal(name: &str) -> Bytes {
+    let mut body = BytesMut::with_capacity(name.len() + 2);
+    body.extend_from_slice(b"P");
+    put_cstr(&mut body, name);
+    Frame::new(b'D', &body).bytes
+}
+
+/// An `Execute` of portal `name` returning every row.
+pub fn execute(name: &str) -> Bytes {
+    let mut body = BytesMut::with_capacity(name.len() + 5);
+    put_cstr(&mut body, name);
+    body.extend_from_slice(&0i32.to_be_bytes());
+    Frame::new(b'E', &body).bytes
+}
+
+/// Flush.
+pub fn flush() -> Bytes {
+    Frame::new(b'H', &[]).bytes
+}
+
 /// The target of a `Describe` or `Close`: a statement (`S`) or portal (`P`) and its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target<'a> {

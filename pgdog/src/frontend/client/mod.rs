@@ -527,6 +527,11 @@ impl Client {
     /// reached is banned and the next candidate tried. A reload may close the pool a client is
     /// waiting on: it then waits on the new one.
     async fn checkout(&mut self, read: bool) -> Result<Guard, ErrorResponse> {
+        self.checkout_shard(0, read).await
+    }
+
+    /// [`Client::checkout`] from shard `shard` of the cluster.
+    async fn checkout_shard(&mut self, shard: usize, read: bool) -> Result<Guard, ErrorResponse> {
         let started = Instant::now();
         let mut attempts = 0;
         let mut server = 'found: loop {
@@ -536,10 +541,10 @@ impl Client {
             let primary = if read {
                 None
             } else {
-                self.cluster.primary().cloned()
+                self.cluster.primary_of(shard).cloned()
             };
             let reads = if read {
-                self.cluster.read_order()
+                self.cluster.read_order_of(shard)
             } else {
                 Vec::new()
             };
@@ -548,7 +553,7 @@ impl Client {
                 return Err(ErrorResponse::error(
                     sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
                     format!(
-                        "database \"{}\" has no primary configured",
+                        "database \"{}\" has no primary configured for shard {shard}",
                         self.login.database
                     ),
                 ));
