@@ -5,9 +5,11 @@
 //! - [`sharding`]: a key's shard, exactly the partition PostgreSQL's `PARTITION BY HASH` picks.
 //! - [`route`]: the router's decisions (target shards, how to merge results) shared by the
 //!   planner, the executor and the merger.
+//! - [`merge`]: several shards' results combined into one (order, group, aggregate, limit).
 //! - `walk`: the generic parse-tree walker those checks (and later the sharding router) use.
 
 pub mod access;
+pub mod merge;
 pub mod route;
 pub mod sharding;
 mod walk;
