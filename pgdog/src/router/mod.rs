@@ -2,6 +2,7 @@
 //!
 //! - [`access`](mod@access): is a query string safe for a hot standby ([`Access::Read`]) or
 //!   must it go to the primary ([`Access::Write`])? [`AccessCache`] remembers the answer per text.
+//! - [`copy`]: COPY data on sharded tables: client rows split per shard, shard output joined.
 //! - [`sharding`]: a key's shard, exactly the partition PostgreSQL's `PARTITION BY HASH` picks.
 //! - [`route`]: the router's decisions (target shards, how to merge results) shared by the
 //!   planner, the executor and the merger.
@@ -9,6 +10,7 @@
 //! - `walk`: the generic parse-tree walker those checks (and later the sharding router) use.
 
 pub mod access;
+pub mod copy;
 pub mod merge;
 pub mod route;
 pub mod sharding;
