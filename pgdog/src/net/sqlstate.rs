@@ -48,3 +48,11 @@ pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
 pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
 /// `character_not_in_repertoire` (invalid UTF-8)
 pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+/// `check_violation` (no shard's mapping rule takes a sharding key value, like no partition)
+pub const CHECK_VIOLATION: &str = "23514";
+/// `invalid_row_count_in_limit_clause`
+pub const INVALID_ROW_COUNT_IN_LIMIT_CLAUSE: &str = "2201W";
+/// `invalid_row_count_in_result_offset_clause`
+pub const INVALID_ROW_COUNT_IN_RESULT_OFFSET_CLAUSE: &str = "2201X";
+/// `invalid_column_reference` (ORDER BY position not in the select list)
+pub const INVALID_COLUMN_REFERENCE: &str = "42P10";

@@ -7,11 +7,13 @@
 //! - [`route`]: the router's decisions (target shards, how to merge results) shared by the
 //!   planner, the executor and the merger.
 //! - [`merge`]: several shards' results combined into one (order, group, aggregate, limit).
+//! - [`plan`]: per statement, which shard(s) run it and how to merge (the sharding planner).
 //! - `walk`: the generic parse-tree walker those checks (and later the sharding router) use.
 
 pub mod access;
 pub mod copy;
 pub mod merge;
+pub mod plan;
 pub mod route;
 pub mod sharding;
 mod walk;
