@@ -5,6 +5,7 @@
 pub mod pgdog_process;
 /// A minimal PostgreSQL protocol client for tests that need exact control of the messages.
 pub mod raw;
+pub mod sharded;
 pub mod tools;
 
 pub use pgdog::local::{HostAuth, LocalCluster, LocalError, LocalOptions};
