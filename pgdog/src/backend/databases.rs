@@ -12,6 +12,7 @@ use super::balancer::Balancer;
 use super::pool::{Pool, PoolSettings};
 use super::server::ServerAddress;
 use crate::auth::UserSecret;
+use crate::router::plan::{PlanCache, ShardingSchema};
 
 /// The pools of one shard.
 pub struct Shard {
@@ -35,6 +36,10 @@ pub struct Cluster {
     pub secret: UserSecret,
     /// Picks pools for reads.
     pub balancer: Balancer,
+    /// The database's sharding rules (`[[sharded_tables]]`, `[[omnisharded_tables]]`).
+    pub sharding: Arc<ShardingSchema>,
+    /// Routing analyses of the statements this database has seen, by text.
+    pub plans: Arc<PlanCache>,
 }
 
 impl Cluster {
@@ -111,6 +116,8 @@ impl Databases {
             .map(|p| p.all_pools().cloned().collect())
             .unwrap_or_default();
         let mut clusters = HashMap::new();
+        // One schema and plan cache per database, shared by its users.
+        let mut routing: HashMap<String, (Arc<ShardingSchema>, Arc<PlanCache>)> = HashMap::new();
         for user in &config.users.users {
             let entries: Vec<_> = config
                 .config
@@ -165,6 +172,15 @@ impl Databases {
                     Role::Replica => shard.replicas.push(pool),
                 }
             }
+            let (sharding, plans) = routing
+                .entry(user.database.clone())
+                .or_insert_with(|| {
+                    (
+                        Arc::new(ShardingSchema::new(&config.config, &user.database)),
+                        Arc::new(PlanCache::default()),
+                    )
+                })
+                .clone();
             let cluster = Cluster {
                 database: user.database.clone(),
                 user: user.name.clone(),
@@ -179,6 +195,8 @@ impl Databases {
                     config.config.general.load_balancing_strategy,
                     config.config.general.read_write_split,
                 ),
+                sharding,
+                plans,
             };
             if cluster.primary().is_none() {
                 warn!(

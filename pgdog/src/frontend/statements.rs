@@ -41,6 +41,14 @@ impl ClientStatements {
         }
     }
 
+    /// A named `Parse` pgdog answers itself (the sharded executor): the name maps to the
+    /// global statement, which servers prepare when they first need it.
+    pub fn register(&mut self, parse: &Parse<'_>, cache: &PreparedStatements) -> Arc<Statement> {
+        let statement = cache.statement(parse);
+        self.names.insert(parse.name.to_string(), statement.clone());
+        statement
+    }
+
     /// The statement a client name refers to.
     pub fn get(&self, name: &str) -> Option<&Arc<Statement>> {
         self.names.get(name)

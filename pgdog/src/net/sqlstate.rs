@@ -48,6 +48,18 @@ pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
 pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
 /// `character_not_in_repertoire` (invalid UTF-8)
 pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+/// `in_failed_sql_transaction`
+pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
+/// `active_sql_transaction`
+pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
+/// `no_active_sql_transaction`
+pub const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
+/// `invalid_sql_statement_name` (unknown prepared statement)
+pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+/// `invalid_cursor_name` (unknown portal)
+pub const INVALID_CURSOR_NAME: &str = "34000";
+/// `transaction_rollback`
+pub const TRANSACTION_ROLLBACK: &str = "40000";
 /// `check_violation` (no shard's mapping rule takes a sharding key value, like no partition)
 pub const CHECK_VIOLATION: &str = "23514";
 /// `invalid_row_count_in_limit_clause`

@@ -2,6 +2,8 @@
 //! mode a server is checked out for each transaction and returned at ReadyForQuery idle;
 //! named prepared statements and `SET`s are carried from server to server.
 
+mod sharded;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,6 +91,8 @@ pub struct Client {
     retry: Option<Vec<Frame>>,
     /// Resends of the current read.
     retries: u8,
+    /// The sharded executor's state (databases with several shards).
+    sharded: sharded::State,
 }
 
 /// What the client logged in with.
@@ -140,6 +144,7 @@ impl Client {
             request_start: None,
             retry: None,
             retries: 0,
+            sharded: sharded::State::default(),
         }
     }
 
@@ -188,7 +193,7 @@ impl Client {
         loop {
             // Leave when shutting down, as soon as no transaction is open.
             let shutting_down = self.state.shutting_down();
-            if shutting_down && self.server.is_none() {
+            if shutting_down && self.server.is_none() && !self.sharded.holding() {
                 return self
                     .fatal(ErrorResponse::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -196,7 +201,7 @@ impl Client {
                     ))
                     .await;
             }
-            let holding = self.server.is_some();
+            let holding = self.server.is_some() || self.sharded.holding();
             // query_timeout counts only while the server owes the client an answer.
             let waiting = self.server.as_ref().is_some_and(|s| !s.pending.is_empty());
             let event = {
@@ -277,15 +282,25 @@ impl Client {
             );
             check_client_message(&frame)?;
             if frame.tag == b'X' {
-                self.send_batch(frames).await?;
+                self.dispatch(frames).await?;
                 return Ok(Some(Exit::Disconnected));
             }
             frames.push(frame);
         }
         if !frames.is_empty() {
-            self.send_batch(frames).await?;
+            self.dispatch(frames).await?;
         }
         Ok(None)
+    }
+
+    /// Sends client messages on: through the sharding router for a database with several
+    /// shards, straight to the client's server otherwise.
+    async fn dispatch(&mut self, frames: Vec<Frame>) -> Result<(), Error> {
+        if self.cluster.is_sharded() && self.server.is_none() {
+            self.sharded_frames(frames).await
+        } else {
+            self.send_batch(frames).await
+        }
     }
 
     /// Sends one batch of client messages to a server, checking one out if needed.

@@ -248,6 +248,26 @@ fn copy_command(copy: &CopyStmt, version: i32, schema: &ShardingSchema) -> (Comm
     (Command::Copy(statement), Plan::fixed(shards))
 }
 
+/// The data options of a `COPY` statement's text; `None` when it is not a COPY (or does not
+/// parse).
+pub fn copy_options_of(sql: &str) -> Option<CopyOptions> {
+    let parsed =
+        std::panic::catch_unwind(|| pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok())
+            .ok()??;
+    match parsed
+        .protobuf
+        .stmts
+        .first()?
+        .stmt
+        .as_ref()?
+        .node
+        .as_ref()?
+    {
+        NodeEnum::CopyStmt(copy) => Some(copy_options(&copy.options)),
+        _ => None,
+    }
+}
+
 /// The options of a COPY, PostgreSQL's defaults for the rest. Values PostgreSQL rejects are
 /// left at their defaults (the server reports the error).
 fn copy_options(options: &[Node]) -> CopyOptions {

@@ -47,6 +47,7 @@ use std::panic::AssertUnwindSafe;
 use pg_query::ParserOptions;
 
 pub use cache::PlanCache;
+pub use command::copy_options_of;
 pub use comment::Manual;
 pub use schema::{ShardingSchema, TableRule};
 
