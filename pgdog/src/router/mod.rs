@@ -1,4 +1,5 @@
-//! SQL parsing with pg_query: what a statement reads and writes; the sharding router grows here.
+//! SQL parsing with pg_query: what a statement reads and writes, and where it runs on a sharded
+//! database.
 //!
 //! - [`access`](mod@access): is a query string safe for a hot standby ([`Access::Read`]) or
 //!   must it go to the primary ([`Access::Write`])? [`AccessCache`] remembers the answer per text.
@@ -8,11 +9,13 @@
 //!   planner, the executor and the merger.
 //! - [`merge`]: several shards' results combined into one (order, group, aggregate, limit).
 //! - [`plan`]: per statement, which shard(s) run it and how to merge (the sharding planner).
-//! - `walk`: the generic parse-tree walker those checks (and later the sharding router) use.
+//! - [`normalize`]: constants taken out of simple queries so one analysis serves them all.
+//! - `walk`: the generic parse-tree walker the read/write classification uses.
 
 pub mod access;
 pub mod copy;
 pub mod merge;
+pub mod normalize;
 pub mod plan;
 pub mod route;
 pub mod sharding;

@@ -295,8 +295,7 @@ impl Client {
         }
         self.end_implicit().await?;
         self.finish_request().await;
-        self.out
-            .extend_from_slice(&messages::ready_for_query(self.sharded_status()));
+        self.ready_for_query();
         Ok(())
     }
 

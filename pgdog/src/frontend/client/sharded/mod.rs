@@ -26,6 +26,7 @@ use super::Client;
 use crate::backend::pool::Guard;
 use crate::net::messages::{self, Bind, Parse, Target};
 use crate::net::{sqlstate, Error, ErrorResponse, Frame};
+use crate::router::normalize::normalize;
 use crate::router::plan::{Command, Statement as Planned};
 use crate::router::route::{Params, Shards};
 
@@ -102,6 +103,12 @@ impl Client {
         if self.sharded.servers.len() != shards {
             self.sharded.servers.resize_with(shards, || None);
         }
+        let stats = &self.registered.info().stats;
+        stats.touch();
+        stats.set_state(crate::backend::stats::ConnState::Active);
+        if self.request_start.is_none() {
+            self.request_start = Some(std::time::Instant::now());
+        }
         for frame in frames {
             if self.sharded.copy.is_some() && matches!(frame.tag, b'd' | b'c' | b'f') {
                 self.copy_frame(frame).await?;
@@ -135,8 +142,7 @@ impl Client {
                         sqlstate::FEATURE_NOT_SUPPORTED,
                         "the function call protocol message is not supported on a sharded database",
                     ));
-                    self.out
-                        .extend_from_slice(&messages::ready_for_query(self.sharded_status()));
+                    self.ready_for_query();
                 }
                 // CopyData/CopyDone/CopyFail after a COPY that failed: ignored, like Postgres.
                 _ => {}
@@ -175,6 +181,15 @@ impl Client {
             .to_string();
         self.pending_changes
             .extend(super::session::changes(sql.as_bytes()));
+        if let Some((shard, read)) = self.normalized_shard(&sql) {
+            // The hot path: a statement for one shard, routed from the analysis of its
+            // constant-free text.
+            self.exec_single(shard, &sql, read, &Wire::Simple).await?;
+            self.end_implicit().await?;
+            self.finish_request().await;
+            self.ready_for_query();
+            return Ok(());
+        }
         let analysis = self.cluster.plans.get(&sql, &self.cluster.sharding);
         let statements = analysis.statements();
         if statements.is_empty() {
@@ -199,9 +214,66 @@ impl Client {
         }
         self.end_implicit().await?;
         self.finish_request().await;
+        self.ready_for_query();
+        Ok(())
+    }
+
+    /// Ends a request: ReadyForQuery to the client, and the request counted.
+    fn ready_for_query(&mut self) {
         self.out
             .extend_from_slice(&messages::ready_for_query(self.sharded_status()));
-        Ok(())
+        let info = self.registered.info();
+        let elapsed = self
+            .request_start
+            .take()
+            .map(|s| s.elapsed())
+            .unwrap_or_default();
+        crate::backend::stats::add(&info.stats.queries, 1);
+        crate::backend::stats::add(
+            &info.stats.query_time_us,
+            crate::backend::stats::micros(elapsed),
+        );
+        info.stats.set_state(match self.sharded_status() {
+            b'I' => crate::backend::stats::ConnState::Idle,
+            _ => crate::backend::stats::ConnState::IdleInTransaction,
+        });
+    }
+
+    /// For a single statement whose constants [`normalize`] can take out: the one shard it goes
+    /// to (and whether it only reads), from the cached analysis of the normalized text. `None`
+    /// when the statement needs anything beyond one shard: it is then analysed as written.
+    fn normalized_shard(&self, sql: &str) -> Option<(usize, bool)> {
+        let normalized = normalize(sql)?;
+        let analysis = self
+            .cluster
+            .plans
+            .get(&normalized.text, &self.cluster.sharding);
+        let [statement] = analysis.statements() else {
+            return None;
+        };
+        if !matches!(statement.command(), Command::Query) || statement.needs_columns().is_some() {
+            return None;
+        }
+        let values: Vec<Option<&[u8]>> = normalized
+            .literals
+            .iter()
+            .map(|l| Some(l.as_bytes()))
+            .collect();
+        let params = Params {
+            values: &values,
+            formats: &[],
+            types: &[],
+        };
+        let route = statement
+            .route(&params, None, &self.cluster.sharding)
+            .ok()?;
+        if route.rewrite.is_some() || !route.split.is_empty() || route.key_update.is_some() {
+            return None;
+        }
+        match self.effective_shards(route.shards) {
+            Shards::One(shard) => Some((shard, route.read)),
+            _ => None,
+        }
     }
 
     /// Whether an ErrorResponse was written to the client since `from` bytes of output.
@@ -461,8 +533,7 @@ impl Client {
         }
         self.end_implicit().await?;
         self.finish_request().await;
-        self.out
-            .extend_from_slice(&messages::ready_for_query(self.sharded_status()));
+        self.ready_for_query();
         Ok(())
     }
 

@@ -96,6 +96,10 @@ impl Client {
         };
         let commit = commit && !tx.failed;
         let tag = if commit { "COMMIT" } else { "ROLLBACK" };
+        if !commit {
+            // Settings changed in the transaction die with it.
+            self.pending_changes.clear();
+        }
         match self.end_on_shards(commit).await {
             Ok(()) => self.answer_unit_locally(wire, tag),
             Err(error) => {
