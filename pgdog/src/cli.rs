@@ -141,6 +141,7 @@ pub fn run(config: ConfigAndUsers) -> Result<(), CliError> {
             tokio::spawn(crate::metrics::serve(metrics, state.clone()));
         }
         tokio::spawn(listener::maintain_pools(state.clone()));
+        tokio::spawn(crate::backend::two_phase::maintain(state.clone()));
         tokio::spawn(reload_on_sighup(state.clone()));
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;

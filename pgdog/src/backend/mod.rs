@@ -3,8 +3,10 @@
 
 pub mod balancer;
 pub mod databases;
+pub mod exchange;
 pub mod expect;
 pub mod pool;
 pub mod prepared;
 pub mod server;
 pub mod stats;
+pub mod two_phase;

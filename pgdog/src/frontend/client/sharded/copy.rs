@@ -5,8 +5,8 @@
 
 use bytes::BytesMut;
 
-use super::exchange::{read_replies, Answer, Ended};
 use super::{Client, Wire};
+use crate::backend::exchange::{read_replies, Answer, Ended};
 use crate::backend::expect::Expect;
 use crate::net::{messages, sqlstate, Error, ErrorResponse, Frame};
 use crate::router::copy::{CopyKey, CopyOutJoiner, CopyPiece, CopySplitter};

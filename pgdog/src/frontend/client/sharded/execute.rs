@@ -3,8 +3,8 @@
 
 use bytes::BytesMut;
 
-use super::exchange::{self, read_replies, Answer, Ended};
 use super::{Client, Wire};
+use crate::backend::exchange::{self, read_replies, Answer, Ended};
 use crate::backend::expect::Expect;
 use crate::net::messages::{self, Parse};
 use crate::net::{sqlstate, Error, ErrorResponse, Frame};

@@ -5,9 +5,9 @@
 
 use bytes::BytesMut;
 
-use super::exchange::{column_names, columns, read_replies, Answer};
 use super::execute::{quote_ident, quote_literal};
 use super::{Client, Wire};
+use crate::backend::exchange::{column_names, columns, read_replies, Answer};
 use crate::backend::expect::Expect;
 use crate::net::{messages, sqlstate, Error, ErrorResponse};
 use crate::router::plan::{Route, Statement as Planned};
@@ -227,7 +227,7 @@ impl Client {
                 "lost connection to a shard",
             ));
         };
-        super::exchange::simple_query(server, sql)
+        crate::backend::exchange::simple_query(server, sql)
             .await
             .map_err(|l| l.0)?
             .ok()

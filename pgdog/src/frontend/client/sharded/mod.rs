@@ -12,7 +12,6 @@
 //! shards outside a transaction runs in an implicit one, so it applies everywhere or nowhere.
 
 mod copy;
-mod exchange;
 mod execute;
 mod key_update;
 mod transaction;
@@ -513,8 +512,8 @@ impl Client {
             let sent = server.send(&messages::sync()).await;
             let mut frames = Vec::new();
             let read = match sent {
-                Ok(()) => exchange::read_replies(server, |f| frames.push(f)).await,
-                Err(_) => Err(exchange::Lost(ErrorResponse::error(
+                Ok(()) => crate::backend::exchange::read_replies(server, |f| frames.push(f)).await,
+                Err(_) => Err(crate::backend::exchange::Lost(ErrorResponse::error(
                     sqlstate::CONNECTION_FAILURE,
                     "lost connection to a shard",
                 ))),

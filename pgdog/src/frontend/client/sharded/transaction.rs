@@ -3,8 +3,9 @@
 //! two-phase commit (`two_phase_commit = true`) so a crash never leaves one shard committed
 //! and another not.
 
-use super::exchange::{simple_query, Answer};
 use super::{Client, Wire};
+use crate::backend::exchange::{simple_query, Answer};
+use crate::backend::two_phase::{TransactionId, DECISION_TABLE};
 use crate::net::{messages, sqlstate, Error, ErrorResponse};
 use crate::router::route::Shards;
 use tracing::{error, warn};
@@ -163,7 +164,10 @@ impl Client {
                 server.broken = true;
                 continue;
             }
-            if super::exchange::read_replies(server, |_| {}).await.is_err() {
+            if crate::backend::exchange::read_replies(server, |_| {})
+                .await
+                .is_err()
+            {
                 server.broken = true;
             }
         }
@@ -240,23 +244,34 @@ impl Client {
         Ok(())
     }
 
-    /// Two-phase commit: PREPARE TRANSACTION everywhere, then COMMIT PREPARED everywhere. If
-    /// any shard cannot prepare, every prepared one is rolled back.
+    /// Two-phase commit (see `backend::two_phase`): the decision record on the first shard,
+    /// PREPARE TRANSACTION everywhere, COMMIT PREPARED on the first shard (the decision), then
+    /// on the others. If any shard cannot prepare, everything is rolled back.
     async fn two_phase_commit(&mut self, shards: &[usize]) -> Result<(), ErrorResponse> {
         self.sharded.two_phase_counter += 1;
-        let gid = format!(
-            "pgdog_{}_{}_{}",
-            std::process::id(),
-            self.login.key.pid,
-            self.sharded.two_phase_counter
-        );
+        let first = shards[0];
+        let id = TransactionId::new(self.login.key.pid, self.sharded.two_phase_counter, first);
         let mut prepared = Vec::new();
         let mut failure = None;
+        let record = id.record_sql();
+        match self.on_each(&[first], move |_| record.clone()).await {
+            Ok(_) => {}
+            Err(error) => {
+                failure = Some(
+                    ErrorResponse::error(&error.code, error.message).detail(format!(
+                        "two-phase commit could not write its decision record into {DECISION_TABLE} on shard {first}; pgdog creates that table on every shard at startup"
+                    )),
+                )
+            }
+        }
         for &shard in shards {
+            if failure.is_some() {
+                break;
+            }
             let Some(server) = self.sharded.servers.get_mut(shard).and_then(Option::as_mut) else {
                 continue;
             };
-            let sql = format!("PREPARE TRANSACTION '{gid}_{shard}'");
+            let sql = format!("PREPARE TRANSACTION '{}'", id.on_shard(shard));
             match simple_query(server, &sql).await {
                 Ok(answer)
                     if answer.error.is_none()
@@ -271,12 +286,8 @@ impl Client {
                             format!("the transaction was rolled back on shard {shard}"),
                         )
                     }));
-                    break;
                 }
-                Err(lost) => {
-                    failure = Some(lost.0);
-                    break;
-                }
+                Err(lost) => failure = Some(lost.0),
             }
         }
         if let Some(error) = failure {
@@ -286,29 +297,39 @@ impl Client {
                 .filter(|s| !prepared.contains(s))
                 .collect();
             let _ = self.on_each(&rest, |_| "ROLLBACK".to_string()).await;
-            let gid_rollback = gid.clone();
+            let rollback = id.clone();
             if self
                 .on_each(&prepared, move |s| {
-                    format!("ROLLBACK PREPARED '{gid_rollback}_{s}'")
+                    format!("ROLLBACK PREPARED '{}'", rollback.on_shard(s))
                 })
                 .await
                 .is_err()
             {
-                warn!("two-phase commit {gid}: rolling back prepared shards failed; the prepared transactions stay until resolved");
+                warn!(
+                    "two-phase commit {}: rolling back prepared shards failed; recovery will finish it",
+                    id.base
+                );
             }
             return Err(error);
         }
-        let gid_commit = gid.clone();
+        // The decision: once the first shard commits, the transaction is committed.
+        let decision = id.clone();
+        self.on_each(&[first], move |s| {
+            format!("COMMIT PREPARED '{}'", decision.on_shard(s))
+        })
+        .await?;
+        let others: Vec<usize> = shards.iter().copied().filter(|&s| s != first).collect();
+        let commit = id.clone();
         if let Err(e) = self
-            .on_each(&prepared, move |s| {
-                format!("COMMIT PREPARED '{gid_commit}_{s}'")
+            .on_each(&others, move |s| {
+                format!("COMMIT PREPARED '{}'", commit.on_shard(s))
             })
             .await
         {
-            // Every shard prepared: the transaction is committed; a shard that missed COMMIT
-            // PREPARED keeps it prepared until it is resolved.
+            // Committed: a shard that missed COMMIT PREPARED is finished by recovery.
             error!(
-                "two-phase commit {gid}: COMMIT PREPARED failed on a shard after all prepared: {e}"
+                "two-phase commit {}: COMMIT PREPARED failed on a shard after the decision: {e}; recovery will finish it",
+                id.base
             );
         }
         Ok(())

@@ -1,5 +1,5 @@
-//! Talking to one shard's server for the sharded executor: reading replies until the server
-//! owes nothing more, and running pgdog's own statements with their results.
+//! Reading a server's replies until it owes nothing more, and running pgdog's own statements
+//! with their results (the sharded executor, two-phase commit recovery).
 
 use bytes::Bytes;
 
@@ -9,7 +9,7 @@ use crate::net::{messages, Error, ErrorResponse, Frame};
 
 /// How a read from a server ended.
 #[derive(Debug)]
-pub(super) enum Ended {
+pub enum Ended {
     /// Everything sent was answered.
     Done,
     /// The server entered COPY IN (CopyInResponse arrived) and waits for data.
@@ -18,7 +18,7 @@ pub(super) enum Ended {
 
 /// The server broke: closed, sent garbage, or ended the session with a FATAL error.
 #[derive(Debug)]
-pub(super) struct Lost(pub ErrorResponse);
+pub struct Lost(pub ErrorResponse);
 
 impl Lost {
     fn new(server: &Guard, detail: &str) -> Lost {
@@ -35,7 +35,7 @@ impl Lost {
 /// Reads replies from `server` until it owes nothing (its pending queue is empty) or it
 /// starts a COPY IN, passing every reply meant for the client to `on_frame`. Replies to what
 /// pgdog sent on its own are dropped, as the pending queue says.
-pub(super) async fn read_replies(
+pub async fn read_replies(
     server: &mut Guard,
     mut on_frame: impl FnMut(Frame),
 ) -> Result<Ended, Lost> {
@@ -117,7 +117,7 @@ fn next_frame(server: &mut Guard) -> Result<Option<Frame>, Lost> {
 
 /// The answer to one of pgdog's own statements.
 #[derive(Debug, Default)]
-pub(super) struct Answer {
+pub struct Answer {
     /// RowDescription, if rows were returned.
     pub description: Option<Bytes>,
     /// DataRow messages.
@@ -157,7 +157,7 @@ impl Answer {
 }
 
 /// Runs `sql` as a simple query on `server` and returns its answer.
-pub(super) async fn simple_query(server: &mut Guard, sql: &str) -> Result<Answer, Lost> {
+pub async fn simple_query(server: &mut Guard, sql: &str) -> Result<Answer, Lost> {
     server.pending.push(Expect::Query);
     if server.send(&messages::query(sql)).await.is_err() {
         server.broken = true;
@@ -169,7 +169,7 @@ pub(super) async fn simple_query(server: &mut Guard, sql: &str) -> Result<Answer
 }
 
 /// The text of column `index` of a DataRow (text format); `None` for NULL or a bad row.
-pub(super) fn text_column(row: &[u8], index: usize) -> Option<String> {
+pub fn text_column(row: &[u8], index: usize) -> Option<String> {
     let mut r = crate::net::frame::Reader::new(row.get(5..)?);
     let count = r.i16().ok()?;
     if index >= count.max(0) as usize {
@@ -192,7 +192,7 @@ pub(super) fn text_column(row: &[u8], index: usize) -> Option<String> {
 }
 
 /// Every column of a DataRow, raw (`None` for NULL).
-pub(super) fn columns(row: &[u8]) -> Result<Vec<Option<&[u8]>>, Error> {
+pub fn columns(row: &[u8]) -> Result<Vec<Option<&[u8]>>, Error> {
     let mut r = crate::net::frame::Reader::new(row.get(5..).unwrap_or_default());
     let count = r.i16()?;
     let mut out = Vec::with_capacity(count.max(0) as usize);
@@ -208,7 +208,7 @@ pub(super) fn columns(row: &[u8]) -> Result<Vec<Option<&[u8]>>, Error> {
 }
 
 /// The column names of a RowDescription message.
-pub(super) fn column_names(description: &[u8]) -> Result<Vec<String>, Error> {
+pub fn column_names(description: &[u8]) -> Result<Vec<String>, Error> {
     let mut r = crate::net::frame::Reader::new(description.get(5..).unwrap_or_default());
     let count = r.i16()?;
     let mut names = Vec::with_capacity(count.max(0) as usize);
