@@ -2,6 +2,8 @@
 //! `pgdog` process in front of them, configured through real `pgdog.toml`/`users.toml` files.
 //! Everything is torn down on drop, also when a test panics.
 
+/// Plumbing shared by the benchmark binaries.
+pub mod bench;
 pub mod pgdog_process;
 /// A minimal PostgreSQL protocol client for tests that need exact control of the messages.
 pub mod raw;

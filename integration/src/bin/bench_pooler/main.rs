@@ -16,12 +16,10 @@
 //! times. A run with failed transactions, errors or a non-zero exit is flagged in its cell and
 //! explained under the table, never silently folded into the median.
 
-mod machine;
 mod pgbouncer;
 mod report;
 mod run;
 
-use machine::*;
 use pgbouncer::*;
 use report::*;
 use run::*;
@@ -31,10 +29,14 @@ use std::fs::{self, File};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use integration::tools::{pg_tool, pgbench, pgbench_number, ToolOutput};
+use integration::bench::{
+    bench_command, cores, cpu_model, first_line, flags, git_describe, install_signal_handlers,
+    interrupted, listening, load_average, median, pgdog_release_binary, positive, positive_list,
+    tail, workspace_root, write_report, PgbenchRun as Run,
+};
+use integration::tools::{pg_tool, pgbench, ToolOutput};
 use integration::{free_port, single_database_config, single_user_config, PgdogProcess};
 use pgdog::local::{LocalCluster, LocalOptions};
 
@@ -103,28 +105,6 @@ impl Target {
     }
 }
 
-/// Set by SIGINT/SIGTERM: stop after the current pgbench run and tear everything down.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, handler) };
-    }
-}
-
-fn interrupted() -> Result<(), String> {
-    match INTERRUPTED.load(Ordering::SeqCst) {
-        true => Err("interrupted; tearing everything down".into()),
-        false => Ok(()),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Command line
 
@@ -143,41 +123,18 @@ const USAGE: &str = "usage: bench_pooler [--duration SECS] [--rounds R] [--worke
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let (mut duration, mut rounds, mut workers, mut clients, mut out) = (None, None, 1, None, None);
     let mut quick = false;
-    let mut i = 0;
-    while i < argv.len() {
-        let arg = argv[i].as_str();
-        // Accept both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
-            _ => (arg, None),
-        };
-        let mut value = || -> Result<String, String> {
-            if let Some(value) = inline.clone() {
-                return Ok(value);
-            }
-            i += 1;
-            argv.get(i)
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag {
-            "--duration" => duration = Some(positive(flag, &value()?)?),
-            "--rounds" => rounds = Some(positive(flag, &value()?)? as usize),
-            "--workers" => workers = positive(flag, &value()?)? as usize,
-            "--clients" => {
-                let list = value()?;
-                let parsed: Result<Vec<u32>, String> = list
-                    .split(',')
-                    .map(|c| positive("--clients", c.trim()).map(|c| c as u32))
-                    .collect();
-                clients = Some(parsed?);
-            }
-            "--out" => out = Some(PathBuf::from(value()?)),
+    let with_value = ["--duration", "--rounds", "--workers", "--clients", "--out"];
+    for (flag, value) in flags(argv, &with_value, USAGE)? {
+        let value = value.unwrap_or_default();
+        match flag.as_str() {
+            "--duration" => duration = Some(positive(&flag, &value)?),
+            "--rounds" => rounds = Some(positive(&flag, &value)? as usize),
+            "--workers" => workers = positive(&flag, &value)? as usize,
+            "--clients" => clients = Some(positive_list(&flag, &value)?),
+            "--out" => out = Some(PathBuf::from(value)),
             "--quick" => quick = true,
-            "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
-        i += 1;
     }
     let default_out = workspace_root().join("benches/results/pooler.md");
     Ok(Args {
@@ -187,15 +144,6 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         clients: clients.unwrap_or_else(|| vec![10, 100]),
         out: out.unwrap_or(default_out),
     })
-}
-
-fn positive(flag: &str, text: &str) -> Result<u64, String> {
-    match text.parse::<u64>() {
-        Ok(n) if n > 0 && n <= u32::MAX as u64 => Ok(n),
-        _ => Err(format!(
-            "{flag}: expected a positive whole number, got {text:?}"
-        )),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,7 +169,7 @@ fn main() -> ExitCode {
 }
 
 fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
-    let pgdog_bin = pgdog_binary()?;
+    let pgdog_bin = pgdog_release_binary()?;
     let pgbouncer_bin = find_pgbouncer()?;
     let pgbench_bin = pg_tool("pgbench");
     let version = Command::new(&pgbench_bin).arg("--version").output();
@@ -326,10 +274,7 @@ fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
                         &bench_args(clients, args.duration, mode),
                     );
                     let run = Run::parse(round + 1, &output);
-                    let shown = match (run.tps, run.latency_ms) {
-                        (Some(tps), Some(lat)) => format!("{tps:.0} tps, {lat:.3} ms"),
-                        _ => "no result".into(),
-                    };
+                    let shown = run.summary();
                     let problem = run.problem().map_or(String::new(), |p| format!("  !! {p}"));
                     eprintln!(
                         "[round {}/{} {:>4.0}s] {:<21} c={:<4} {:<9} {shown}{problem}",
@@ -357,12 +302,9 @@ fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
         }
     }
 
-    let command = std::env::var("BENCH_COMMAND")
-        .ok()
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| format!("bench_pooler {}", argv.join(" ")));
+    let command = bench_command("bench_pooler", argv);
     let machine = Machine {
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores: cores(),
         cpu: cpu_model(),
         pg_version,
         bouncer_version,
@@ -372,10 +314,7 @@ fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
     let report = render(args, &machine, &command, &results);
     println!("{report}");
 
-    if let Some(dir) = args.out.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    }
-    fs::write(&args.out, &report).map_err(|e| format!("write {}: {e}", args.out.display()))?;
+    write_report(&args.out, &report)?;
     eprintln!("wrote {}", args.out.display());
 
     let log = pgdog.log();
@@ -392,31 +331,4 @@ fn bench(args: &Args, argv: &[String]) -> Result<(), String> {
     }
     // pgdog, bouncer and cluster drop here, in that order.
     Ok(())
-}
-
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-fn listening(port: u16) -> bool {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
-}
-
-/// The last `lines` lines of `text`, without terminal colour codes (`ESC [ ... m`).
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let mut out = String::new();
-    let text = all[all.len().saturating_sub(lines)..].join("\n");
-    let mut chars = text.chars().peekable();
-    while let Some(ch) = chars.next() {
-        if ch == '\x1b' && chars.peek() == Some(&'[') {
-            // Skip to the sequence's final letter.
-            for next in chars.by_ref() {
-                if next.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-            continue;
-        }
-        out.push(ch);
-    }
-    out
 }
