@@ -45,6 +45,12 @@ pub async fn read_replies(
             return Ok(Ended::Done);
         }
         while let Some(frame) = next_frame(server)? {
+            tracing::trace!(
+                "server {} -> {:?} ({} bytes)",
+                server.addr(),
+                frame.tag as char,
+                frame.bytes.len()
+            );
             if frame.tag == b'E' && is_fatal(&frame) {
                 server.broken = true;
                 let error = ErrorResponse::parse(frame.body()).unwrap_or_else(|e| e.to_response());

@@ -26,6 +26,8 @@ pub(in crate::frontend::client) struct CopyIn {
     buffers: Vec<BytesMut>,
     /// The first error (bad row, lost shard): the COPY fails at CopyDone.
     error: Option<ErrorResponse>,
+    /// Started by an extended-protocol Execute: it ends at the client's Sync, not at CopyDone.
+    extended: bool,
 }
 
 impl Client {
@@ -37,16 +39,6 @@ impl Client {
         copy: &CopyStatement,
         wire: &Wire<'_>,
     ) -> Result<(), Error> {
-        if matches!(wire, Wire::Extended { .. }) && copy.from_stdin {
-            self.fail(
-                wire,
-                ErrorResponse::error(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "COPY FROM STDIN through a sharded database must be sent as a simple query",
-                ),
-            );
-            return Ok(());
-        }
         let count = self.cluster.shards.len();
         if !copy.from_stdin {
             let targets = match copy.placement {
@@ -65,10 +57,20 @@ impl Client {
             }
         };
         if self.sharded.transaction.is_none() {
-            self.begin_implicit();
+            self.begin_implicit().await;
         }
         let targets: Vec<usize> = (0..count).collect();
         let mut failure = None;
+        if let Wire::Extended { prepare, .. } = wire {
+            // The client's own Parse/Describe get their answers from one shard.
+            if !prepare.is_empty() {
+                let before = self.sharded.skipping;
+                self.exec_prepare(targets[0], prepare).await?;
+                if self.sharded.skipping && !before {
+                    return Ok(());
+                }
+            }
+        }
         for &shard in &targets {
             if let Err(error) = self.hold(shard, false).await {
                 failure = Some(error);
@@ -77,12 +79,38 @@ impl Client {
             let Some(server) = self.sharded.servers.get_mut(shard).and_then(Option::as_mut) else {
                 continue;
             };
-            server.pending.push(Expect::Query);
-            if server
-                .send(&messages::query(statement.sql()))
-                .await
-                .is_err()
-            {
+            let mut to_server = BytesMut::new();
+            match wire {
+                Wire::Simple => {
+                    server.pending.push(Expect::Query);
+                    to_server.extend_from_slice(&messages::query(statement.sql()));
+                }
+                Wire::Extended {
+                    bind, param_types, ..
+                } => {
+                    to_server.extend_from_slice(&messages::parse_message(
+                        "",
+                        statement.sql(),
+                        param_types,
+                    ));
+                    server.pending.push(Expect::Parse(None));
+                    let all: Vec<usize> = (0..bind.params.len()).collect();
+                    let bind = messages::Bind {
+                        portal: "",
+                        ..(*bind).clone()
+                    };
+                    to_server.extend_from_slice(&bind.encode_subset("", &all));
+                    server.pending.push(Expect::Bind);
+                    to_server.extend_from_slice(&messages::execute(""));
+                    server.pending.push(Expect::Execute);
+                    to_server.extend_from_slice(&messages::flush());
+                    server.unsynced = true;
+                    if !self.sharded.unsynced.contains(&shard) {
+                        self.sharded.unsynced.push(shard);
+                    }
+                }
+            }
+            if server.send(&to_server).await.is_err() {
                 server.broken = true;
                 failure = Some(ErrorResponse::error(
                     sqlstate::CONNECTION_FAILURE,
@@ -108,6 +136,9 @@ impl Client {
                 }
             }
             if shard == 0 {
+                if matches!(wire, Wire::Extended { .. }) {
+                    self.out.extend_from_slice(&messages::bind_complete());
+                }
                 if let Some(response) = frames.iter().find(|f| f.tag == b'G') {
                     self.out.extend_from_slice(&response.bytes);
                 }
@@ -126,6 +157,7 @@ impl Client {
             buffers: vec![BytesMut::new(); count],
             targets,
             error: None,
+            extended: matches!(wire, Wire::Extended { .. }),
         });
         Ok(())
     }
@@ -223,6 +255,7 @@ impl Client {
                 continue;
             };
             let message = Frame::new(b'd', &data).bytes;
+            tracing::trace!("COPY data to shard {shard}: {} bytes", data.len());
             if server.send(&message).await.is_err() {
                 server.broken = true;
                 copy.error.get_or_insert(ErrorResponse::error(
@@ -242,19 +275,32 @@ impl Client {
             (None, None) => None,
         };
         let mut answers = Vec::new();
+        tracing::trace!(
+            "ending COPY on shards {:?} (failure: {reason:?})",
+            copy.targets
+        );
         for &shard in &copy.targets {
             let Some(server) = self.sharded.servers.get_mut(shard).and_then(Option::as_mut) else {
                 continue;
             };
-            let message = match &reason {
+            let mut message = BytesMut::new();
+            match &reason {
                 Some(reason) => {
                     let mut body = reason.clone().into_bytes();
                     body.push(0);
-                    Frame::new(b'f', &body).bytes
+                    message.extend_from_slice(&Frame::new(b'f', &body).bytes);
                 }
-                None => Frame::new(b'c', &[]).bytes,
-            };
+                None => message.extend_from_slice(&Frame::new(b'c', &[]).bytes),
+            }
             server.copy_in = false;
+            if copy.extended {
+                // Postgres sends the COPY's outcome only at a Sync (after an error it skips
+                // everything else): pgdog syncs the shard itself; the client's Sync then only
+                // ends the request.
+                message.extend_from_slice(&messages::sync());
+                server.pending.push(Expect::Sync);
+                server.unsynced = false;
+            }
             if server.send(&message).await.is_err() {
                 server.broken = true;
                 continue;
@@ -266,6 +312,11 @@ impl Client {
                     self.shard_lost(shard, lost.0);
                 }
             }
+        }
+        if copy.extended {
+            self.sharded
+                .unsynced
+                .retain(|shard| !copy.targets.contains(shard));
         }
         let error = match (client_fail, copy.error) {
             (Some(message), _) => Some(ErrorResponse::error(
@@ -279,6 +330,9 @@ impl Client {
             Some(error) => {
                 self.sharded_error(error);
                 self.failed = true;
+                if copy.extended {
+                    self.sharded.skipping = true;
+                }
             }
             None => {
                 let tags: Vec<&str> = answers.iter().filter_map(|a| a.tag.as_deref()).collect();
@@ -292,6 +346,10 @@ impl Client {
                 self.out
                     .extend_from_slice(&messages::command_complete(&tag));
             }
+        }
+        if copy.extended {
+            // The client's Sync ends the request (and the implicit transaction).
+            return Ok(());
         }
         self.end_implicit().await?;
         self.finish_request().await;

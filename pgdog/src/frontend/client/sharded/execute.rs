@@ -136,7 +136,7 @@ impl Client {
                 .await;
         }
         if !read && self.sharded.transaction.is_none() {
-            self.begin_implicit();
+            self.begin_implicit().await;
         }
         self.exec_multi(&targets, statement.sql(), &route, wire)
             .await
@@ -528,7 +528,7 @@ impl Client {
     /// if needed) transaction; RETURNING rows are concatenated and counts summed.
     async fn exec_split(&mut self, route: &Route, wire: &Wire<'_>) -> Result<(), Error> {
         if self.sharded.transaction.is_none() {
-            self.begin_implicit();
+            self.begin_implicit().await;
         }
         let mut answers = Vec::with_capacity(route.split.len());
         for part in &route.split {

@@ -33,7 +33,7 @@ impl Client {
             }
         };
         if self.sharded.transaction.is_none() {
-            self.begin_implicit();
+            self.begin_implicit().await;
         }
         let sources = self
             .effective_shards(route.shards.clone())

@@ -109,8 +109,19 @@ impl Client {
             self.request_start = Some(std::time::Instant::now());
         }
         for frame in frames {
-            if self.sharded.copy.is_some() && matches!(frame.tag, b'd' | b'c' | b'f') {
-                self.copy_frame(frame).await?;
+            if self.sharded.copy.is_some() {
+                match frame.tag {
+                    b'd' | b'c' | b'f' => self.copy_frame(frame).await?,
+                    // Ignored during COPY FROM STDIN, like Postgres does.
+                    b'S' | b'H' => {}
+                    tag => {
+                        let message =
+                            format!("unexpected message type 0x{tag:02X} during COPY from stdin");
+                        let mut body = message.into_bytes();
+                        body.push(0);
+                        self.copy_frame(Frame::new(b'f', &body)).await?;
+                    }
+                }
                 continue;
             }
             if self.sharded.skipping {
@@ -191,6 +202,20 @@ impl Client {
         }
         let analysis = self.cluster.plans.get(&sql, &self.cluster.sharding);
         let statements = analysis.statements();
+        if let [statement] = statements {
+            if matches!(statement.command(), Command::Copy(_)) {
+                self.run_statement(statement, &Params::NONE, &Wire::Simple)
+                    .await?;
+                if self.sharded.copy.is_some() {
+                    // ReadyForQuery comes when the COPY ends.
+                    return Ok(());
+                }
+                self.end_implicit().await?;
+                self.finish_request().await;
+                self.ready_for_query();
+                return Ok(());
+            }
+        }
         if statements.is_empty() {
             self.out
                 .extend_from_slice(&messages::empty_query_response());
@@ -199,6 +224,9 @@ impl Client {
             self.exec_single(shard, &sql, false, &Wire::Simple).await?;
         } else {
             for statement in statements {
+                if self.sharded.copy.is_some() {
+                    break;
+                }
                 let failed_before = self.sharded.transaction.as_ref().is_some_and(|t| t.failed);
                 let errors = self.out.len();
                 self.run_statement(statement, &Params::NONE, &Wire::Simple)
@@ -210,6 +238,10 @@ impl Client {
                     break;
                 }
             }
+        }
+        if self.sharded.copy.is_some() {
+            // A COPY FROM STDIN started: ReadyForQuery comes when it ends.
+            return Ok(());
         }
         self.end_implicit().await?;
         self.finish_request().await;

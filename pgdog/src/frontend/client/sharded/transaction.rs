@@ -50,14 +50,30 @@ impl Client {
         Ok(())
     }
 
-    /// Opens pgdog's own transaction around a request that writes to several shards.
-    pub(super) fn begin_implicit(&mut self) {
-        if self.sharded.transaction.is_none() {
-            self.sharded.transaction = Some(Transaction {
-                replay: vec!["BEGIN".to_string()],
-                implicit: true,
-                ..Default::default()
-            });
+    /// Opens pgdog's own transaction around a request that writes to several shards: servers
+    /// it already holds begin now, the others when they join.
+    pub(super) async fn begin_implicit(&mut self) {
+        if self.sharded.transaction.is_some() {
+            return;
+        }
+        self.sharded.transaction = Some(Transaction {
+            replay: vec!["BEGIN".to_string()],
+            implicit: true,
+            ..Default::default()
+        });
+        for shard in self.sharded.held() {
+            if self.sharded.unsynced.contains(&shard) {
+                continue;
+            }
+            let Some(server) = self.sharded.servers.get_mut(shard).and_then(Option::as_mut) else {
+                continue;
+            };
+            if server.status != b'I' {
+                continue;
+            }
+            if simple_query(server, "BEGIN").await.is_err() {
+                server.broken = true;
+            }
         }
     }
 
