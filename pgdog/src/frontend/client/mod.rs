@@ -923,6 +923,16 @@ async fn read_client(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, E
 
 async fn flush(stream: &mut Stream, out: &mut BytesMut) -> Result<(), Error> {
     if !out.is_empty() {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let mut tags = String::new();
+            let mut at = 0;
+            while at + 5 <= out.len() {
+                tags.push(out[at] as char);
+                let len = u32::from_be_bytes([out[at + 1], out[at + 2], out[at + 3], out[at + 4]]);
+                at += 1 + len as usize;
+            }
+            tracing::trace!("client <- {tags}");
+        }
         stream.write_all(out).await?;
         out.clear();
     }

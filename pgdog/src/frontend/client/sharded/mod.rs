@@ -126,8 +126,6 @@ impl Client {
             }
             if self.sharded.skipping {
                 if frame.tag == b'S' {
-                    self.sharded.skipping = false;
-                    self.sharded.stash.clear();
                     self.sharded_sync().await?;
                 }
                 continue;
@@ -274,6 +272,9 @@ impl Client {
     /// to (and whether it only reads), from the cached analysis of the normalized text. `None`
     /// when the statement needs anything beyond one shard: it is then analysed as written.
     fn normalized_shard(&self, sql: &str) -> Option<(usize, bool)> {
+        if self.sharded.transaction.as_ref().is_some_and(|t| t.failed) {
+            return None;
+        }
         let normalized = normalize(sql)?;
         let analysis = self
             .cluster
@@ -532,6 +533,9 @@ impl Client {
     /// Sync: every server that got extended messages syncs; the implicit transaction, if any,
     /// ends; the client gets one ReadyForQuery.
     async fn sharded_sync(&mut self) -> Result<(), Error> {
+        // Sync ends an error's skipping, like in Postgres.
+        self.sharded.skipping = false;
+        self.sharded.stash.clear();
         let unsynced = std::mem::take(&mut self.sharded.unsynced);
         for shard in unsynced {
             let Some(server) = self.sharded.servers.get_mut(shard).and_then(Option::as_mut) else {
