@@ -68,3 +68,5 @@ pub const INVALID_ROW_COUNT_IN_LIMIT_CLAUSE: &str = "2201W";
 pub const INVALID_ROW_COUNT_IN_RESULT_OFFSET_CLAUSE: &str = "2201X";
 /// `invalid_column_reference` (ORDER BY position not in the select list)
 pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
+/// `read_only_sql_transaction`
+pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";

@@ -153,8 +153,27 @@ impl Client {
     /// Makes sure this client holds a server of `shard` (checking one out, and replaying the
     /// open transaction's BEGIN, SAVEPOINTs and SETs on it).
     pub(super) async fn hold(&mut self, shard: usize, read: bool) -> Result<(), ErrorResponse> {
-        if self.sharded.servers.get(shard).is_some_and(Option::is_some) {
-            return Ok(());
+        if let Some(server) = self.sharded.servers.get(shard).and_then(Option::as_ref) {
+            let on_replica = self
+                .cluster
+                .primary_of(shard)
+                .is_some_and(|primary| !primary.ptr_eq(server.pool()));
+            if read || !on_replica {
+                return Ok(());
+            }
+            // A write after a read on a replica (e.g. a column lookup): the replica goes back
+            // if nothing is pending on it; inside a transaction it cannot.
+            let idle = server.status == b'I' && !self.sharded.unsynced.contains(&shard);
+            if !idle {
+                return Err(ErrorResponse::error(
+                    sqlstate::READ_ONLY_SQL_TRANSACTION,
+                    format!("shard {shard} is being read from a replica in this transaction"),
+                )
+                .hint("start the transaction with a write, or set read_write_split = \"include_primary\""));
+            }
+            if let Some(slot) = self.sharded.servers.get_mut(shard) {
+                slot.take();
+            }
         }
         if self.pass.is_none() && !self.begin_transaction().await {
             return Err(
