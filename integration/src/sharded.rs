@@ -52,6 +52,8 @@ pub fn omnisharded_tables(tables: &[&str]) -> String {
 /// A cluster with `shards` shard databases and a reference database, and pgdog in front of the
 /// shards. pgdog is dropped (killed) before the cluster.
 pub struct ShardedSetup {
+    /// Kills pgdog if the test outlives [`TEST_TIME_LIMIT`]; dropped first.
+    _watchdog: Watchdog,
     /// The pgdog process serving database `app`.
     pub pgdog: PgdogProcess,
     /// A streaming replica of `cluster`, when started with
@@ -122,6 +124,7 @@ impl ShardedSetup {
         let users = single_user_config(DATABASE, "");
         let pgdog = PgdogProcess::start(&config, &users, port);
         ShardedSetup {
+            _watchdog: Watchdog::start(pgdog.dir().join("pgdog.toml"), TEST_TIME_LIMIT),
             pgdog,
             replica,
             cluster,
@@ -270,8 +273,11 @@ impl ShardedSetup {
         let helper = helper_table(data_type);
         for k in 0..n {
             let sql = format!(
-                "INSERT INTO {table} SELECT * FROM ({select}) s \
-                 WHERE satisfies_hash_partition('{helper}'::regclass, {n}, {k}, s.{key_column}::{data_type})"
+                "CREATE TEMP TABLE pgdog_load (LIKE {table}); \
+                 INSERT INTO pgdog_load {select}; \
+                 INSERT INTO {table} SELECT * FROM pgdog_load s \
+                 WHERE satisfies_hash_partition('{helper}'::regclass, {n}, {k}, s.{key_column}::{data_type}); \
+                 DROP TABLE pgdog_load;"
             );
             self.shard(k)
                 .await
@@ -442,6 +448,62 @@ impl ShardedSetup {
     pub fn psql_direct(&self, database: &str, args: &[&str]) -> ToolOutput {
         crate::tools::psql(self.cluster.port(), "postgres", "postgres", database, args)
     }
+}
+
+/// How long a test may use its setup before the watchdog kills pgdog, so that a hung
+/// exchange fails the test (every pending call then errors) instead of blocking it forever.
+pub const TEST_TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// A thread that kills the pgdog process started with `config` once `limit` has passed,
+/// unless the watchdog was dropped first.
+struct Watchdog {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(config: std::path::PathBuf, limit: Duration) -> Watchdog {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let deadline = std::time::Instant::now() + limit;
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                if std::time::Instant::now() >= deadline {
+                    if let Some(pid) = pid_with_argument(&config.to_string_lossy()) {
+                        eprintln!("watchdog: the test ran past {limit:?}, killing pgdog {pid}");
+                        // SAFETY: kill(2) on the pid of the pgdog process this setup started.
+                        unsafe {
+                            libc::kill(pid, libc::SIGKILL);
+                        }
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Watchdog { done }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The pid of a process whose command line has the argument `argument`.
+fn pid_with_argument(argument: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == argument.as_bytes())
+                .then_some(pid)
+        })
 }
 
 /// The rows and command tags of a simple query, values as text.

@@ -7,6 +7,7 @@
 //! shard's rows once (one header and trailer in binary).
 
 use std::pin::pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -42,12 +43,49 @@ async fn setup() -> ShardedSetup {
 
 /// COPY FROM STDIN with tokio-postgres, the data sent in chunks of `chunk` bytes.
 async fn copy_in(client: &Client, sql: &str, data: &[u8], chunk: usize) -> Result<u64, QueryError> {
-    let sink = client.copy_in::<_, Bytes>(sql).await?;
-    let mut sink = pin!(sink);
-    for piece in data.chunks(chunk.max(1)) {
-        sink.send(Bytes::copy_from_slice(piece)).await?;
+    let work = async {
+        let sink = client.copy_in::<_, Bytes>(sql).await?;
+        let mut sink = pin!(sink);
+        for piece in data.chunks(chunk.max(1)) {
+            sink.send(Bytes::copy_from_slice(piece)).await?;
+        }
+        Ok(sink.as_mut().finish().await?)
+    };
+    within_time_limit(work).await
+}
+
+/// How long one COPY may take before the test calls it hung.
+const COPY_TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// `work`'s result, or an error saying it hung.
+async fn within_time_limit<T>(
+    work: impl std::future::Future<Output = Result<T, QueryError>>,
+) -> Result<T, QueryError> {
+    match tokio::time::timeout(COPY_TIME_LIMIT, work).await {
+        Ok(result) => result,
+        Err(_) => Err(QueryError {
+            code: String::new(),
+            message: format!("no answer within {COPY_TIME_LIMIT:?}: the COPY hangs"),
+        }),
     }
-    Ok(sink.as_mut().finish().await?)
+}
+
+/// A binary COPY with tokio-postgres's [`BinaryCopyInWriter`]: `rows` of `types`.
+async fn binary_copy(
+    client: &Client,
+    sql: &str,
+    types: &[Type],
+    rows: &[Vec<&(dyn ToSql + Sync)>],
+) -> Result<u64, QueryError> {
+    let work = async {
+        let sink = client.copy_in(sql).await?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
+        for row in rows {
+            writer.as_mut().write(row).await?;
+        }
+        Ok(writer.as_mut().finish().await?)
+    };
+    within_time_limit(work).await
 }
 
 /// The same COPY through pgdog and on the reference; pgdog's count (or error).
@@ -377,27 +415,21 @@ async fn copy_binary_rows_land_on_their_shards() {
     let qty: Vec<i32> = (0..300).collect();
     let types = [Type::INT8, Type::TEXT, Type::TEXT, Type::INT4];
     let mut counts = Vec::new();
-    for client in [setup.reference().await, setup.connect().await] {
-        let sink = client
-            .copy_in("COPY events (id, name, note, qty) FROM STDIN (FORMAT binary)")
+    let rows: Vec<Vec<&(dyn ToSql + Sync)>> = (0..300)
+        .map(|i| {
+            let row: Vec<&(dyn ToSql + Sync)> = vec![&ids[i], &names[i], &notes[i], &qty[i]];
+            row
+        })
+        .collect();
+    let sql = "COPY events (id, name, note, qty) FROM STDIN (FORMAT binary)";
+    for (client, name) in [
+        (setup.reference().await, "the reference"),
+        (setup.connect().await, "pgdog"),
+    ] {
+        let n = binary_copy(&client, sql, &types, &rows)
             .await
-            .unwrap_or_else(|e| panic!("COPY binary: {e:?}"));
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-        for i in 0..300 {
-            let row: [&(dyn ToSql + Sync); 4] = [&ids[i], &names[i], &notes[i], &qty[i]];
-            writer
-                .as_mut()
-                .write(&row)
-                .await
-                .unwrap_or_else(|e| panic!("binary row {i}: {e:?}"));
-        }
-        counts.push(
-            writer
-                .as_mut()
-                .finish()
-                .await
-                .unwrap_or_else(|e| panic!("finishing the binary COPY: {e:?}")),
-        );
+            .unwrap_or_else(|e| panic!("binary COPY through {name}: {e}"));
+        counts.push(n);
     }
     assert_eq!(counts, vec![300, 300]);
     setup.assert_placement("events", "id", "bigint").await;
@@ -405,17 +437,23 @@ async fn copy_binary_rows_land_on_their_shards() {
 
     // An integer (4-byte) key.
     let pgdog = setup.connect().await;
-    let sink = pgdog
-        .copy_in("COPY counters FROM STDIN BINARY")
-        .await
-        .unwrap();
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &[Type::INT4, Type::INT4]));
-    for i in -50..50i32 {
-        let n = i * 2;
-        let row: [&(dyn ToSql + Sync); 2] = [&i, &n];
-        writer.as_mut().write(&row).await.unwrap();
-    }
-    assert_eq!(writer.as_mut().finish().await.unwrap(), 100);
+    let keys: Vec<(i32, i32)> = (-50..50).map(|i| (i, i * 2)).collect();
+    let rows: Vec<Vec<&(dyn ToSql + Sync)>> = keys
+        .iter()
+        .map(|(i, n)| {
+            let row: Vec<&(dyn ToSql + Sync)> = vec![i, n];
+            row
+        })
+        .collect();
+    let n = binary_copy(
+        &pgdog,
+        "COPY counters FROM STDIN BINARY",
+        &[Type::INT4, Type::INT4],
+        &rows,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("binary COPY with an int4 key: {e}"));
+    assert_eq!(n, 100);
     setup.assert_placement("counters", "id", "bigint").await;
 
     // uuid and varchar keys, the stream written by hand and cut into small messages.

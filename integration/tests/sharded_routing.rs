@@ -709,8 +709,8 @@ async fn update_of_the_sharding_key_moves_the_row() {
     for id in zero.iter().chain(&one) {
         pgdog
             .execute(
-                "INSERT INTO users (id, name, score) VALUES ($1, 'n' || $1::text, 5)",
-                &[id],
+                "INSERT INTO users (id, name, score) VALUES ($1, $2, 5)",
+                &[id, &format!("n{id}")],
             )
             .await
             .unwrap_or_else(|e| panic!("INSERT {id}: {e:?}"));

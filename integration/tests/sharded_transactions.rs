@@ -243,24 +243,45 @@ async fn error_on_one_shard_fails_everything(two_phase: bool) {
     )
     .await;
     assert_eq!(error.as_deref(), Some("23505"), "duplicate key on shard 1");
+    // Every check below is collected, so one report lists all that went wrong.
+    let mut failures: Vec<String> = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            failures.push(what);
+        }
+    };
     for sql in [
         "SELECT 1".to_string(),
         format!("INSERT INTO users VALUES ({}, 'later', 1)", zero[1]),
         "SELECT count(*) FROM users".to_string(),
     ] {
-        let (_, error) = raw_tags(&mut raw, &sql).await;
-        assert_eq!(error.as_deref(), Some("25P02"), "{sql} after the error");
+        let (tags, error) = raw_tags(&mut raw, &sql).await;
+        check(
+            error.as_deref() == Some("25P02"),
+            format!("{sql} after the error: tags {tags:?}, error {error:?}, expected 25P02"),
+        );
     }
     let (tags, error) = raw_tags(&mut raw, "COMMIT").await;
-    assert_eq!(
-        (tags, error),
-        (vec!["ROLLBACK".to_string()], None),
-        "COMMIT of a failed transaction"
+    check(
+        tags == ["ROLLBACK"] && error.is_none(),
+        format!(
+            "COMMIT of a failed transaction: tags {tags:?}, error {error:?}, expected ROLLBACK"
+        ),
     );
-    assert_eq!(ids(&setup, "users").await, vec![vec![], vec![one[0]]]);
+    let rows = ids(&setup, "users").await;
+    check(
+        rows == vec![vec![], vec![one[0]]],
+        format!(
+            "rows after the failed transaction: {rows:?}, expected only {}",
+            one[0]
+        ),
+    );
     // The connection works normally afterwards.
     let (tags, error) = raw_tags(&mut raw, "SELECT count(*) FROM users").await;
-    assert_eq!((tags, error), (vec!["SELECT 1".to_string()], None));
+    check(
+        tags == ["SELECT 1"] && error.is_none(),
+        format!("the next query: tags {tags:?}, error {error:?}"),
+    );
 
     // The same with the error on shard 0 after writes on shard 1, extended protocol.
     ok(
@@ -274,23 +295,42 @@ async fn error_on_one_shard_fails_everything(two_phase: bool) {
         .await
         .unwrap();
     tx.execute("UPDATE users SET score = 5", &[]).await.unwrap();
-    let err = tx
+    let result = tx
         .execute("INSERT INTO users VALUES ($1, 'dup', 1)", &[&zero[2]])
-        .await
-        .expect_err("duplicate key on shard 0");
-    assert_eq!(integration::sqlstate(&err).as_deref(), Some("23505"));
-    let err = tx
-        .execute("SELECT 1", &[])
-        .await
-        .expect_err("statements after the error fail");
-    assert_eq!(integration::sqlstate(&err).as_deref(), Some("25P02"));
-    let _ = tx.commit().await;
-    assert_eq!(
-        ids(&setup, "users").await,
-        vec![vec![zero[2]], vec![one[0]]]
+        .await;
+    let code = result.as_ref().err().and_then(integration::sqlstate);
+    check(
+        code.as_deref() == Some("23505"),
+        format!("duplicate key on shard 0 (extended): {result:?}"),
     );
-    assert_eq!(setup.counts("users", "score = 5").await, vec![0, 0]);
-    assert_eq!(setup.prepared_transactions().await, Vec::<String>::new());
+    for sql in ["SELECT 1", "SELECT count(*) FROM users"] {
+        let result = tx.execute(sql, &[]).await;
+        let code = result.as_ref().err().and_then(integration::sqlstate);
+        check(
+            code.as_deref() == Some("25P02"),
+            format!("{sql} after the error (extended): {result:?}, expected 25P02"),
+        );
+    }
+    let _ = tx.commit().await;
+    let rows = ids(&setup, "users").await;
+    check(
+        rows == vec![vec![zero[2]], vec![one[0]]],
+        format!(
+            "rows after the failed extended transaction: {rows:?}, expected [[{}], [{}]]",
+            zero[2], one[0]
+        ),
+    );
+    let counts = setup.counts("users", "score = 5").await;
+    check(
+        counts == vec![0, 0],
+        format!("rows updated by the failed transaction: {counts:?}"),
+    );
+    let prepared = setup.prepared_transactions().await;
+    check(
+        prepared.is_empty(),
+        format!("prepared transactions left: {prepared:?}"),
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 async fn one_statement_for_several_shards_is_atomic(two_phase: bool) {
