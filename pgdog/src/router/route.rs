@@ -61,6 +61,9 @@ pub struct MergeSpec {
     /// Trailing columns a rewrite added for the merge (e.g. the `count` behind an `avg`): they
     /// are removed from RowDescription and every row the client gets.
     pub hidden_columns: usize,
+    /// `ORDER BY` keys known only by column name (`SELECT * ... ORDER BY id`): for each, the
+    /// index in `order_by` whose `column` is found by this name in the RowDescription.
+    pub order_by_names: Vec<(usize, String)>,
 }
 
 impl MergeSpec {

@@ -89,6 +89,13 @@ pub fn merge(spec: &MergeSpec, shards: Vec<ShardRows>) -> Result<Merged, ErrorRe
             _ => {}
         }
     }
+    let named;
+    let spec = if spec.order_by_names.is_empty() {
+        spec
+    } else {
+        named = resolve_names(spec, &columns)?;
+        &named
+    };
     check_spec(spec, columns.len())?;
     let rows: Vec<Vec<Bytes>> = shards.into_iter().map(|s| s.rows).collect();
     let grouping = !spec.aggregates.is_empty() || !spec.group_by.is_empty();
@@ -282,6 +289,37 @@ impl<'a> Sink<'a> {
         self.count += 1;
         Ok(self.limit != Some(self.count))
     }
+}
+
+/// `spec` with its by-name ORDER BY keys pointed at the columns of that name.
+fn resolve_names(spec: &MergeSpec, columns: &[Column]) -> Result<MergeSpec, ErrorResponse> {
+    let mut resolved = spec.clone();
+    for (index, name) in &spec.order_by_names {
+        let mut found = columns.iter().enumerate().filter(|(_, c)| c.name == *name);
+        let column = match (found.next(), found.next()) {
+            (Some((column, _)), None) => column,
+            (None, _) => {
+                return Err(ErrorResponse::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "ORDER BY {name} must appear in the select list for a cross-shard query"
+                    ),
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(ErrorResponse::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!("ORDER BY {name} is ambiguous in the result of a cross-shard query"),
+                )
+                .hint("list the columns instead of *"))
+            }
+        };
+        if let Some(key) = resolved.order_by.get_mut(*index) {
+            key.column = column;
+        }
+    }
+    resolved.order_by_names.clear();
+    Ok(resolved)
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@
 //! while analyzing (unsupported statements) are returned by [`Statement::route`].
 
 mod cache;
+mod colocation;
 mod command;
 mod comment;
 mod insert;

@@ -353,16 +353,32 @@ impl<'a> Merge<'a> {
             let Some(node) = sort.node.as_deref() else {
                 continue;
             };
-            let column = self.resolve(node, Clause::OrderBy)?.ok_or_else(|| {
-                let mut error = unsupported(format!(
-                    "ORDER BY {} must appear in the select list for a cross-shard query",
-                    self.describe(node)
-                ));
-                if self.star.is_some() {
-                    error = error.hint("list the columns instead of *");
+            let resolved = self.resolve(node, Clause::OrderBy)?;
+            // With * in the select list, a plain column is found by name in the result (the
+            // merger resolves it against the RowDescription).
+            let by_name = match (resolved, self.star, node.node.as_ref()) {
+                (None, Some(_), Some(NodeEnum::ColumnRef(column))) => {
+                    names(&column.fields).last().map(|name| name.to_string())
                 }
-                error
-            })?;
+                _ => None,
+            };
+            let column = match (resolved, by_name) {
+                (Some(column), _) => column,
+                (None, Some(name)) => {
+                    spec.order_by_names.push((spec.order_by.len(), name));
+                    usize::MAX
+                }
+                (None, None) => {
+                    let mut error = unsupported(format!(
+                        "ORDER BY {} must appear in the select list for a cross-shard query",
+                        self.describe(node)
+                    ));
+                    if self.star.is_some() {
+                        error = error.hint("list the columns instead of *");
+                    }
+                    return Err(error);
+                }
+            };
             let descending = dir == SortByDir::SortbyDesc;
             let nulls_first = match SortByNulls::try_from(sort.sortby_nulls) {
                 Ok(SortByNulls::SortbyNullsFirst) => true,

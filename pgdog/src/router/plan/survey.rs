@@ -44,6 +44,19 @@ impl<'s> Survey<'s> {
         }
     }
 
+    /// A survey with the same rules as `other`, and no findings yet.
+    pub(super) fn new_like(other: &Survey<'s>) -> Survey<'s> {
+        Survey {
+            schema: other.schema,
+            ..Survey::default()
+        }
+    }
+
+    /// The sharding rules this survey uses.
+    pub(super) fn rules(&self) -> Option<&'s ShardingSchema> {
+        self.schema
+    }
+
     fn cross(&mut self, message: String) {
         if self.cross_problem.is_none() {
             self.cross_problem = Some(
@@ -153,6 +166,11 @@ impl<'s> Survey<'s> {
             }
             if let Some(node) = select.having_clause.as_deref() {
                 self.expr(node, &ctes);
+            }
+            if partitioned {
+                if let Some(problem) = self.colocation_problem(select, &ctes) {
+                    self.cross(problem);
+                }
             }
             partitioned
         } else {

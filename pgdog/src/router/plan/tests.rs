@@ -460,11 +460,32 @@ fn aliases_qualified_names_and_joins() {
     for sql in [
         format!("SELECT * FROM users u WHERE users.id = {a}"),
         format!("SELECT * FROM users u WHERE x.id = {a}"),
-        format!("SELECT * FROM users u LEFT JOIN orders o ON o.user_id = {a}"),
         format!("SELECT * FROM users a JOIN users b ON a.id = b.id WHERE id = {a}"),
         format!("SELECT * FROM users WHERE other.users.id = {a}"),
     ] {
         assert_eq!(shards(&sql), Shards::All, "{sql}");
+    }
+}
+
+#[test]
+fn joins_across_shards_must_be_on_the_sharding_keys() {
+    for sql in [
+        "SELECT count(*) FROM users u JOIN orders o ON o.user_id = u.id",
+        "SELECT * FROM users u, orders o WHERE u.id = o.user_id AND o.total > 5",
+        "SELECT * FROM users a JOIN users b USING (id)",
+        "SELECT * FROM users u JOIN orders o ON u.id = o.user_id JOIN users w ON w.id = o.user_id",
+        "SELECT * FROM users u JOIN settings s ON s.k = u.name",
+    ] {
+        assert_eq!(shards(sql), Shards::All, "{sql}");
+    }
+    for sql in [
+        "SELECT count(*) FROM users a JOIN users b ON a.name = b.name",
+        "SELECT * FROM users u LEFT JOIN orders o ON o.user_id = 5",
+        "SELECT * FROM users u, orders o",
+        "SELECT * FROM users u JOIN orders o ON u.id = o.user_id JOIN users w ON w.name = u.name",
+        "SELECT * FROM users u JOIN (SELECT user_id FROM orders) o ON o.user_id = u.id",
+    ] {
+        unsupported(sql, "join");
     }
 }
 
@@ -564,12 +585,11 @@ fn tables_sharded_by_column_name() {
         shards(&format!("SELECT * FROM events, logs WHERE tenant_id = {a}")),
         Shards::One(int(a))
     );
-    // With a table the config names, an unqualified tenant_id may be that table's column.
-    assert_eq!(
-        shards(&format!(
-            "SELECT * FROM users, events WHERE tenant_id = {a}"
-        )),
-        Shards::All
+    // With a table the config names, an unqualified tenant_id may be that table's column:
+    // no restriction, and a cross join of sharded tables cannot run across shards.
+    unsupported(
+        &format!("SELECT * FROM users, events WHERE tenant_id = {a}"),
+        "join",
     );
     assert_eq!(
         shards(&format!("SELECT * FROM events WHERE other_id = {a}")),
@@ -916,7 +936,11 @@ fn order_by_resolution() {
         "SELECT id FROM users ORDER BY name",
         "must appear in the select list",
     );
-    let error = err("SELECT * FROM users ORDER BY name");
+    // With *, a plain column is resolved by name when the rows arrive.
+    let route = r("SELECT * FROM users ORDER BY name DESC");
+    assert_eq!(route.merge.order_by_names, vec![(0, "name".to_string())]);
+    assert!(route.merge.order_by[0].descending);
+    let error = err("SELECT * FROM users ORDER BY length(name)");
     assert_eq!(error.hint.as_deref(), Some("list the columns instead of *"));
     unsupported("SELECT *, id FROM users ORDER BY 2", "after *");
     unsupported("SELECT id FROM users ORDER BY id USING <", "USING");
@@ -1807,11 +1831,10 @@ fn keys_of_subqueries_in_from() {
         )),
         Shards::One(int(a))
     );
-    // Under an outer join the subquery's rows may be missing: no restriction.
-    assert_eq!(
-        shards(&format!(
-            "SELECT * FROM orders o LEFT JOIN (SELECT * FROM users WHERE id = {a}) u ON true"
-        )),
-        Shards::All
+    // Under an outer join the subquery's rows may be missing: no restriction, and the join
+    // is not on the sharding keys, so it cannot run across shards.
+    unsupported(
+        &format!("SELECT * FROM orders o LEFT JOIN (SELECT * FROM users WHERE id = {a}) u ON true"),
+        "join",
     );
 }
