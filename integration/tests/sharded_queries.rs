@@ -375,3 +375,57 @@ async fn subqueries_joins_and_unions_are_right_or_refused() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_statements_in_one_query_are_each_merged() {
+    let setup = setup().await;
+    setup
+        .checker()
+        .await
+        .assert_all_same(&[
+            "SELECT count(*) FROM items; SELECT max(id) FROM items",
+            "SELECT grp, count(*) FROM items GROUP BY grp; SELECT id FROM items WHERE id = 5",
+            "SELECT id FROM items ORDER BY id LIMIT 3; SELECT avg(qty) FROM items; SELECT 1",
+            "UPDATE items SET qty = qty + 1 WHERE flag; SELECT sum(qty) FROM items",
+        ])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_results_are_merged_in_order() {
+    let setup = ShardedSetup::start(3, "", &sharded_table("big", "id", "bigint"));
+    setup
+        .schema("CREATE TABLE big (id bigint PRIMARY KEY, k int, payload text)")
+        .await;
+    setup
+        .load(
+            "big",
+            "id",
+            "bigint",
+            "SELECT i, (i * 7919) % 1000, repeat(md5(i::text), 3) FROM generate_series(1, 30000) i",
+        )
+        .await;
+    let checker = setup.checker().await;
+    checker
+        .assert_all_same(&[
+            "SELECT id, payload FROM big ORDER BY id",
+            "SELECT k, id FROM big ORDER BY k DESC, id",
+            "SELECT k, count(*), sum(id), avg(id) AS avg_id FROM big GROUP BY k ORDER BY k",
+            "SELECT DISTINCT k FROM big ORDER BY k",
+            "SELECT id, payload FROM big ORDER BY payload, id LIMIT 100 OFFSET 20000",
+        ])
+        .await;
+    // The extended protocol, binary results.
+    let rows = checker
+        .pgdog
+        .query("SELECT id FROM big ORDER BY id DESC", &[])
+        .await
+        .unwrap_or_else(|e| panic!("30000 rows in binary: {e:?}"));
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let want: Vec<i64> = (1..=30000).rev().collect();
+    assert!(
+        ids == want,
+        "30000 ids in descending order ({} rows)",
+        ids.len()
+    );
+}

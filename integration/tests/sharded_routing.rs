@@ -400,8 +400,40 @@ async fn statements_with_the_key_reach_only_its_shard() {
             format!("SELECT name FROM public.users WHERE id = {c0}"),
             &real,
         ),
+        (format!("SELECT name FROM users WHERE id = '{a0}'"), &real),
+        (
+            format!("SELECT name FROM users WHERE id = {a1}::bigint"),
+            &real,
+        ),
+        (format!("SELECT NAME FROM USERS WHERE ID = {b0}"), &real),
+        (
+            format!("SELECT \"name\" FROM \"users\" WHERE \"id\" = {b1}"),
+            &real,
+        ),
+        (format!("SELECT name FROM users WHERE (id = {c0})"), &real),
+        (
+            format!("SELECT name FROM users WHERE id = {a0} OR id = {b0}"),
+            &real2,
+        ),
     ] {
         assert_eq!(&column(&pgdog, &sql).await, want, "{sql}");
+    }
+    // One prepared statement executed with keys of both shards: routed per execution.
+    let statement = pgdog
+        .prepare("SELECT name FROM users WHERE id = $1")
+        .await
+        .unwrap_or_else(|e| panic!("prepare: {e:?}"));
+    for id in [a0, a1, b0, b1, c1, c0] {
+        let rows = pgdog
+            .query(&statement, &[&id])
+            .await
+            .unwrap_or_else(|e| panic!("prepared statement with key {id}: {e:?}"));
+        let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(
+            names,
+            vec!["real".to_string()],
+            "prepared statement with key {id}"
+        );
     }
     // Extended protocol, binary int8 parameters (tokio-postgres).
     for id in [a0, b0, a1, b1] {
@@ -1084,5 +1116,155 @@ async fn set_pgdog_shard_outside_a_transaction_lasts_until_reset() {
     assert_eq!(
         column(&pgdog, "SELECT count(*) FROM users").await,
         texts(&[&total.to_string()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_executions_returning_and_upserts_are_routed_per_row() {
+    let setup = setup().await;
+    let zero = setup.bigint_keys_on(0, 1, 3).await;
+    let one = setup.bigint_keys_on(1, 1, 3).await;
+
+    // A JDBC-style batch: one Parse, then Bind/Execute per row, one Sync.
+    let mut raw = setup.raw().await;
+    let keys = [zero[0], one[0], zero[1], one[1]];
+    let mut messages = vec![integration::raw::parse(
+        "batch",
+        "INSERT INTO users (id, name) VALUES ($1, 'batch')",
+    )];
+    let params: Vec<[u8; 8]> = keys.iter().map(|k| k.to_be_bytes()).collect();
+    for value in &params {
+        messages.push(integration::sharded::bind_params(
+            "",
+            "batch",
+            &[Some(value)],
+            &[1],
+            &[],
+        ));
+        messages.push(integration::raw::execute("", 0));
+    }
+    messages.push(integration::raw::sync());
+    let mut reference = setup.raw_direct("reference").await;
+    reference.send(&messages).await;
+    let want = integration::raw::tags(&reference.until(b'Z').await);
+    assert_eq!(want, "12C2C2C2CZ", "the reference's replies to the batch");
+    raw.send(&messages).await;
+    let replies = raw.until(b'Z').await;
+    let errors: Vec<String> = replies
+        .iter()
+        .filter(|(tag, _)| *tag == b'E')
+        .map(|(_, body)| String::from_utf8_lossy(body).replace('\0', " "))
+        .collect();
+    assert_eq!(
+        integration::raw::tags(&replies),
+        "12C2C2C2CZ",
+        "replies to a pipelined batch; errors: {errors:?}"
+    );
+    setup.assert_placement("users", "id", "bigint").await;
+    assert_eq!(setup.counts("users", "name = 'batch'").await, vec![2, 2]);
+
+    // RETURNING from a multi-row INSERT split over both shards.
+    let checker = setup.checker().await;
+    let sql = format!(
+        "INSERT INTO users (id, name, score) VALUES ({}, 'ret', 1), ({}, 'ret', 2) RETURNING id, name, score",
+        zero[2], one[2]
+    );
+    checker.assert_same(&sql).await;
+    setup.assert_placement("users", "id", "bigint").await;
+
+    // Upserts are routed by the key of the inserted row.
+    for (id, name) in [(zero[0], "upserted 0"), (one[0], "upserted 1")] {
+        let n = checker
+            .pgdog
+            .execute(
+                "INSERT INTO users (id, name) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+                &[&id, &name],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("upsert of {id}: {e:?}"));
+        assert_eq!(n, 1, "upsert of {id}");
+    }
+    let names = setup
+        .on_each_shard("SELECT name FROM users WHERE name LIKE 'upserted%'")
+        .await;
+    assert_eq!(
+        names,
+        vec![
+            vec![vec![Some("upserted 0".to_string())]],
+            vec![vec![Some("upserted 1".to_string())]]
+        ]
+    );
+    assert_eq!(
+        setup.counts("users", "").await.iter().sum::<i64>(),
+        6,
+        "upserts updated, not inserted"
+    );
+    // UPDATE and DELETE with RETURNING by key.
+    let rows = checker
+        .pgdog
+        .query(
+            "UPDATE users SET score = 10 WHERE id = $1 RETURNING name",
+            &[&one[1]],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("UPDATE ... RETURNING: {e:?}"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "batch");
+    let rows = checker
+        .pgdog
+        .query("DELETE FROM users WHERE id = $1 RETURNING id", &[&zero[1]])
+        .await
+        .unwrap_or_else(|e| panic!("DELETE ... RETURNING: {e:?}"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(0), zero[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_works_in_session_mode() {
+    let setup = ShardedSetup::start(2, "pooler_mode = \"session\"", &sharding());
+    setup.schema(SCHEMA).await;
+    let pgdog = setup.connect().await;
+    let reference = setup.reference().await;
+    let rows: Vec<String> = (1..=40)
+        .map(|i| format!("({i}, 'session {i}', {})", i % 4))
+        .collect();
+    let sql = format!(
+        "INSERT INTO users (id, name, score) VALUES {}",
+        rows.join(", ")
+    );
+    assert_eq!(both(&pgdog, &reference, &sql).await, vec![40]);
+    setup.assert_placement("users", "id", "bigint").await;
+    for id in 1..=6i64 {
+        let rows = pgdog
+            .query("SELECT name FROM users WHERE id = $1", &[&id])
+            .await
+            .unwrap_or_else(|e| panic!("SELECT {id} in session mode: {e:?}"));
+        assert_eq!(rows.len(), 1, "key {id} in session mode");
+    }
+    let checker = setup.checker().await;
+    checker
+        .assert_all_same(&[
+            "SELECT count(*), sum(score) FROM users",
+            "SELECT id, name FROM users ORDER BY id DESC LIMIT 5",
+            "SELECT score, count(*) FROM users GROUP BY score ORDER BY score",
+        ])
+        .await;
+    pgdog.batch_execute("BEGIN").await.unwrap();
+    pgdog
+        .batch_execute("INSERT INTO users VALUES (1001, 'tx', 0), (1002, 'tx', 0)")
+        .await
+        .unwrap_or_else(|e| panic!("INSERT in a session-mode transaction: {e:?}"));
+    let uncommitted = setup.counts("users", "name = 'tx'").await;
+    pgdog.batch_execute("ROLLBACK").await.unwrap();
+    let after = setup.counts("users", "name = 'tx'").await;
+    assert_eq!(
+        (uncommitted, after),
+        (vec![0, 0], vec![0, 0]),
+        "rows of a session-mode transaction seen directly before and after its ROLLBACK"
+    );
+    assert_eq!(
+        column(&pgdog, "/* pgdog_shard: 1 */ SELECT current_database()").await,
+        texts(&["shard_1"])
     );
 }

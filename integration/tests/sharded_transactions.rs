@@ -371,6 +371,41 @@ async fn one_statement_for_several_shards_is_atomic(two_phase: bool) {
         vec![4, 4],
         "after the failed {sql}"
     );
+    // Several statements in one Query run in one implicit transaction: a failure in the last
+    // one undoes the first ones, on every shard.
+    let sql = format!(
+        "INSERT INTO users VALUES ({}, 'multi', 1); UPDATE users SET score = 7; \
+         INSERT INTO users VALUES ({}, 'dup', 1)",
+        one[0] + 2_000_000_000,
+        one[1]
+    );
+    assert_eq!(state(&pgdog, &sql).await.as_deref(), Some("23505"), "{sql}");
+    assert_eq!(
+        setup.counts("users", "").await,
+        vec![4, 4],
+        "after the failed {sql}"
+    );
+    assert_eq!(
+        setup.counts("users", "score = 7").await,
+        vec![0, 0],
+        "after the failed {sql}"
+    );
+    // And when they all succeed, all of them stay.
+    let sql = format!(
+        "INSERT INTO users VALUES ({}, 'multi', 1); INSERT INTO users VALUES ({}, 'multi', 1)",
+        zero[0] + 2_000_000_000,
+        one[0] + 2_000_000_000
+    );
+    ok(&pgdog, &sql).await;
+    assert_eq!(
+        setup
+            .counts("users", "name = 'multi'")
+            .await
+            .iter()
+            .sum::<i64>(),
+        2
+    );
+    setup.assert_placement("users", "id", "bigint").await;
     assert_eq!(setup.prepared_transactions().await, Vec::<String>::new());
 }
 
