@@ -27,7 +27,7 @@ impl Client {
             .as_ref()
             .is_some_and(|t| t.failed && !t.implicit);
         match statement.command() {
-            Command::Begin => return self.begin(statement.sql(), wire),
+            Command::Begin => return self.begin(statement.sql(), wire).await,
             Command::Commit => return self.finish_transaction(true, wire).await,
             Command::Rollback => return self.finish_transaction(false, wire).await,
             _ if in_failed_transaction => {
@@ -226,7 +226,12 @@ impl Client {
                 server.pending.push(Expect::Query);
                 to_server.extend_from_slice(&messages::query(sql));
             }
-            Wire::Extended { prepare, unit, .. } => {
+            Wire::Extended {
+                prepare,
+                unit,
+                sync,
+                ..
+            } => {
                 let frames: Vec<&Frame> = if include_prepare {
                     prepare.iter().chain(unit.iter()).collect()
                 } else {
@@ -241,10 +246,18 @@ impl Client {
                         to_server,
                     )?;
                 }
-                to_server.extend_from_slice(&messages::flush());
-                server.unsynced = true;
-                if !self.sharded.unsynced.contains(&shard) {
-                    self.sharded.unsynced.push(shard);
+                if *sync {
+                    // The client's Sync, sent along: the server answers up to ReadyForQuery.
+                    to_server.extend_from_slice(&messages::sync());
+                    server.pending.push(Expect::Sync);
+                    server.unsynced = false;
+                    self.sharded.unsynced.retain(|&s| s != shard);
+                } else {
+                    to_server.extend_from_slice(&messages::flush());
+                    server.unsynced = true;
+                    if !self.sharded.unsynced.contains(&shard) {
+                        self.sharded.unsynced.push(shard);
+                    }
                 }
             }
         }
@@ -286,6 +299,7 @@ impl Client {
             unit: &[],
             bind: &bind,
             param_types: &[0, 0],
+            sync: false,
         };
         self.exec_single(shard, "", false, &wire).await
     }

@@ -92,6 +92,8 @@ pub(super) enum Wire<'a> {
         bind: &'a Bind<'a>,
         /// The statement's raw parameter types (from its Parse).
         param_types: &'a [u8],
+        /// The client's Sync follows: a single-shard statement is sent with it.
+        sync: bool,
     },
 }
 
@@ -108,7 +110,8 @@ impl Client {
         if self.request_start.is_none() {
             self.request_start = Some(std::time::Instant::now());
         }
-        for frame in frames {
+        let mut frames = frames.into_iter().peekable();
+        while let Some(frame) = frames.next() {
             if self.sharded.copy.is_some() {
                 match frame.tag {
                     b'd' | b'c' | b'f' => self.copy_frame(frame).await?,
@@ -138,7 +141,9 @@ impl Client {
                 b'P' | b'B' | b'D' | b'C' => self.sharded.stash.push(frame),
                 b'E' => {
                     self.sharded.stash.push(frame);
-                    self.run_unit().await?;
+                    // With its Sync right behind, a single-shard statement takes one round trip.
+                    let sync_next = frames.peek().is_some_and(|f| f.tag == b'S');
+                    self.run_unit(sync_next).await?;
                 }
                 b'S' => {
                     self.run_stash().await?;
@@ -425,7 +430,7 @@ impl Client {
     }
 
     /// The stash ends with an Execute: plan the statement with its Bind parameters and run it.
-    async fn run_unit(&mut self) -> Result<(), Error> {
+    async fn run_unit(&mut self, sync_next: bool) -> Result<(), Error> {
         let stash = std::mem::take(&mut self.sharded.stash);
         self.remember_unnamed(&stash)?;
         let Some(bind_at) = stash.iter().rposition(|f| f.tag == b'B') else {
@@ -433,9 +438,15 @@ impl Client {
             return self.execute_existing_portal(&stash).await;
         };
         let bind = Bind::decode(&stash[bind_at])?;
-        let (sql, param_types) = if bind.statement.is_empty() {
-            match &self.sharded.unnamed {
-                Some((sql, types)) => (sql.clone(), types.clone()),
+        // The statement's text and parameter types, borrowed (no copy per execution).
+        let unnamed;
+        let named;
+        let (sql, param_types): (&str, &[u8]) = if bind.statement.is_empty() {
+            match self.sharded.unnamed.clone() {
+                Some(statement) => {
+                    unnamed = statement;
+                    (&unnamed.0, &unnamed.1)
+                }
                 None => {
                     self.sharded_error(ErrorResponse::error(
                         sqlstate::INVALID_SQL_STATEMENT_NAME,
@@ -446,17 +457,21 @@ impl Client {
                 }
             }
         } else {
-            match self.statements.get(bind.statement) {
-                Some(statement) => {
-                    let parse = Frame {
-                        tag: b'P',
-                        bytes: statement.parse.clone(),
-                    };
-                    let decoded = Parse::decode(&parse)?;
-                    (
-                        Arc::from(decoded.query),
-                        Bytes::copy_from_slice(decoded.param_types),
-                    )
+            // A Parse of the name earlier in this batch, or the client's statement.
+            let in_batch = stash[..bind_at].iter().rev().find(|f| {
+                f.tag == b'P' && Parse::decode(f).is_ok_and(|p| p.name == bind.statement)
+            });
+            let parse = in_batch.cloned().or_else(|| {
+                self.statements.get(bind.statement).map(|statement| Frame {
+                    tag: b'P',
+                    bytes: statement.parse.clone(),
+                })
+            });
+            match parse {
+                Some(parse) => {
+                    named = parse;
+                    let decoded = Parse::decode(&named)?;
+                    (decoded.query, decoded.param_types)
                 }
                 None => {
                     self.sharded_error(ErrorResponse::error(
@@ -468,36 +483,26 @@ impl Client {
                 }
             }
         };
-        let analysis = self.cluster.plans.get(&sql, &self.cluster.sharding);
+        let analysis = self.cluster.plans.get(sql, &self.cluster.sharding);
+        let wire = Wire::Extended {
+            prepare: &stash[..bind_at],
+            unit: &stash[bind_at..],
+            bind: &bind,
+            param_types,
+            sync: sync_next,
+        };
         let Some(statement) = analysis.statements().first() else {
             // Empty query: any shard answers EmptyQueryResponse.
             let shard = self.any_shard();
-            let wire = self.extended_wire(&stash, bind_at, &bind, &param_types);
             return self.exec_single(shard, "", false, &wire).await;
         };
-        let types = messages::param_type_oids(&param_types);
+        let types = messages::param_type_oids(param_types);
         let params = Params {
             values: &bind.params,
             formats: &bind.param_formats,
             types: &types,
         };
-        let wire = self.extended_wire(&stash, bind_at, &bind, &param_types);
         self.run_statement(statement, &params, &wire).await
-    }
-
-    fn extended_wire<'a>(
-        &self,
-        stash: &'a [Frame],
-        bind_at: usize,
-        bind: &'a Bind<'a>,
-        param_types: &'a [u8],
-    ) -> Wire<'a> {
-        Wire::Extended {
-            prepare: &stash[..bind_at],
-            unit: &stash[bind_at..],
-            bind,
-            param_types,
-        }
     }
 
     /// An Execute without a Bind in its batch: the portal lives on the server that bound it.
@@ -516,6 +521,7 @@ impl Client {
                         result_formats: Vec::new(),
                     },
                     param_types: &[0, 0],
+                    sync: false,
                 };
                 self.exec_single(*shard, "", false, &wire).await
             }

@@ -26,7 +26,7 @@ pub(in crate::frontend::client) struct Transaction {
 
 impl Client {
     /// BEGIN: answered by pgdog; each shard's server gets it when the transaction first uses it.
-    pub(super) fn begin(&mut self, sql: &str, wire: &Wire<'_>) -> Result<(), Error> {
+    pub(super) async fn begin(&mut self, sql: &str, wire: &Wire<'_>) -> Result<(), Error> {
         match self.sharded.transaction.as_mut() {
             Some(tx) if !tx.implicit => {
                 let warning = ErrorResponse::with_severity(
@@ -44,6 +44,8 @@ impl Client {
                     replay: vec![sql.to_string()],
                     ..Default::default()
                 });
+                // Servers already held (session mode) begin now; the others when they join.
+                self.begin_on_held(sql).await;
             }
         }
         self.answer_unit_locally(wire, "BEGIN");
@@ -61,6 +63,11 @@ impl Client {
             implicit: true,
             ..Default::default()
         });
+        self.begin_on_held("BEGIN").await;
+    }
+
+    /// Runs `begin` on the servers already held that are outside a transaction.
+    async fn begin_on_held(&mut self, begin: &str) {
         for shard in self.sharded.held() {
             if self.sharded.unsynced.contains(&shard) {
                 continue;
@@ -71,7 +78,7 @@ impl Client {
             if server.status != b'I' {
                 continue;
             }
-            if simple_query(server, "BEGIN").await.is_err() {
+            if simple_query(server, begin).await.is_err() {
                 server.broken = true;
             }
         }
