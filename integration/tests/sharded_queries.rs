@@ -9,6 +9,7 @@
 //! The rows are put on their shards directly (by `satisfies_hash_partition`), so these tests
 //! do not depend on INSERT routing.
 
+use integration::raw::{bind, describe, execute, parse, query, sync, tags};
 use integration::sharded::{run_extended, sharded_table, Checker, Outcome, ShardedSetup};
 
 const SCHEMA: &str = "
@@ -428,4 +429,132 @@ async fn large_results_are_merged_in_order() {
         "30000 ids in descending order ({} rows)",
         ids.len()
     );
+}
+
+/// JDBC's fetch size: Execute with a row limit, then Execute again on the suspended portal.
+/// pgdog may refuse a cross-shard query run this way (0A000), but its batches must not be
+/// wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_read_in_batches_are_right_or_refused() {
+    let setup = setup().await;
+    let sql = "SELECT id, grp FROM items ORDER BY grp, id";
+    let mut batches = Vec::new();
+    for port_db in [None, Some("reference")] {
+        let mut raw = match port_db {
+            Some(db) => setup.raw_direct(db).await,
+            None => setup.raw().await,
+        };
+        raw.send(&[query("BEGIN")]).await;
+        raw.until(b'Z').await;
+        raw.send(&[
+            parse("", sql),
+            bind("cursor", "", &[], &[]),
+            describe(b'P', "cursor"),
+            execute("cursor", 100),
+            sync(),
+        ])
+        .await;
+        let mut replies = raw.until(b'Z').await;
+        let mut last = replies.clone();
+        let mut rounds = 0;
+        while last.iter().any(|(t, _)| *t == b's') && rounds < 10 {
+            raw.send(&[execute("cursor", 100), sync()]).await;
+            last = raw.until(b'Z').await;
+            replies.extend(last.iter().cloned());
+            rounds += 1;
+        }
+        raw.send(&[query("COMMIT")]).await;
+        raw.until(b'Z').await;
+        batches.push(replies);
+    }
+    let (got, want) = (&batches[0], &batches[1]);
+    let error = got
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, body)| integration::raw::error_code(body));
+    match error.as_deref() {
+        Some("0A000") => eprintln!("refused with 0A000: {sql} in batches of 100"),
+        Some(other) => panic!("{sql} in batches: error {other}"),
+        None => {
+            assert_eq!(tags(got), tags(want), "messages of {sql} in batches of 100");
+            let rows = |replies: &[integration::raw::Message]| -> Vec<Vec<Option<Vec<u8>>>> {
+                replies
+                    .iter()
+                    .filter(|(t, _)| *t == b'D')
+                    .map(|(_, body)| integration::raw::values(body))
+                    .collect()
+            };
+            assert!(rows(got) == rows(want), "rows of {sql} in batches of 100");
+        }
+    }
+}
+
+/// Runs `sql` through pgdog, cancels it after 700 ms and checks that it ends with 57014 and
+/// that no shard still runs it; `Err` says what went wrong.
+async fn cancel_case(setup: &ShardedSetup, sql: &'static str, marker: &str) -> Result<(), String> {
+    let client = setup.connect().await;
+    let token = client.cancel_token();
+    let slow = tokio::spawn(async move { client.simple_query(sql).await.map(|_| ()) });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    token
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("{sql}: cancel request failed: {e:?}"))?;
+    let result = match tokio::time::timeout(std::time::Duration::from_secs(5), slow).await {
+        Ok(joined) => joined.map_err(|e| format!("{sql}: {e}"))?,
+        Err(_) => return Err(format!("{sql}: still running 5 s after the cancel request")),
+    };
+    match result {
+        Ok(()) => return Err(format!("{sql}: succeeded despite the cancel request")),
+        Err(e) if integration::sqlstate(&e).as_deref() != Some("57014") => {
+            return Err(format!("{sql}: failed with {e:?}, expected 57014"))
+        }
+        Err(_) => {}
+    }
+    let direct = setup.direct("postgres").await;
+    let busy: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE query LIKE '%' || $1 || '%' AND state = 'active' AND pid <> pg_backend_pid()",
+            &[&marker],
+        )
+        .await
+        .map_err(|e| format!("pg_stat_activity: {e:?}"))?
+        .get(0);
+    match busy {
+        0 => Ok(()),
+        n => Err(format!("{sql}: {n} shard(s) still run it after the cancel")),
+    }
+}
+
+/// A cancel request stops a query on one shard and a query running on every shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_requests_stop_sharded_queries() {
+    let setup = setup().await;
+    let mut failures = Vec::new();
+    for (sql, marker) in [
+        ("/* pgdog_shard: 1 */ SELECT pg_sleep(20)", "pg_sleep(20)"),
+        (
+            "SELECT count(*) FROM items WHERE id = 7 AND pg_sleep(20) IS NOT NULL",
+            "pg_sleep(20)",
+        ),
+        (
+            "SELECT count(*) FROM items WHERE pg_sleep(0.1) IS NOT NULL",
+            "pg_sleep(0.1)",
+        ),
+    ] {
+        if let Err(e) = cancel_case(&setup, sql, marker).await {
+            failures.push(e);
+        }
+        // Let a query that was not cancelled finish before the next case.
+        let direct = setup.direct("postgres").await;
+        let _ = direct
+            .execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                 WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -502,3 +502,50 @@ async fn two_phase_failure_at_prepare_rolls_back_every_shard() {
         ok(&pgdog, "SELECT count(*) FROM pairs").await;
     }
 }
+
+/// A COPY spread over both shards commits on both with two-phase commit and leaves nothing
+/// prepared; a failing COPY leaves nothing anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_phase_copy_over_two_shards() {
+    use futures_util::SinkExt;
+    let setup = setup(true).await;
+    let pgdog = setup.connect().await;
+    let copy = |data: String| {
+        let pgdog = &pgdog;
+        async move {
+            let work = async {
+                let sink = pgdog
+                    .copy_in::<_, bytes::Bytes>("COPY users FROM STDIN")
+                    .await?;
+                let mut sink = std::pin::pin!(sink);
+                sink.send(bytes::Bytes::from(data)).await?;
+                sink.as_mut().finish().await
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(30), work)
+                .await
+                .expect("the COPY hangs")
+        }
+    };
+    let data: String = (1..=100).map(|i| format!("{i}\tcopied\t{i}\n")).collect();
+    let n = copy(data)
+        .await
+        .unwrap_or_else(|e| panic!("COPY with two-phase commit: {e:?}"));
+    assert_eq!(n, 100);
+    setup.assert_placement("users", "id", "bigint").await;
+    assert_eq!(setup.counts("users", "").await.iter().sum::<i64>(), 100);
+    assert_eq!(setup.prepared_transactions().await, Vec::<String>::new());
+    // Row 150 duplicates row 50: the COPY fails on one shard and no shard keeps its rows.
+    let data: String = (101..=200)
+        .map(|i| format!("{}\tagain\t0\n", if i == 150 { 50 } else { i }))
+        .collect();
+    let err = copy(data)
+        .await
+        .expect_err("a duplicate key fails the COPY");
+    assert_eq!(
+        integration::sqlstate(&err).as_deref(),
+        Some("23505"),
+        "{err:?}"
+    );
+    assert_eq!(setup.counts("users", "").await.iter().sum::<i64>(), 100);
+    assert_eq!(setup.prepared_transactions().await, Vec::<String>::new());
+}
