@@ -275,6 +275,7 @@ impl Client {
             (None, None) => None,
         };
         let mut answers = Vec::new();
+        let mut lost = None;
         tracing::trace!(
             "ending COPY on shards {:?} (failure: {reason:?})",
             copy.targets
@@ -301,15 +302,29 @@ impl Client {
                 server.pending.push(Expect::Sync);
                 server.unsynced = false;
             }
-            if server.send(&message).await.is_err() {
-                server.broken = true;
-                continue;
-            }
-            let mut frames = Vec::new();
-            match read_replies(server, |f| frames.push(f)).await {
-                Ok(_) => answers.push(Answer::collect(frames)),
-                Err(lost) => {
-                    self.shard_lost(shard, lost.0);
+            let result = match server.send(&message).await {
+                Ok(()) => {
+                    let mut frames = Vec::new();
+                    read_replies(server, |f| frames.push(f))
+                        .await
+                        .map(|_| Answer::collect(frames))
+                        .map_err(|l| l.0)
+                }
+                Err(_) => Err(ErrorResponse::error(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!("lost connection to shard {shard} during COPY"),
+                )),
+            };
+            match result {
+                Ok(answer) => answers.push(answer),
+                Err(error) => {
+                    // The shard's part of the COPY is gone: the whole COPY fails.
+                    if let Some(mut server) =
+                        self.sharded.servers.get_mut(shard).and_then(Option::take)
+                    {
+                        server.broken = true;
+                    }
+                    lost.get_or_insert(error);
                 }
             }
         }
@@ -324,7 +339,7 @@ impl Client {
                 format!("COPY from stdin failed: {message}"),
             )),
             (None, Some(error)) => Some(error),
-            (None, None) => answers.iter().find_map(|a| a.error.clone()),
+            (None, None) => lost.or_else(|| answers.iter().find_map(|a| a.error.clone())),
         };
         match error {
             Some(error) => {
