@@ -8,20 +8,29 @@ use rand::Rng;
 
 use crate::backend::server::{self, BackendKey, ServerAddress};
 
-/// The server currently running a client's query, if any.
+/// A server session a cancel request can reach.
+pub type ServerSession = (Arc<ServerAddress>, BackendKey);
+
+/// The servers currently running a client's query: none, one, or every shard of a
+/// cross-shard statement.
 #[derive(Default)]
 pub struct CancelTarget {
-    server: Mutex<Option<(Arc<ServerAddress>, BackendKey)>>,
+    servers: Mutex<Vec<ServerSession>>,
 }
 
 impl CancelTarget {
     /// Records the server a client just checked out (or `None` after check-in).
-    pub fn set(&self, target: Option<(Arc<ServerAddress>, BackendKey)>) {
-        *self.server.lock().unwrap_or_else(|e| e.into_inner()) = target;
+    pub fn set(&self, target: Option<ServerSession>) {
+        self.set_all(target.into_iter().collect());
     }
 
-    fn get(&self) -> Option<(Arc<ServerAddress>, BackendKey)> {
-        self.server
+    /// Records every server running the client's query.
+    pub fn set_all(&self, targets: Vec<ServerSession>) {
+        *self.servers.lock().unwrap_or_else(|e| e.into_inner()) = targets;
+    }
+
+    fn get(&self) -> Vec<ServerSession> {
+        self.servers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -56,11 +65,11 @@ impl CancelRegistry {
         self.clients.remove(&key);
     }
 
-    /// Forwards a CancelRequest to the server running the query of the client with `key`.
+    /// Forwards a CancelRequest to the server(s) running the query of the client with `key`.
     /// Unknown keys are ignored, as Postgres does.
     pub async fn cancel(&self, key: BackendKey) {
-        let target = self.clients.get(&key).and_then(|t| t.get());
-        if let Some((addr, server_key)) = target {
+        let targets = self.clients.get(&key).map(|t| t.get()).unwrap_or_default();
+        for (addr, server_key) in targets {
             if let Err(e) = server::cancel(&addr.host, addr.port, server_key).await {
                 tracing::warn!("could not forward cancel request to {addr}: {e}");
             }

@@ -428,6 +428,13 @@ impl Client {
             }
             sent.push(shard);
         }
+        // A cancel request reaches every shard running it.
+        let sessions = sent
+            .iter()
+            .filter_map(|&shard| self.sharded.servers.get(shard).and_then(Option::as_ref))
+            .map(|server| (server.addr().clone(), server.key()))
+            .collect();
+        self.login.cancel.set_all(sessions);
         let mut answers = Vec::with_capacity(sent.len());
         let mut notices = Vec::new();
         let mut lost = None;
@@ -545,6 +552,18 @@ impl Client {
                         Some(description) => self.out.extend_from_slice(description),
                         None => self.out.extend_from_slice(&messages::no_data()),
                     }
+                }
+            }
+        }
+        if let Wire::Extended { unit, .. } = wire {
+            let target = unit
+                .iter()
+                .rfind(|f| f.tag == b'E')
+                .and_then(super::portals::execute_target);
+            if let Some((portal, max_rows)) = target.filter(|(_, max)| *max > 0) {
+                if merged.tag.is_some() {
+                    self.send_portal_rows(&portal, max_rows, merged.rows, merged.tag);
+                    return;
                 }
             }
         }

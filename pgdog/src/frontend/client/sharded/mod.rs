@@ -14,6 +14,7 @@
 mod copy;
 mod execute;
 mod key_update;
+mod portals;
 mod transaction;
 
 use std::collections::HashMap;
@@ -56,6 +57,8 @@ pub(super) struct State {
     columns: HashMap<(Option<String>, String), Arc<Vec<String>>>,
     /// Counter for two-phase commit transaction ids.
     two_phase_counter: u64,
+    /// Merged portals of cross-shard statements being fetched in pieces.
+    portals: HashMap<String, portals::MergedPortal>,
 }
 
 impl State {
@@ -226,6 +229,14 @@ impl Client {
             // Every statement for the same shard: the text goes there as it is.
             self.exec_single(shard, &sql, false, &Wire::Simple).await?;
         } else {
+            // Several statements in one query are one transaction in Postgres: across shards
+            // too (unless the text manages its own transactions).
+            let plain = statements
+                .iter()
+                .all(|s| matches!(s.command(), Command::Query | Command::Session));
+            if statements.len() > 1 && plain && self.sharded.transaction.is_none() {
+                self.begin_implicit().await;
+            }
             for statement in statements {
                 if self.sharded.copy.is_some() {
                     break;
@@ -394,6 +405,13 @@ impl Client {
         }
         let stash = std::mem::take(&mut self.sharded.stash);
         self.remember_unnamed(&stash)?;
+        for frame in stash.iter().filter(|f| f.tag == b'C') {
+            if let Ok(target) = Target::decode(frame) {
+                if target.kind == b'P' {
+                    self.sharded.portals.remove(target.name);
+                }
+            }
+        }
         if self.answer_locally(&stash) {
             return Ok(());
         }
@@ -507,6 +525,15 @@ impl Client {
 
     /// An Execute without a Bind in its batch: the portal lives on the server that bound it.
     async fn execute_existing_portal(&mut self, stash: &[Frame]) -> Result<(), Error> {
+        if let Some((portal, max_rows)) = stash
+            .iter()
+            .rfind(|f| f.tag == b'E')
+            .and_then(portals::execute_target)
+        {
+            if self.fetch_merged_portal(&portal, max_rows) {
+                return Ok(());
+            }
+        }
         let held = self.sharded.held();
         match held.as_slice() {
             [shard] => {
@@ -593,6 +620,8 @@ impl Client {
         if self.sharded.transaction.is_some() || !self.sharded.unsynced.is_empty() {
             return;
         }
+        // Portals live until their transaction ends.
+        self.sharded.portals.clear();
         if self.sharded.copy.is_some() {
             return;
         }
