@@ -229,7 +229,9 @@ impl<'a> Bind<'a> {
             let len = r.i32()?;
             params.push(match len {
                 -1 => None,
-                len if len < 0 => return Err(Error::Malformed("Bind parameter length is negative")),
+                len if len < 0 => {
+                    return Err(Error::Malformed("Bind parameter length is negative"))
+                }
                 len => Some(r.bytes(len as usize)?),
             });
         }
