@@ -25,10 +25,10 @@
 
 use std::ops::ControlFlow;
 
-use dashmap::DashMap;
 use pg_query::protobuf::{Node, SelectStmt};
 use pg_query::{NodeEnum, ParserOptions};
 
+use super::text_cache::TextCache;
 use super::walk::{walk, Path, Visitor};
 
 /// Where a query string may run.
@@ -206,49 +206,33 @@ fn stop_if(found: bool) -> ControlFlow<()> {
 }
 
 /// A bounded, thread-safe memo of [`access`] keyed by query text, so the hot path parses each
-/// distinct text once.
-///
-/// Holds about `capacity` texts at most: when full, an arbitrary half of the entries is dropped
-/// before the next one goes in (amortised O(1) per insert, no bookkeeping on hits). Texts longer
-/// than [`AccessCache::MAX_TEXT_LEN`] bytes are classified but not kept, so memory stays bounded
-/// by `capacity` times that length. Unparseable texts are remembered as [`Access::Write`] like
-/// any other answer.
+/// distinct text once (a [`TextCache`]: at most about `capacity` texts, long texts classified
+/// but not kept). Unparseable texts are remembered as [`Access::Write`] like any other answer.
 #[derive(Debug)]
 pub struct AccessCache {
-    entries: DashMap<String, Access>,
-    capacity: usize,
+    entries: TextCache<Access>,
 }
 
 impl AccessCache {
     /// How many texts [`AccessCache::default`] keeps.
-    pub const DEFAULT_CAPACITY: usize = 16 * 1024;
+    pub const DEFAULT_CAPACITY: usize = TextCache::<Access>::DEFAULT_CAPACITY;
     /// Longest text (in bytes) that is kept; longer ones are parsed on every call.
-    pub const MAX_TEXT_LEN: usize = 16 * 1024;
+    pub const MAX_TEXT_LEN: usize = TextCache::<Access>::MAX_TEXT_LEN;
 
     /// An empty cache keeping at most `capacity` texts (at least one).
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: DashMap::new(),
-            capacity: capacity.max(1),
+            entries: TextCache::new(capacity),
         }
     }
 
     /// The [`access`] of `sql`, from the cache or parsed (and then remembered).
     pub fn access(&self, sql: &str) -> Access {
         if let Some(hit) = self.entries.get(sql) {
-            return *hit;
+            return hit;
         }
         let answer = access(sql);
-        if sql.len() <= Self::MAX_TEXT_LEN {
-            if self.entries.len() >= self.capacity {
-                let mut keep = true;
-                self.entries.retain(|_, _| {
-                    keep = !keep;
-                    keep
-                });
-            }
-            self.entries.insert(sql.to_owned(), answer);
-        }
+        self.entries.insert(sql, answer);
         answer
     }
 
@@ -535,11 +519,11 @@ mod tests {
             assert!(cache.len() <= 8, "len {} after {i}", cache.len());
         }
         // The newest text is always kept.
-        assert!(cache.entries.contains_key("SELECT 99"));
+        assert!(cache.entries.get("SELECT 99").is_some());
 
         let long = format!("SELECT '{}'", "x".repeat(AccessCache::MAX_TEXT_LEN));
         assert_eq!(cache.access(&long), Access::Read);
-        assert!(!cache.entries.contains_key(&long));
+        assert!(cache.entries.get(&long).is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`merge`]: several shards' results combined into one (order, group, aggregate, limit).
 //! - [`plan`]: per statement, which shard(s) run it and how to merge (the sharding planner).
 //! - [`normalize`]: constants taken out of simple queries so one analysis serves them all.
+//! - [`text_cache`]: the bounded memo by query text behind those caches.
 //! - `walk`: the generic parse-tree walker the read/write classification uses.
 
 pub mod access;
@@ -19,6 +20,7 @@ pub mod normalize;
 pub mod plan;
 pub mod route;
 pub mod sharding;
+pub mod text_cache;
 mod walk;
 
 pub use access::{access, Access, AccessCache};

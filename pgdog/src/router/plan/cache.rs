@@ -3,33 +3,28 @@
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
 use super::{Analysis, ShardingSchema};
+use crate::router::text_cache::TextCache;
 
 /// Cache of analyses by SQL text. One per database cluster.
 ///
-/// Bounded like [`AccessCache`](crate::router::AccessCache): at most about `capacity` texts;
-/// when full, an arbitrary half is dropped before the next one goes in. Texts longer than
-/// [`PlanCache::MAX_TEXT_LEN`] bytes are analyzed but not kept. An analysis made with other
-/// sharding rules (a reload changed them) is made again.
+/// Bounded like every [`TextCache`]; an analysis made with other sharding rules (a reload
+/// changed them) is made again.
 #[derive(Debug)]
 pub struct PlanCache {
-    entries: DashMap<String, Arc<Analysis>>,
-    capacity: usize,
+    entries: TextCache<Arc<Analysis>>,
 }
 
 impl PlanCache {
     /// How many texts [`PlanCache::default`] keeps.
-    pub const DEFAULT_CAPACITY: usize = 16 * 1024;
+    pub const DEFAULT_CAPACITY: usize = TextCache::<Arc<Analysis>>::DEFAULT_CAPACITY;
     /// Longest text (in bytes) that is kept.
-    pub const MAX_TEXT_LEN: usize = 16 * 1024;
+    pub const MAX_TEXT_LEN: usize = TextCache::<Arc<Analysis>>::MAX_TEXT_LEN;
 
     /// An empty cache keeping at most `capacity` texts (at least one).
     pub fn new(capacity: usize) -> Self {
         PlanCache {
-            entries: DashMap::new(),
-            capacity: capacity.max(1),
+            entries: TextCache::new(capacity),
         }
     }
 
@@ -38,20 +33,11 @@ impl PlanCache {
     pub fn get(&self, sql: &str, schema: &ShardingSchema) -> Arc<Analysis> {
         if let Some(hit) = self.entries.get(sql) {
             if hit.schema_id() == schema.id() {
-                return Arc::clone(&hit);
+                return hit;
             }
         }
         let analysis = Arc::new(Analysis::analyze(sql, schema));
-        if sql.len() <= Self::MAX_TEXT_LEN {
-            if self.entries.len() >= self.capacity && !self.entries.contains_key(sql) {
-                let mut keep = true;
-                self.entries.retain(|_, _| {
-                    keep = !keep;
-                    keep
-                });
-            }
-            self.entries.insert(sql.to_owned(), Arc::clone(&analysis));
-        }
+        self.entries.insert(sql, Arc::clone(&analysis));
         analysis
     }
 
@@ -104,7 +90,7 @@ mod tests {
         }
         let long = format!("SELECT '{}'", "x".repeat(PlanCache::MAX_TEXT_LEN));
         cache.get(&long, &rules);
-        assert!(!cache.entries.contains_key(&long));
+        assert!(cache.entries.get(&long).is_none());
         cache.clear();
         assert!(cache.is_empty());
     }
