@@ -213,6 +213,7 @@ mod tests {
                 tls_private_key: Some("/tmp/key.pem".into()),
                 openmetrics_port: Some(9090),
                 openmetrics_namespace: "pgdog_".into(),
+                two_phase_commit: false,
             },
             databases: vec![
                 Database {
