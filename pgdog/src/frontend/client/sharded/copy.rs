@@ -5,6 +5,7 @@
 
 use bytes::BytesMut;
 
+use super::unnamed::UnnamedRun;
 use super::{Client, Wire};
 use crate::backend::exchange::{read_replies, Answer, Ended};
 use crate::backend::expect::Expect;
@@ -88,22 +89,16 @@ impl Client {
                 Wire::Extended {
                     bind, param_types, ..
                 } => {
-                    to_server.extend_from_slice(&messages::parse_message(
-                        "",
-                        statement.sql(),
+                    UnnamedRun {
+                        sql: statement.sql(),
                         param_types,
-                    ));
-                    server.pending.push(Expect::Parse(None));
-                    let all: Vec<usize> = (0..bind.params.len()).collect();
-                    let bind = messages::Bind {
-                        portal: "",
-                        ..(*bind).clone()
-                    };
-                    to_server.extend_from_slice(&bind.encode_subset("", &all));
-                    server.pending.push(Expect::Bind);
-                    to_server.extend_from_slice(&messages::execute(""));
-                    server.pending.push(Expect::Execute);
-                    to_server.extend_from_slice(&messages::flush());
+                        bind,
+                        params: None,
+                        text_results: false,
+                        describe: false,
+                        sync: false,
+                    }
+                    .encode(server, &mut to_server);
                     server.unsynced = true;
                     if !self.sharded.unsynced.contains(&shard) {
                         self.sharded.unsynced.push(shard);

@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 
+use super::unnamed::UnnamedRun;
 use super::{Client, Wire};
 use crate::backend::exchange::{self, read_replies, Answer, Ended};
 use crate::backend::expect::Expect;
@@ -488,24 +489,17 @@ impl Client {
         let Some(server) = self.sharded.servers.get_mut(shard).and_then(Option::as_mut) else {
             return Ok(());
         };
-        to_server.extend_from_slice(&messages::parse_message("", text, param_types));
-        server.pending.push(Expect::Parse(None));
-        let all: Vec<usize> = (0..bind.params.len()).collect();
-        let bind = messages::Bind {
-            portal: "",
-            ..bind.clone()
-        };
-        to_server.extend_from_slice(&bind.encode_subset("", &all));
-        server.pending.push(Expect::Bind);
-        to_server.extend_from_slice(&messages::describe_portal(""));
-        server.pending.push(Expect::Describe);
-        to_server.extend_from_slice(&messages::execute(""));
-        server.pending.push(Expect::Execute);
-        to_server.extend_from_slice(&messages::flush());
-        server.unsynced = true;
-        if !self.sharded.unsynced.contains(&shard) {
-            self.sharded.unsynced.push(shard);
+        UnnamedRun {
+            sql: text,
+            param_types,
+            bind,
+            params: None,
+            text_results: false,
+            describe: true,
+            sync: false,
         }
+        .encode(server, to_server);
+        self.mark_unsynced(shard);
         Ok(())
     }
 
@@ -612,19 +606,16 @@ impl Client {
                         section
                             .extend_from_slice(&types.get(i).copied().unwrap_or(0).to_be_bytes());
                     }
-                    to_server.extend_from_slice(&messages::parse_message("", &part.sql, &section));
-                    server.pending.push(Expect::Parse(None));
-                    let bind = messages::Bind {
-                        portal: "",
-                        ..(*bind).clone()
-                    };
-                    to_server.extend_from_slice(&bind.encode_subset("", &part.params));
-                    server.pending.push(Expect::Bind);
-                    to_server.extend_from_slice(&messages::describe_portal(""));
-                    server.pending.push(Expect::Describe);
-                    to_server.extend_from_slice(&messages::execute(""));
-                    server.pending.push(Expect::Execute);
-                    to_server.extend_from_slice(&messages::flush());
+                    UnnamedRun {
+                        sql: &part.sql,
+                        param_types: &section,
+                        bind,
+                        params: Some(&part.params),
+                        text_results: false,
+                        describe: true,
+                        sync: false,
+                    }
+                    .encode(server, &mut to_server);
                     server.unsynced = true;
                     if !self.sharded.unsynced.contains(&part.shard) {
                         self.sharded.unsynced.push(part.shard);

@@ -6,6 +6,7 @@
 use bytes::BytesMut;
 
 use super::execute::{quote_ident, quote_literal};
+use super::unnamed::UnnamedRun;
 use super::{Client, Wire};
 use crate::backend::exchange::{column_names, columns, read_replies, Answer};
 use crate::backend::expect::Expect;
@@ -186,22 +187,16 @@ impl Client {
             Wire::Extended {
                 bind, param_types, ..
             } => {
-                to_server.extend_from_slice(&messages::parse_message("", sql, param_types));
-                server.pending.push(Expect::Parse(None));
-                let all: Vec<usize> = (0..bind.params.len()).collect();
-                let text = messages::Bind {
-                    portal: "",
-                    result_formats: Vec::new(),
-                    ..(*bind).clone()
-                };
-                to_server.extend_from_slice(&text.encode_subset("", &all));
-                server.pending.push(Expect::Bind);
-                to_server.extend_from_slice(&messages::describe_portal(""));
-                server.pending.push(Expect::Describe);
-                to_server.extend_from_slice(&messages::execute(""));
-                server.pending.push(Expect::Execute);
-                to_server.extend_from_slice(&messages::sync());
-                server.pending.push(Expect::Sync);
+                UnnamedRun {
+                    sql,
+                    param_types,
+                    bind,
+                    params: None,
+                    text_results: true,
+                    describe: true,
+                    sync: true,
+                }
+                .encode(server, &mut to_server);
             }
         }
         if server.send(&to_server).await.is_err() {

@@ -16,6 +16,7 @@ mod execute;
 mod key_update;
 mod portals;
 mod transaction;
+mod unnamed;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -603,6 +604,16 @@ impl Client {
         self.finish_request().await;
         self.ready_for_query();
         Ok(())
+    }
+
+    /// Records that the server of `shard` got extended-protocol messages and owes a Sync.
+    fn mark_unsynced(&mut self, shard: usize) {
+        if let Some(server) = self.sharded.servers.get_mut(shard).and_then(Option::as_mut) {
+            server.unsynced = true;
+        }
+        if !self.sharded.unsynced.contains(&shard) {
+            self.sharded.unsynced.push(shard);
+        }
     }
 
     /// A shard's server broke: it is dropped and the client told; an open transaction fails.
