@@ -131,12 +131,16 @@ impl Client {
                 let insert = format!(
                     "INSERT INTO {} ({}) VALUES ({})",
                     update.table,
-                    names[1..]
+                    names
+                        .get(1..)
+                        .unwrap_or_default()
                         .iter()
                         .map(|n| quote_ident(n))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    values[1..]
+                    values
+                        .get(1..)
+                        .unwrap_or_default()
                         .iter()
                         .map(|v| match v {
                             Some(v) => quote_literal(&String::from_utf8_lossy(v)),
