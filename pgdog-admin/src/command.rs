@@ -26,10 +26,12 @@ pub enum Show {
     Bans,
     /// pgdog's version.
     Version,
+    /// Background tasks (resharding steps) and their status.
+    Tasks,
 }
 
 impl Show {
-    const ALL: [(&'static str, Show); 10] = [
+    const ALL: [(&'static str, Show); 11] = [
         ("pools", Show::Pools),
         ("clients", Show::Clients),
         ("servers", Show::Servers),
@@ -40,6 +42,7 @@ impl Show {
         ("lists", Show::Lists),
         ("bans", Show::Bans),
         ("version", Show::Version),
+        ("tasks", Show::Tasks),
     ];
 }
 
@@ -69,6 +72,8 @@ pub enum Command {
     },
     /// `SHUTDOWN`.
     Shutdown,
+    /// `STOP_TASK <id>`: cancel a background task.
+    StopTask(u64),
 }
 
 /// Every command's syntax, for help and for suggesting the closest one.
@@ -83,6 +88,8 @@ pub const COMMANDS: &[&str] = &[
     "SHOW LISTS",
     "SHOW BANS",
     "SHOW VERSION",
+    "SHOW TASKS",
+    "STOP_TASK <task_id>",
     "RELOAD",
     "PAUSE [database]",
     "RESUME [database]",
@@ -160,6 +167,23 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
         Some("resume") => end(tokens, 2, text, Command::Resume(name(1)))?,
         Some("ban") => end(tokens, 2, text, Command::Ban(number(1, "BAN")?))?,
         Some("unban") => end(tokens, 2, text, Command::Unban(number(1, "UNBAN")?))?,
+        Some("stop_task") => match tokens.get(1) {
+            Some(Token::Word(w)) => match w.parse() {
+                Ok(id) => end(tokens, 2, text, Command::StopTask(id))?,
+                Err(_) => {
+                    return Err(error(
+                        format!("STOP_TASK needs a task id (a number), not \"{w}\""),
+                        text,
+                    ))
+                }
+            },
+            _ => {
+                return Err(error(
+                    "STOP_TASK needs a task id (see SHOW TASKS)".into(),
+                    text,
+                ))
+            }
+        },
         Some("set") => {
             let setting = name(1).ok_or_else(|| error("SET needs a setting name".into(), text))?;
             match (tokens.get(2), tokens.get(3)) {
@@ -236,6 +260,19 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tasks_commands() {
+        assert_eq!(
+            parse("SHOW TASKS").unwrap(),
+            vec![Command::Show(Show::Tasks)]
+        );
+        assert_eq!(parse("stop_task 12").unwrap(), vec![Command::StopTask(12)]);
+        for bad in ["STOP_TASK", "STOP_TASK abc", "STOP_TASK 1 2"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.hint.contains("STOP_TASK <task_id>"), "{bad}: {err:?}");
+        }
+    }
 
     #[test]
     fn parses_every_command() {

@@ -5,7 +5,10 @@
 //! - [`frontend`]: the listener, client logins and the per-client proxy loop.
 //! - [`state`]: the live state shared by all clients (pools, caches, shutdown signal).
 //! - [`metrics`]: the OpenMetrics (Prometheus) HTTP endpoint rendering pool statistics.
-//! - [`router`]: SQL parsing with pg_query: read/write classification for the load balancer.
+//! - [`reshard`]: the background tasks of a move (schema sync, copy, replication, cutover) and
+//!   their registry.
+//! - [`router`]: SQL parsing with pg_query: read/write classification, the sharding planner,
+//!   result merging and COPY splitting.
 //! - [`backend`]: server connections, pools, prepared-statement cache, live pool map.
 //! - [`auth`]: password secrets and server-side SCRAM/md5.
 //! - [`tls`]: TLS certificates for client connections.
@@ -22,6 +25,7 @@ pub mod gate;
 pub mod local;
 pub mod metrics;
 pub mod net;
+pub mod reshard;
 pub mod router;
 pub mod state;
 pub mod tls;

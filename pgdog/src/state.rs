@@ -46,6 +46,8 @@ pub struct PoolerState {
     pub cancels: CancelRegistry,
     /// Read/write classification of SQL text, for load balancing.
     pub access: AccessCache,
+    /// Background tasks (resharding) and their status.
+    pub tasks: crate::reshard::TaskRegistry,
     /// Connected clients, for `SHOW CLIENTS`.
     pub clients: Arc<ClientRegistry>,
     tls: ArcSwapOption<TlsAcceptor>,
@@ -77,6 +79,7 @@ impl PoolerState {
             prepared: PreparedStatements::default(),
             cancels: CancelRegistry::default(),
             access: AccessCache::default(),
+            tasks: crate::reshard::TaskRegistry::default(),
             clients: Arc::new(ClientRegistry::default()),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
             shutdown,
@@ -146,6 +149,7 @@ impl PoolerState {
 
     /// Tells every client task that pgdog is shutting down.
     pub fn begin_shutdown(&self) {
+        self.tasks.stop_all();
         self.shutdown.send_replace(true);
     }
 

@@ -107,6 +107,18 @@ pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Repl
             set::apply(state, name, value)?;
             Ok(Reply::done("SET"))
         }
+        Command::StopTask(id) => match state.tasks.stop(*id) {
+            Ok(()) => Ok(Reply::done("STOP_TASK")),
+            Err(e @ crate::reshard::tasks::StopError::NotFound(_)) => Err(ErrorResponse::error(
+                sqlstate::UNDEFINED_OBJECT,
+                e.to_string(),
+            )
+            .hint("SHOW TASKS lists the tasks")),
+            Err(e) => Err(ErrorResponse::error(
+                sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                e.to_string(),
+            )),
+        },
         Command::Shutdown => {
             info!("SHUTDOWN requested from the admin database");
             state.begin_shutdown();

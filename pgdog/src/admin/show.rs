@@ -27,6 +27,7 @@ pub fn table(state: &PoolerState, what: Show) -> ResultTable {
         Show::Lists => lists(state),
         Show::Bans => bans(state),
         Show::Version => version(),
+        Show::Tasks => tasks(state),
     }
 }
 
@@ -467,6 +468,38 @@ fn bans(state: &PoolerState) -> ResultTable {
                 }));
         push(&mut table, row);
     });
+    table
+}
+
+fn tasks(state: &PoolerState) -> ResultTable {
+    let mut table = ResultTable::new(&[
+        ("id", BigInt),
+        ("type", Text),
+        ("status", Text),
+        ("step", Text),
+        ("started_at", Text),
+        ("elapsed", Text),
+        ("elapsed_ms", BigInt),
+        ("error", Text),
+    ]);
+    for task in state.tasks.list() {
+        let error = match &task.status {
+            crate::reshard::TaskStatus::Failed(message) => Some(message.clone()),
+            _ => None,
+        };
+        push(
+            &mut table,
+            Row::default()
+                .text(task.id)
+                .text(task.kind)
+                .text(task.status.as_str())
+                .text(&task.step)
+                .text(timestamp(task.started_at))
+                .text(format!("{:.3}s", task.elapsed.as_secs_f64()))
+                .text(task.elapsed.as_millis())
+                .opt(error),
+        );
+    }
     table
 }
 

@@ -70,3 +70,5 @@ pub const INVALID_ROW_COUNT_IN_RESULT_OFFSET_CLAUSE: &str = "2201X";
 pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
 /// `read_only_sql_transaction`
 pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+/// `object_not_in_prerequisite_state` (e.g. stopping a task that has already ended)
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
