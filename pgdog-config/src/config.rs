@@ -27,6 +27,8 @@ pub struct Config {
     pub sharded_mappings: Vec<ShardedMapping>,
     /// The `[[omnisharded_tables]]` entries, in file order.
     pub omnisharded_tables: Vec<OmnishardedTables>,
+    /// The `[replication]` section (resharding tools).
+    pub replication: crate::Replication,
 }
 
 impl Config {
@@ -293,6 +295,9 @@ mod tests {
                 tables: vec!["countries".into(), "sales.settings".into()],
                 sticky: true,
             }],
+            replication: crate::Replication {
+                pg_dump_path: Some("/opt/pg16/bin/pg_dump".into()),
+            },
         };
         let text = toml::to_string(&config).unwrap();
         assert_eq!(Config::from_str(&text, "pgdog.toml").unwrap(), config);

@@ -20,6 +20,7 @@ mod general;
 mod hash;
 mod load;
 mod parse;
+mod replication;
 mod sharding;
 mod users;
 mod validate;
@@ -31,6 +32,7 @@ pub use general::{
     as_duration, AuthType, General, LoadBalancingStrategy, PoolerMode, ReadWriteSplit,
 };
 pub use load::ConfigAndUsers;
+pub use replication::Replication;
 pub use sharding::{
     parse_uuid, DataType, Hasher, MappingKind, MappingRule, OmnishardedTables, ShardedMapping,
     ShardedTable, ShardingValue,

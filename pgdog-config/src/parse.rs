@@ -402,8 +402,8 @@ mod tests {
         assert_eq!(
             config_error("[generall]\nhost = \"x\"\n"),
             "pgdog.toml line 1, column 2: generall: unknown key; valid keys at the top level are \
-             general, databases, admin, sharded_tables, sharded_mappings, omnisharded_tables; \
-             remove it or fix its spelling"
+             general, databases, admin, sharded_tables, sharded_mappings, omnisharded_tables, \
+             replication; remove it or fix its spelling"
         );
     }
 
