@@ -25,6 +25,7 @@ pub mod gate;
 pub mod local;
 pub mod metrics;
 pub mod net;
+pub mod quote;
 pub mod reshard;
 pub mod router;
 pub mod state;

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::backend::expect::{Expect, Route};
-use crate::backend::pool::Guard;
+use crate::backend::server::Server;
 use crate::net::{messages, Error, ErrorResponse, Frame};
 
 /// How a read from a server ended.
@@ -21,7 +21,7 @@ pub enum Ended {
 pub struct Lost(pub ErrorResponse);
 
 impl Lost {
-    fn new(server: &Guard, detail: &str) -> Lost {
+    fn new(server: &Server, detail: &str) -> Lost {
         Lost(
             ErrorResponse::error(
                 crate::net::sqlstate::CONNECTION_FAILURE,
@@ -36,7 +36,7 @@ impl Lost {
 /// starts a COPY IN, passing every reply meant for the client to `on_frame`. Replies to what
 /// pgdog sent on its own are dropped, as the pending queue says.
 pub async fn read_replies(
-    server: &mut Guard,
+    server: &mut Server,
     mut on_frame: impl FnMut(Frame),
 ) -> Result<Ended, Lost> {
     loop {
@@ -59,7 +59,7 @@ pub async fn read_replies(
                 )));
             }
             let route = {
-                let server = &mut **server;
+                let server = &mut *server;
                 server.pending.route(&frame, &mut server.prepared)
             };
             match frame.tag {
@@ -105,7 +105,7 @@ pub async fn read_replies(
 }
 
 /// Passes on the replies pgdog owes the client itself that are now at the head of the queue.
-fn synthetic(server: &mut Guard, on_frame: &mut impl FnMut(Frame)) {
+fn synthetic(server: &mut Server, on_frame: &mut impl FnMut(Frame)) {
     let mut out = bytes::BytesMut::new();
     server.pending.drain_synthetic(&mut out);
     while let Ok(Some(frame)) = Frame::take(&mut out, usize::MAX) {
@@ -114,7 +114,7 @@ fn synthetic(server: &mut Guard, on_frame: &mut impl FnMut(Frame)) {
 }
 
 /// The next complete message the server sent, if any.
-fn next_frame(server: &mut Guard) -> Result<Option<Frame>, Lost> {
+fn next_frame(server: &mut Server) -> Result<Option<Frame>, Lost> {
     server.next_frame().map_err(|_| {
         server.broken = true;
         Lost::new(server, "the server sent a malformed message")
@@ -163,7 +163,7 @@ impl Answer {
 }
 
 /// Runs `sql` as a simple query on `server` and returns its answer.
-pub async fn simple_query(server: &mut Guard, sql: &str) -> Result<Answer, Lost> {
+pub async fn simple_query(server: &mut Server, sql: &str) -> Result<Answer, Lost> {
     server.pending.push(Expect::Query);
     if server.send(&messages::query(sql)).await.is_err() {
         server.broken = true;

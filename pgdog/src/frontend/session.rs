@@ -160,10 +160,7 @@ pub fn apply_to_server(server: &mut HashMap<String, String>, change: &Change) {
     }
 }
 
-/// Quotes a value as an SQL string literal.
-pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
+pub use crate::quote::literal as quote_literal;
 
 fn quote_ident(name: &str) -> String {
     if name

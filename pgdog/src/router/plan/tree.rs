@@ -301,10 +301,7 @@ pub(super) fn expression_text(version: i32, node: &Node) -> Option<String> {
     deparse(version, NodeEnum::SelectStmt(Box::new(select)))
 }
 
-/// `"name"` quoted as an SQL identifier.
-pub(super) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub(super) use crate::quote::ident as quote_ident;
 
 #[cfg(test)]
 mod tests {

@@ -733,15 +733,7 @@ fn copy_out_options(sql: &str) -> Option<crate::router::route::CopyOptions> {
     }
 }
 
-/// `name` as a quoted SQL identifier.
-pub(super) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `text` as a quoted SQL string literal.
-pub(super) fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
+pub(super) use crate::quote::{ident as quote_ident, literal as quote_literal};
 
 /// Shards in a list, for messages.
 #[allow(dead_code)]
