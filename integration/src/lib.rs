@@ -7,6 +7,7 @@ pub mod bench;
 pub mod pgdog_process;
 /// A minimal PostgreSQL protocol client for tests that need exact control of the messages.
 pub mod raw;
+pub mod schema_sync;
 pub mod sharded;
 pub mod tools;
 
