@@ -28,10 +28,12 @@ pub enum Show {
     Version,
     /// Background tasks (resharding steps) and their status.
     Tasks,
+    /// Schema-sync statements per shard.
+    SchemaSync,
 }
 
 impl Show {
-    const ALL: [(&'static str, Show); 11] = [
+    const ALL: [(&'static str, Show); 12] = [
         ("pools", Show::Pools),
         ("clients", Show::Clients),
         ("servers", Show::Servers),
@@ -43,6 +45,7 @@ impl Show {
         ("bans", Show::Bans),
         ("version", Show::Version),
         ("tasks", Show::Tasks),
+        ("schema_sync", Show::SchemaSync),
     ];
 }
 
@@ -74,6 +77,38 @@ pub enum Command {
     Shutdown,
     /// `STOP_TASK <id>`: cancel a background task.
     StopTask(u64),
+    /// `SCHEMA_SYNC <pre|post|cutover> <source> <destination> <publication> [options]`.
+    SchemaSync(SchemaSync),
+}
+
+/// A schema-sync phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPhase {
+    /// Before the data copy.
+    Pre,
+    /// After the data copy.
+    Post,
+    /// At the switch.
+    Cutover,
+}
+
+/// `SCHEMA_SYNC`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaSync {
+    /// Which phase.
+    pub phase: SyncPhase,
+    /// Source database.
+    pub from: String,
+    /// Destination database.
+    pub to: String,
+    /// Publication on the source.
+    pub publication: String,
+    /// `DRY_RUN`: record the SQL, change nothing.
+    pub dry_run: bool,
+    /// `IGNORE_ERRORS`: go on after failed statements.
+    pub ignore_errors: bool,
+    /// `FORCE`: go on despite pre-flight errors.
+    pub force: bool,
 }
 
 /// Every command's syntax, for help and for suggesting the closest one.
@@ -89,7 +124,9 @@ pub const COMMANDS: &[&str] = &[
     "SHOW BANS",
     "SHOW VERSION",
     "SHOW TASKS",
+    "SHOW SCHEMA_SYNC",
     "STOP_TASK <task_id>",
+    "SCHEMA_SYNC <pre|post|cutover> <source> <destination> <publication> [DRY_RUN] [IGNORE_ERRORS] [FORCE]",
     "RELOAD",
     "PAUSE [database]",
     "RESUME [database]",
@@ -184,6 +221,7 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
                 ))
             }
         },
+        Some("schema_sync") => schema_sync(tokens, text)?,
         Some("set") => {
             let setting = name(1).ok_or_else(|| error("SET needs a setting name".into(), text))?;
             match (tokens.get(2), tokens.get(3)) {
@@ -197,6 +235,49 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
         _ => return Err(error("unknown admin command".into(), text)),
     };
     Ok(command)
+}
+
+fn schema_sync(tokens: &[Token], text: &str) -> Result<Command, ParseError> {
+    let usage = "SCHEMA_SYNC needs <pre|post|cutover> <source> <destination> <publication>";
+    let phase = match tokens.get(1) {
+        Some(Token::Word(w)) if w == "pre" => SyncPhase::Pre,
+        Some(Token::Word(w)) if w == "post" => SyncPhase::Post,
+        Some(Token::Word(w)) if w == "cutover" => SyncPhase::Cutover,
+        Some(Token::Word(w)) => {
+            return Err(error(
+                format!("SCHEMA_SYNC phase must be pre, post or cutover, not \"{w}\""),
+                text,
+            ))
+        }
+        _ => return Err(error(usage.into(), text)),
+    };
+    let name = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w)) | Some(Token::Quoted(w)) | Some(Token::Literal(w)) => Ok(w.clone()),
+        _ => Err(error(usage.into(), text)),
+    };
+    let mut command = SchemaSync {
+        phase,
+        from: name(2)?,
+        to: name(3)?,
+        publication: name(4)?,
+        dry_run: false,
+        ignore_errors: false,
+        force: false,
+    };
+    for token in &tokens[5..] {
+        match token {
+            Token::Word(w) if w == "dry_run" => command.dry_run = true,
+            Token::Word(w) if w == "ignore_errors" => command.ignore_errors = true,
+            Token::Word(w) if w == "force" => command.force = true,
+            other => {
+                return Err(error(
+                    format!("unknown SCHEMA_SYNC option {other:?}; options are DRY_RUN, IGNORE_ERRORS and FORCE"),
+                    text,
+                ))
+            }
+        }
+    }
+    Ok(Command::SchemaSync(command))
 }
 
 fn set(name: String, value: &Token, tokens: &[Token], text: &str) -> Result<Command, ParseError> {
@@ -268,6 +349,28 @@ mod tests {
             vec![Command::Show(Show::Tasks)]
         );
         assert_eq!(parse("stop_task 12").unwrap(), vec![Command::StopTask(12)]);
+        assert_eq!(
+            parse("SHOW SCHEMA_SYNC").unwrap(),
+            vec![Command::Show(Show::SchemaSync)]
+        );
+        assert_eq!(
+            parse(r#"SCHEMA_SYNC post prod "Shards" pub FORCE dry_run"#).unwrap(),
+            vec![Command::SchemaSync(SchemaSync {
+                phase: SyncPhase::Post,
+                from: "prod".into(),
+                to: "Shards".into(),
+                publication: "pub".into(),
+                dry_run: true,
+                ignore_errors: false,
+                force: true,
+            })]
+        );
+        let e = parse("SCHEMA_SYNC later a b c").unwrap_err();
+        assert!(e.message.contains("pre, post or cutover"), "{}", e.message);
+        let e = parse("SCHEMA_SYNC pre a b").unwrap_err();
+        assert!(e.message.contains("<publication>"), "{}", e.message);
+        let e = parse("SCHEMA_SYNC pre a b c quickly").unwrap_err();
+        assert!(e.message.contains("DRY_RUN"), "{}", e.message);
         for bad in ["STOP_TASK", "STOP_TASK abc", "STOP_TASK 1 2"] {
             let err = parse(bad).unwrap_err();
             assert!(err.hint.contains("STOP_TASK <task_id>"), "{bad}: {err:?}");

@@ -6,5 +6,7 @@ mod command;
 mod lexer;
 mod table;
 
-pub use command::{edit_distance, parse, Command, ParseError, Show, COMMANDS};
+pub use command::{
+    edit_distance, parse, Command, ParseError, SchemaSync, Show, SyncPhase, COMMANDS,
+};
 pub use table::{Column, ColumnType, ResultTable};

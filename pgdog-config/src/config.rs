@@ -297,6 +297,8 @@ mod tests {
             }],
             replication: crate::Replication {
                 pg_dump_path: Some("/opt/pg16/bin/pg_dump".into()),
+                sequence_margin: 5000,
+                index_jobs: 2,
             },
         };
         let text = toml::to_string(&config).unwrap();

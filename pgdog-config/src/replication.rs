@@ -5,12 +5,28 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The `[replication]` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Replication {
     /// The `pg_dump` schema sync runs; `None` uses the `pg_dump` on `PATH`. Its major version
     /// must be at least the source server's.
     pub pg_dump_path: Option<PathBuf>,
+    /// At cutover, destination sequences restart this far above the source's live value, so
+    /// ids the source hands out while traffic drains cannot collide. Default 1000.
+    pub sequence_margin: i64,
+    /// Secondary indexes built at once per destination shard by the post-copy schema sync
+    /// (like pgcopydb's `--index-jobs`). Default 4.
+    pub index_jobs: usize,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            pg_dump_path: None,
+            sequence_margin: 1000,
+            index_jobs: 4,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -30,6 +46,8 @@ mod tests {
         );
         let config = Config::from_str("", "pgdog.toml").unwrap();
         assert_eq!(config.replication.pg_dump_path, None);
+        assert_eq!(config.replication.sequence_margin, 1000);
+        assert_eq!(config.replication.index_jobs, 4);
         let error = Config::from_str("[replication]\npg_dump = \"x\"\n", "pgdog.toml")
             .unwrap_err()
             .to_string();

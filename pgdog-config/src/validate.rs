@@ -19,6 +19,7 @@ pub(crate) fn problems(all: &ConfigAndUsers) -> Vec<Problem> {
         problems: Vec::new(),
     };
     check.general();
+    check.replication();
     check.databases();
     check.sharding();
     check.users();
@@ -71,6 +72,26 @@ impl Checker<'_> {
     ) {
         let file = self.all.users_path.clone();
         self.report(file, key.into(), value, message.into());
+    }
+
+    /// `[replication]`: margins and job counts.
+    fn replication(&mut self) {
+        let replication = &self.all.config.replication;
+        if replication.sequence_margin < 0 {
+            let value = replication.sequence_margin.to_string();
+            self.config(
+                "replication.sequence_margin",
+                Some(value),
+                "must not be negative; set how far above the source's value sequences restart at cutover, e.g. 1000",
+            );
+        }
+        if replication.index_jobs == 0 {
+            self.config(
+                "replication.index_jobs",
+                Some("0".into()),
+                "must be at least 1; set how many indexes each shard builds at once, e.g. 4",
+            );
+        }
     }
 
     /// `[general]`: port, workers, pool sizes, health checks, bans, metrics and TLS files.

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match &cli.command {
         Some(Command::Hash { password }) => {
@@ -29,6 +30,14 @@ fn main() -> ExitCode {
         Some(Command::Demo { port }) => pgdog::demo::Demo::start(*port).and_then(|demo| {
             eprintln!("\n{}", demo.instructions());
             demo.run()
+        }),
+        Some(Command::SchemaSync(args)) => cli::load(&cli).and_then(|config| {
+            cli::schema_sync::run(
+                &config,
+                args,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
         }),
         None | Some(Command::Run) => cli::load(&cli).and_then(cli::run),
     };

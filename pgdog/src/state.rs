@@ -48,6 +48,8 @@ pub struct PoolerState {
     pub access: AccessCache,
     /// Background tasks (resharding) and their status.
     pub tasks: crate::reshard::TaskRegistry,
+    /// Every schema-sync statement per shard, for `SHOW SCHEMA_SYNC`.
+    pub schema_sync: crate::reshard::schema::SchemaSyncLog,
     /// Connected clients, for `SHOW CLIENTS`.
     pub clients: Arc<ClientRegistry>,
     tls: ArcSwapOption<TlsAcceptor>,
@@ -80,6 +82,7 @@ impl PoolerState {
             cancels: CancelRegistry::default(),
             access: AccessCache::default(),
             tasks: crate::reshard::TaskRegistry::default(),
+            schema_sync: crate::reshard::schema::SchemaSyncLog::default(),
             clients: Arc::new(ClientRegistry::default()),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
             shutdown,

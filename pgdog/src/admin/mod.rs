@@ -2,6 +2,7 @@
 //! [`execute`] is the one place that turns a command into a reply; [`show`] builds every
 //! result table; [`session`] speaks the wire protocol to the operator's client.
 
+pub mod resharding;
 pub mod session;
 pub mod set;
 pub mod show;
@@ -119,6 +120,7 @@ pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Repl
                 e.to_string(),
             )),
         },
+        Command::SchemaSync(command) => resharding::schema_sync(state, command),
         Command::Shutdown => {
             info!("SHUTDOWN requested from the admin database");
             state.begin_shutdown();

@@ -28,6 +28,7 @@ pub fn table(state: &PoolerState, what: Show) -> ResultTable {
         Show::Bans => bans(state),
         Show::Version => version(),
         Show::Tasks => tasks(state),
+        Show::SchemaSync => schema_sync(state),
     }
 }
 
@@ -498,6 +499,40 @@ fn tasks(state: &PoolerState) -> ResultTable {
                 .text(format!("{:.3}s", task.elapsed.as_secs_f64()))
                 .text(task.elapsed.as_millis())
                 .opt(error),
+        );
+    }
+    table
+}
+
+fn schema_sync(state: &PoolerState) -> ResultTable {
+    let mut table = ResultTable::new(&[
+        ("task_id", BigInt),
+        ("shard", BigInt),
+        ("phase", Text),
+        ("kind", Text),
+        ("object", Text),
+        ("state", Text),
+        ("started_at", Text),
+        ("elapsed", Text),
+        ("elapsed_ms", BigInt),
+        ("error", Text),
+        ("sql", Text),
+    ]);
+    for record in state.schema_sync.list() {
+        push(
+            &mut table,
+            Row::default()
+                .opt(record.task_id)
+                .text(record.shard)
+                .text(record.phase.as_str())
+                .text(&record.kind)
+                .text(&record.object)
+                .text(record.state.as_str())
+                .opt(record.started_at.map(timestamp))
+                .text(format!("{:.3}s", record.elapsed.as_secs_f64()))
+                .text(record.elapsed.as_millis())
+                .opt(record.error)
+                .text(&record.sql),
         );
     }
     table

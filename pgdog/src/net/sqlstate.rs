@@ -72,3 +72,5 @@ pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
 pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 /// `object_not_in_prerequisite_state` (e.g. stopping a task that has already ended)
 pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+/// insufficient_privilege
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";

@@ -22,3 +22,15 @@ impl Phase {
         }
     }
 }
+
+pub mod apply;
+pub mod dump;
+pub mod facts;
+pub mod log;
+pub mod plan;
+pub mod rewrite;
+pub mod run;
+pub mod sequences;
+
+pub use log::{SchemaSyncLog, StatementRecord, StatementState};
+pub use run::{run, SchemaSyncError, SchemaSyncOptions, SchemaSyncReport};

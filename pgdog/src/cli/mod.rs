@@ -1,4 +1,7 @@
-//! Command-line interface: `pgdog [run]`, `configcheck`, `hash` and `demo`.
+//! Command-line interface: `pgdog [run]`, `configcheck`, `hash`, `demo` and the resharding
+//! steps (`schema-sync`).
+
+pub mod schema_sync;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +60,9 @@ pub enum Command {
         #[arg(long, default_value_t = 6432)]
         port: u16,
     },
+    /// Recreate the source schema on the destination shards (resharding). Without a phase flag:
+    /// before the copy (schemas, types, tables, primary keys, sequences).
+    SchemaSync(schema_sync::SchemaSyncArgs),
 }
 
 /// Errors that end a CLI command.
@@ -79,6 +85,9 @@ pub enum CliError {
     /// The demo could not start its cluster.
     #[error("demo: {0}")]
     Demo(String),
+    /// A resharding step failed.
+    #[error("{0}")]
+    SchemaSync(String),
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -186,7 +195,7 @@ fn raise_open_files_limit() {
     }
 }
 
-fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,0 +1,361 @@
+//! One schema-sync run, start to end: pre-flight check, the source's facts and dump, the
+//! phase's plan, then every destination shard at once. Used by the CLI (`pgdog schema-sync`)
+//! and by the admin database's `SCHEMA_SYNC` task alike.
+
+use std::collections::BTreeSet;
+
+use pgdog_config::ConfigAndUsers;
+use tokio::task::JoinSet;
+use tracing::info;
+
+use super::apply::{self, RunOptions, ShardOutcome, Step};
+use super::dump::{self, DumpError};
+use super::facts::{Name, SourceFacts};
+use super::log::{SchemaSyncLog, StatementState};
+use super::plan;
+use super::sequences;
+use super::Phase;
+use crate::quote;
+use crate::reshard::conn::ConnError;
+use crate::reshard::endpoints::{ClusterEndpoints, EndpointError};
+use crate::reshard::pg_dump::{PgDump, PgDumpError};
+use crate::reshard::preflight::{self, PreflightInput, Problem, Severity};
+use crate::reshard::publication;
+use crate::reshard::tasks::TaskHandle;
+
+/// What to sync.
+#[derive(Debug, Clone)]
+pub struct SchemaSyncOptions {
+    /// Source database (pgdog.toml name).
+    pub from: String,
+    /// Destination database (pgdog.toml name).
+    pub to: String,
+    /// Publication naming the tables.
+    pub publication: String,
+    /// Which phase.
+    pub phase: Phase,
+    /// Compare and report only.
+    pub dry_run: bool,
+    /// Keep going after failed statements.
+    pub ignore_errors: bool,
+    /// Go on despite pre-flight errors.
+    pub force: bool,
+    /// Indexes built at once per shard (`None`: `[replication] index_jobs`).
+    pub index_jobs: Option<usize>,
+    /// Cutover margin (`None`: `[replication] sequence_margin`).
+    pub sequence_margin: Option<i64>,
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaSyncError {
+    /// Source or destination unusable in the config.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The pre-flight check found errors.
+    #[error("pre-flight check failed with {} error(s): {}; fix them, or pass --force (FORCE in the admin command) to go on anyway", .0.len(), summary(.0))]
+    Preflight(Vec<Problem>),
+    /// pg_dump could not run.
+    #[error(transparent)]
+    PgDump(#[from] PgDumpError),
+    /// The source could not be read.
+    #[error("reading the source: {0}")]
+    Source(#[from] ConnError),
+    /// The publication does not exist.
+    #[error("publication \"{publication}\" does not exist on the source database \"{database}\"")]
+    NoPublication {
+        /// Its name.
+        publication: String,
+        /// Source database.
+        database: String,
+    },
+    /// The dump could not be parsed.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    /// A statement could not be rewritten.
+    #[error("{0}")]
+    Plan(String),
+    /// Stopped by STOP_TASK.
+    #[error("stopped")]
+    Stopped,
+}
+
+fn summary(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{} ({})", p.object, p.check))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaSyncReport {
+    /// Pre-flight problems (warnings, or errors overridden with force).
+    pub problems: Vec<Problem>,
+    /// One outcome per destination shard.
+    pub shards: Vec<ShardOutcome>,
+}
+
+impl SchemaSyncReport {
+    /// Nothing failed and nothing differs.
+    pub fn is_clean(&self) -> bool {
+        self.shards.iter().all(|s| s.failed == 0 && s.differ == 0)
+    }
+
+    /// Whether any statement failed.
+    pub fn failed(&self) -> bool {
+        self.shards.iter().any(|s| s.failed > 0)
+    }
+
+    /// One line per shard.
+    pub fn summary(&self) -> String {
+        self.shards
+            .iter()
+            .map(ShardOutcome::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Runs one phase. `on_preflight` sees the pre-flight problems before anything else happens
+/// (the CLI prints them); the report carries them too.
+pub async fn run(
+    config: &ConfigAndUsers,
+    options: &SchemaSyncOptions,
+    log: &SchemaSyncLog,
+    task: Option<&TaskHandle>,
+    on_preflight: impl FnOnce(&[Problem]),
+) -> Result<SchemaSyncReport, SchemaSyncError> {
+    let step = |text: &str| {
+        info!("schema sync {}: {text}", options.phase.as_str());
+        if let Some(task) = task {
+            task.set_step(text);
+        }
+    };
+    let source = ClusterEndpoints::resolve(config, &options.from)?;
+    let destination = ClusterEndpoints::resolve(config, &options.to)?;
+    step("pre-flight check");
+    let problems = preflight::run(&PreflightInput {
+        source: &source,
+        destination: &destination,
+        publication: &options.publication,
+        phase: options.phase,
+        pg_dump_path: config.config.replication.pg_dump_path.as_deref(),
+    })
+    .await;
+    on_preflight(&problems);
+    let errors: Vec<Problem> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .cloned()
+        .collect();
+    if !errors.is_empty() && !options.force {
+        return Err(SchemaSyncError::Preflight(errors));
+    }
+    let mut report = SchemaSyncReport {
+        problems,
+        shards: Vec::new(),
+    };
+    stopped(task)?;
+
+    step("reading the source catalog");
+    let mut conn = source.connect_primary(0).await?;
+    if !publication::exists(&mut conn, &options.publication).await? {
+        return Err(SchemaSyncError::NoPublication {
+            publication: options.publication.clone(),
+            database: options.from.clone(),
+        });
+    }
+    let tables = publication::tables(&mut conn, &options.publication).await?;
+    let facts = SourceFacts::read(&mut conn, &tables).await?;
+    let pg_dump = PgDump::locate(config.config.replication.pg_dump_path.as_deref()).await?;
+    if let Some(version) = conn.server_version_num() {
+        pg_dump.check_server(conn.addr(), version)?;
+    }
+    stopped(task)?;
+
+    let shards = destination.shards.len();
+    let mut steps_per_shard: Vec<Vec<Step>> = Vec::with_capacity(shards);
+    match options.phase {
+        Phase::Pre | Phase::Post => {
+            step("dumping the source schema");
+            let source_dump = dump::parse(&pg_dump.schema(&source.shards[0].primary).await?)?;
+            let planned =
+                plan::plan(&source_dump, &facts, options.phase).map_err(SchemaSyncError::Plan)?;
+            step(&format!("comparing with {shards} destination shard(s)"));
+            for shard in &destination.shards {
+                let shard_dump = dump::parse(&pg_dump.schema(&shard.primary).await?)?;
+                let mut steps = apply::compare(&planned, &shard_dump);
+                if options.phase == Phase::Post {
+                    steps.extend(analyze_steps(&facts.tables));
+                }
+                steps_per_shard.push(steps);
+            }
+        }
+        Phase::Cutover => {
+            step("reading sequence values");
+            let margin = options
+                .sequence_margin
+                .unwrap_or(config.config.replication.sequence_margin);
+            let sharded = sharded_tables(config, &options.to, &mut conn, &facts).await?;
+            let sharded_sequences =
+                sequences::of_tables(facts.table_sequences.iter(), |t| sharded.contains(t));
+            let mut positions = Vec::new();
+            for sequence in &facts.sequences {
+                positions.push((sequence, sequences::position(&mut conn, sequence).await?));
+            }
+            for shard in 0..shards {
+                let mut target = destination.connect_primary(shard).await?;
+                let mut steps = Vec::new();
+                for (sequence, source_position) in &positions {
+                    let here = match sequences::position(&mut target, sequence).await {
+                        Ok(here) => here,
+                        Err(ConnError::Sql { .. }) => {
+                            let mut missing = Step::run(
+                                "SEQUENCE VALUE",
+                                &format!("{}.{}", sequence.0, sequence.1),
+                                String::new(),
+                            );
+                            missing.state = StatementState::Differs;
+                            missing.note = Some(
+                                "the sequence does not exist on the shard; run the pre phase first"
+                                    .into(),
+                            );
+                            steps.push(missing);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    steps.push(sequences::step(
+                        sequence,
+                        *source_position,
+                        here,
+                        margin,
+                        sharded_sequences.contains(*sequence),
+                        shard,
+                        shards,
+                    ));
+                }
+                target.close().await;
+                steps_per_shard.push(steps);
+            }
+        }
+    }
+    conn.close().await;
+    stopped(task)?;
+
+    step(&format!(
+        "{} on {shards} destination shard(s)",
+        if options.dry_run {
+            "planning"
+        } else {
+            "applying"
+        }
+    ));
+    let run_options = RunOptions {
+        task_id: task.map(TaskHandle::id),
+        phase: options.phase,
+        dry_run: options.dry_run,
+        ignore_errors: options.ignore_errors,
+        index_jobs: options
+            .index_jobs
+            .unwrap_or(config.config.replication.index_jobs)
+            .max(1),
+    };
+    let mut set = JoinSet::new();
+    for (shard, steps) in steps_per_shard.into_iter().enumerate() {
+        let destination = destination.clone();
+        let run_options = run_options.clone();
+        let log = log.clone();
+        let task = task.cloned();
+        set.spawn(async move {
+            apply::run_steps(
+                &destination,
+                shard,
+                steps,
+                &run_options,
+                &log,
+                task.as_ref(),
+            )
+            .await
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Ok(outcome) = joined {
+            report.shards.push(outcome);
+        }
+    }
+    report.shards.sort_by_key(|s| s.shard);
+    stopped(task)?;
+    Ok(report)
+}
+
+fn stopped(task: Option<&TaskHandle>) -> Result<(), SchemaSyncError> {
+    match task {
+        Some(task) if task.is_stopping() => Err(SchemaSyncError::Stopped),
+        _ => Ok(()),
+    }
+}
+
+/// `ANALYZE` of every moved table, after the post phase.
+fn analyze_steps(tables: &BTreeSet<Name>) -> Vec<Step> {
+    tables
+        .iter()
+        .map(|(schema, name)| {
+            let mut step = Step::run(
+                "ANALYZE",
+                &format!("{schema}.{name}"),
+                format!("ANALYZE {}", quote::qualified(schema, name)),
+            );
+            step.maintenance = true;
+            step
+        })
+        .collect()
+}
+
+/// The moved tables that the destination shards by a key (`[[sharded_tables]]` of `database`):
+/// by name (and schema, when given), or every table having the column when no name is given.
+async fn sharded_tables(
+    config: &ConfigAndUsers,
+    database: &str,
+    conn: &mut crate::reshard::conn::Conn,
+    facts: &SourceFacts,
+) -> Result<BTreeSet<Name>, ConnError> {
+    let mut sharded = BTreeSet::new();
+    for rule in config
+        .config
+        .sharded_tables
+        .iter()
+        .filter(|t| t.database == database)
+    {
+        match &rule.name {
+            Some(name) => sharded.extend(
+                facts
+                    .tables
+                    .iter()
+                    .filter(|(s, t)| t == name && rule.schema.as_ref().is_none_or(|r| r == s))
+                    .cloned(),
+            ),
+            None => {
+                let rows = conn
+                    .query(&format!(
+                        "SELECT table_schema, table_name FROM information_schema.columns WHERE column_name = {}",
+                        quote::literal(&rule.column)
+                    ))
+                    .await?;
+                for row in rows.rows {
+                    if let [Some(schema), Some(table)] = [&row[0], &row[1]] {
+                        let name = (schema.clone(), table.clone());
+                        if facts.tables.contains(&name)
+                            && rule.schema.as_ref().is_none_or(|r| r == schema)
+                        {
+                            sharded.insert(name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(sharded)
+}
