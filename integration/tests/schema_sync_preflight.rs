@@ -10,8 +10,6 @@ use integration::{cluster_with, free_port, LocalCluster, LocalOptions};
 use pgdog::reshard::preflight::{run, PreflightInput, Problem, Severity};
 use pgdog::reshard::schema::Phase;
 use pgdog::reshard::ClusterEndpoints;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 /// A directory removed on drop.
 struct TempDir(PathBuf);
@@ -413,7 +411,7 @@ async fn pg_dump_missing_or_older_than_the_servers() {
         Severity::Error,
         "pg_dump",
         &label("source", 0, port, "source"),
-        "is version 12 but the source server",
+        "is version 12 but the server",
     );
     for (shard, database) in ["shard_0", "shard_1"].iter().enumerate() {
         problem(
@@ -421,7 +419,7 @@ async fn pg_dump_missing_or_older_than_the_servers() {
             Severity::Error,
             "pg_dump",
             &label("destination", shard, port, database),
-            "is version 12 but the destination server",
+            "is version 12 but the server",
         );
     }
 }
@@ -600,85 +598,4 @@ async fn extensions_the_tables_need_missing_on_the_destination() {
             "{found}"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn destination_older_than_the_source() {
-    let cluster = setup(
-        LocalOptions::default(),
-        &format!("{TABLE} CREATE PUBLICATION moving FOR ALL TABLES;"),
-    );
-    // Only one PostgreSQL version is installed: a proxy in front of shard_1 reports 14.9 at
-    // login, as an older server would.
-    let proxy = version_proxy(cluster.port(), "14.9").await;
-    let mut layout = Layout::on(&cluster);
-    layout.destination[1].0 = proxy;
-    let problems = layout.check("moving", Phase::Pre, None).await;
-    assert_eq!(checks(&problems), ["server_version"]);
-    let found = problem(
-        &problems,
-        Severity::Error,
-        "server_version",
-        &label("destination", 1, proxy, "shard_1"),
-        "runs PostgreSQL 14 but the source runs PostgreSQL 15",
-    );
-    assert!(found
-        .hint
-        .contains("upgrade the destination to PostgreSQL 15"));
-}
-
-/// A TCP proxy to `upstream` that rewrites the `server_version` ParameterStatus to `version`.
-async fn version_proxy(upstream: u16, version: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-                    return;
-                };
-                let (mut from_client, mut to_client) = client.into_split();
-                let (mut from_server, mut to_server) = server.into_split();
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
-                });
-                let (mut pending, mut chunk) = (Vec::new(), [0u8; 8192]);
-                loop {
-                    let n = match from_server.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    pending.extend_from_slice(&chunk[..n]);
-                    let mut out = Vec::new();
-                    while pending.len() >= 5 {
-                        let len = u32::from_be_bytes(pending[1..5].try_into().unwrap()) as usize;
-                        if pending.len() < 1 + len {
-                            break;
-                        }
-                        let message: Vec<u8> = pending.drain(..1 + len).collect();
-                        out.extend(rewrite_version(message, version));
-                    }
-                    if to_client.write_all(&out).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
-/// `message` with a `server_version` ParameterStatus replaced.
-fn rewrite_version(message: Vec<u8>, version: &str) -> Vec<u8> {
-    let name = b"server_version\0";
-    if message[0] != b'S' || !message[5..].starts_with(name) {
-        return message;
-    }
-    let mut body = name.to_vec();
-    body.extend_from_slice(version.as_bytes());
-    body.push(0);
-    let mut out = vec![b'S'];
-    out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
 }

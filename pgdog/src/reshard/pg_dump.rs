@@ -26,7 +26,7 @@ pub enum PgDumpError {
         output: String,
     },
     /// pg_dump is older than the server.
-    #[error("{path} is version {dump_major} but the source server {server} runs PostgreSQL {server_major}; pg_dump cannot read newer servers: install pg_dump {server_major} or newer and set [replication] pg_dump_path in pgdog.toml")]
+    #[error("{path} is version {dump_major} but the server {server} runs PostgreSQL {server_major}; pg_dump cannot read newer servers: install pg_dump {server_major} or newer and set [replication] pg_dump_path in pgdog.toml")]
     TooOld {
         /// The binary.
         path: PathBuf,

@@ -51,8 +51,7 @@ fn server_version(server: &Server, facts: &SourceFacts, problems: &mut Vec<Probl
     let (Some(source), Some(destination)) = (facts.version, server.version) else {
         return;
     };
-    let (source, destination) = (source / 10_000, destination / 10_000);
-    if destination < source {
+    if let Some((source, destination)) = older_major(source, destination) {
         problems.push(Problem::error(
             "server_version",
             &server.label,
@@ -67,6 +66,13 @@ fn server_version(server: &Server, facts: &SourceFacts, problems: &mut Vec<Probl
             ),
         ));
     }
+}
+
+/// The major versions (source, destination) when the destination's is older, from
+/// `server_version_num`s.
+fn older_major(source: u32, destination: u32) -> Option<(u32, u32)> {
+    let (source, destination) = (source / 10_000, destination / 10_000);
+    (destination < source).then_some((source, destination))
 }
 
 /// A destination table: (schema, name) → whether it is partitioned.
@@ -246,5 +252,17 @@ impl Findings {
                 ),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::older_major;
+
+    #[test]
+    fn only_older_major_versions_are_refused() {
+        assert_eq!(older_major(150004, 140009), Some((15, 14)));
+        assert_eq!(older_major(150004, 150001), None);
+        assert_eq!(older_major(150004, 160002), None);
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::servers::Server;
 use super::Problem;
-use crate::reshard::pg_dump::{PgDump, PgDumpError};
+use crate::reshard::pg_dump::PgDump;
 
 const HINT: &str = "pg_dump must be at least as new as every source and destination server; \
                     Debian and Ubuntu packages install each version's as \
@@ -29,28 +29,14 @@ pub(super) async fn check(
             ));
         }
     };
-    let servers = sources
-        .iter()
-        .map(|s| (s, false))
-        .chain(destinations.iter().map(|s| (s, true)));
-    for (server, is_destination) in servers {
+    for server in sources.iter().chain(destinations) {
         let Some(version) = server.version else {
             continue;
         };
-        let message = match dump.check_server(&server.addr, version) {
-            Ok(()) => continue,
-            Err(PgDumpError::TooOld {
-                path,
-                dump_major,
-                server_major,
-                server,
-            }) if is_destination => format!(
-                "{} is version {dump_major} but the destination server {server} runs PostgreSQL \
-                 {server_major}; pg_dump cannot read newer servers",
-                path.display()
-            ),
-            Err(error) => error.to_string(),
+        let Err(error) = dump.check_server(&server.addr, version) else {
+            continue;
         };
+        let message = error.to_string();
         problems.push(Problem::error(
             "pg_dump",
             &server.label,
