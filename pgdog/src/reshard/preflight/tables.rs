@@ -6,6 +6,7 @@ use super::servers::Server;
 use super::{left_behind, ExtensionUse, Problem, SourceFacts};
 use crate::quote;
 use crate::reshard::publication::{self, TableRef};
+use crate::reshard::schema::facts::SourceFacts as Dependencies;
 
 /// How a publication picks its tables.
 #[derive(Debug, Clone, Copy)]
@@ -221,57 +222,41 @@ impl Identity {
     }
 }
 
-/// Records the extensions the tables need: walks pg_depend from each table and what belongs
-/// to it (columns' defaults, constraints, triggers, indexes, owned sequences) through the
-/// objects they use (types, domains, array element types, functions, operator classes) until
-/// it reaches a member of an extension.
+/// Records the extensions the tables need, from the same dependency walk schema sync uses
+/// to choose what to create (types, domains, array element types, functions, operator
+/// classes, up to the extension owning any of them), with the tables needing each.
 async fn extensions(
     server: &mut Server,
     tables: &[TableRef],
     facts: &mut SourceFacts,
     problems: &mut Vec<Problem>,
 ) {
-    let sql = format!(
-        "WITH RECURSIVE
-         published(oid) AS (SELECT unnest({oids})),
-         owned(root, classid, objid) AS (
-             SELECT p.oid, 'pg_catalog.pg_class'::regclass::oid, p.oid FROM published p
-             UNION
-             SELECT d.refobjid, d.classid, d.objid
-             FROM pg_catalog.pg_depend d JOIN published p ON p.oid = d.refobjid
-             WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')
-         ),
-         used(root, classid, objid) AS (
-             SELECT root, classid, objid FROM owned
-             UNION
-             SELECT u.root, d.refclassid, d.refobjid
-             FROM used u
-             JOIN pg_catalog.pg_depend d ON d.classid = u.classid AND d.objid = u.objid
-             WHERE d.deptype IN ('n', 'a', 'i')
-               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m
-                               WHERE m.classid = u.classid AND m.objid = u.objid
-                                 AND m.deptype = 'e')
-         )
-         SELECT x.extname, x.extversion, n.nspname, c.relname
-         FROM used u
-         JOIN pg_catalog.pg_depend m
-           ON m.classid = u.classid AND m.objid = u.objid AND m.deptype = 'e'
-         JOIN pg_catalog.pg_extension x ON x.oid = m.refobjid
-         JOIN pg_catalog.pg_class c ON c.oid = u.root
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         GROUP BY 1, 2, 3, 4
-         ORDER BY 1, 3, 4",
-        oids = oid_array(tables)
-    );
-    let rows = match server.conn.query(&sql).await {
-        Ok(rows) => rows,
+    let needed = match Dependencies::read(&mut server.conn, tables).await {
+        Ok(dependencies) => dependencies.extensions,
         Err(e) => return problems.push(Problem::unchecked("extensions", &server.label, &e)),
     };
-    for row in &rows.rows {
-        let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-        let used: &mut ExtensionUse = facts.extensions.entry(text(0)).or_default();
-        used.version = text(1);
-        used.tables.insert(quote::qualified(&text(2), &text(3)));
+    if needed.is_empty() {
+        return;
+    }
+    let names: Vec<String> = needed.keys().map(|n| quote::literal(n)).collect();
+    let sql = format!(
+        "SELECT extname, extversion FROM pg_catalog.pg_extension WHERE extname IN ({})",
+        names.join(", ")
+    );
+    let versions = match server.conn.query(&sql).await {
+        Ok(rows) => rows.rows,
+        Err(e) => return problems.push(Problem::unchecked("extensions", &server.label, &e)),
+    };
+    for (name, users) in needed {
+        let version = versions
+            .iter()
+            .find(|row| row.first().cloned().flatten().as_deref() == Some(name.as_str()))
+            .and_then(|row| row.get(1).cloned().flatten())
+            .unwrap_or_default();
+        let used: &mut ExtensionUse = facts.extensions.entry(name).or_default();
+        used.version = version;
+        used.tables
+            .extend(users.iter().map(|(schema, table)| quote::qualified(schema, table)));
     }
 }
 

@@ -26,8 +26,8 @@ pub struct SourceFacts {
     pub sequences: BTreeSet<Name>,
     /// Collations the tables need.
     pub collations: BTreeSet<Name>,
-    /// Extensions the tables need (by name).
-    pub extensions: BTreeSet<String>,
+    /// Extensions the tables need (by name), with the tables that need them.
+    pub extensions: BTreeMap<String, BTreeSet<Name>>,
     /// Schemas holding any of the above.
     pub schemas: BTreeSet<String>,
     /// Indexes of the tables.
@@ -69,12 +69,21 @@ impl SourceFacts {
                 continue;
             };
             let entry = (schema.clone(), name.clone());
+            if kind == "extension" {
+                if let Some(Some(extension)) = row.get(3) {
+                    facts
+                        .extensions
+                        .entry(extension.clone())
+                        .or_default()
+                        .insert(entry);
+                }
+                continue;
+            }
             match kind.as_str() {
                 "type" => facts.types.insert(entry),
                 "function" => facts.functions.insert(entry),
                 "sequence" => facts.sequences.insert(entry),
                 "collation" => facts.collations.insert(entry),
-                "extension" => facts.extensions.insert(name.clone()),
                 "index" => facts.indexes.insert(entry),
                 "pk_index" => {
                     facts.indexes.insert(entry.clone());
@@ -82,9 +91,7 @@ impl SourceFacts {
                 }
                 _ => false,
             };
-            if kind != "extension" {
-                facts.schemas.insert(schema.clone());
-            }
+            facts.schemas.insert(schema.clone());
         }
         for (schema, _) in &facts.tables {
             facts.schemas.insert(schema.clone());
@@ -114,22 +121,27 @@ impl SourceFacts {
 }
 
 /// Objects the tables depend on, walking pg_depend from the tables and their parts
-/// (defaults, constraints, triggers, indexes, policies, rules) through types, functions,
-/// sequences and composite types; domain constraints are followed from their domains.
+/// (defaults, constraints, triggers, indexes, policies, rules, owned sequences) through types,
+/// functions, operator classes, sequences and composite types (domain constraints are followed
+/// from their domains) up to the extensions that own any of them, remembering which table
+/// each walk started from.
 fn dependencies_sql(oids: &str) -> String {
     format!(
-        "WITH RECURSIVE roots(classid, objid) AS (
-            SELECT 'pg_class'::regclass::oid, oid FROM pg_class WHERE oid = ANY({oids})
-            UNION ALL SELECT 'pg_attrdef'::regclass::oid, oid FROM pg_attrdef WHERE adrelid = ANY({oids})
-            UNION ALL SELECT 'pg_constraint'::regclass::oid, oid FROM pg_constraint WHERE conrelid = ANY({oids})
-            UNION ALL SELECT 'pg_trigger'::regclass::oid, oid FROM pg_trigger WHERE tgrelid = ANY({oids}) AND NOT tgisinternal
-            UNION ALL SELECT 'pg_class'::regclass::oid, indexrelid FROM pg_index WHERE indrelid = ANY({oids})
-            UNION ALL SELECT 'pg_policy'::regclass::oid, oid FROM pg_policy WHERE polrelid = ANY({oids})
-            UNION ALL SELECT 'pg_rewrite'::regclass::oid, oid FROM pg_rewrite WHERE ev_class = ANY({oids})
-        ), deps(classid, objid) AS (
-            SELECT classid, objid FROM roots
+        "WITH RECURSIVE roots(root, classid, objid) AS (
+            SELECT oid, 'pg_class'::regclass::oid, oid FROM pg_class WHERE oid = ANY({oids})
+            UNION ALL SELECT adrelid, 'pg_attrdef'::regclass::oid, oid FROM pg_attrdef WHERE adrelid = ANY({oids})
+            UNION ALL SELECT conrelid, 'pg_constraint'::regclass::oid, oid FROM pg_constraint WHERE conrelid = ANY({oids})
+            UNION ALL SELECT tgrelid, 'pg_trigger'::regclass::oid, oid FROM pg_trigger WHERE tgrelid = ANY({oids}) AND NOT tgisinternal
+            UNION ALL SELECT indrelid, 'pg_class'::regclass::oid, indexrelid FROM pg_index WHERE indrelid = ANY({oids})
+            UNION ALL SELECT polrelid, 'pg_policy'::regclass::oid, oid FROM pg_policy WHERE polrelid = ANY({oids})
+            UNION ALL SELECT ev_class, 'pg_rewrite'::regclass::oid, oid FROM pg_rewrite WHERE ev_class = ANY({oids})
+            UNION ALL SELECT d.refobjid, d.classid, d.objid FROM pg_depend d
+                WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY({oids})
+                  AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+        ), deps(root, classid, objid) AS (
+            SELECT root, classid, objid FROM roots
             UNION
-            SELECT step.classid, step.objid FROM deps, LATERAL (
+            SELECT deps.root, step.classid, step.objid FROM deps, LATERAL (
                 SELECT d.refclassid AS classid, d.refobjid AS objid FROM pg_depend d
                 WHERE d.classid = deps.classid AND d.objid = deps.objid
                   AND d.deptype IN ('n', 'a', 'i', 'e')
@@ -139,12 +151,13 @@ fn dependencies_sql(oids: &str) -> String {
                 SELECT 'pg_constraint'::regclass::oid, c.oid FROM pg_constraint c
                 WHERE deps.classid = 'pg_type'::regclass AND c.contypid = deps.objid
             ) step
+            WHERE deps.classid <> 'pg_extension'::regclass
         )
-        SELECT 'type', n.nspname, t.typname FROM deps JOIN pg_type t ON deps.classid = 'pg_type'::regclass AND t.oid = deps.objid
+        SELECT 'type', n.nspname, t.typname, NULL FROM deps JOIN pg_type t ON deps.classid = 'pg_type'::regclass AND t.oid = deps.objid
             JOIN pg_namespace n ON n.oid = t.typnamespace
             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
         UNION
-        SELECT 'function', n.nspname, p.proname || '(' || oidvectortypes(p.proargtypes) || ')'
+        SELECT 'function', n.nspname, p.proname || '(' || oidvectortypes(p.proargtypes) || ')', NULL
             FROM deps JOIN pg_proc p ON deps.classid = 'pg_proc'::regclass AND p.oid = deps.objid
             JOIN pg_namespace n ON n.oid = p.pronamespace
             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -152,16 +165,18 @@ fn dependencies_sql(oids: &str) -> String {
         SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' WHEN c.relkind = 'c' THEN 'type' WHEN c.relkind IN ('i', 'I') THEN
                    CASE WHEN EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid AND k.contype = 'p') THEN 'pk_index' ELSE 'index' END
                    ELSE 'relation' END,
-               n.nspname, c.relname
+               n.nspname, c.relname, NULL
             FROM deps JOIN pg_class c ON deps.classid = 'pg_class'::regclass AND c.oid = deps.objid
             JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('S', 'c', 'i', 'I')
         UNION
-        SELECT 'collation', n.nspname, c.collname FROM deps JOIN pg_collation c ON deps.classid = 'pg_collation'::regclass AND c.oid = deps.objid
+        SELECT 'collation', n.nspname, c.collname, NULL FROM deps JOIN pg_collation c ON deps.classid = 'pg_collation'::regclass AND c.oid = deps.objid
             JOIN pg_namespace n ON n.oid = c.collnamespace
             WHERE n.nspname <> 'pg_catalog'
         UNION
-        SELECT 'extension', '-', e.extname FROM deps JOIN pg_extension e ON deps.classid = 'pg_extension'::regclass AND e.oid = deps.objid"
+        SELECT 'extension', rn.nspname, r.relname, e.extname FROM deps
+            JOIN pg_extension e ON deps.classid = 'pg_extension'::regclass AND e.oid = deps.objid
+            JOIN pg_class r ON r.oid = deps.root JOIN pg_namespace rn ON rn.oid = r.relnamespace"
     )
 }
 
