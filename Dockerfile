@@ -10,7 +10,9 @@ COPY . .
 RUN cargo build --release --locked -p pgdog --bin pgdog
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# pg_dump (PostgreSQL 15 client) for schema sync; for newer source servers install their
+# pg_dump too and point [replication] pg_dump_path at it.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates postgresql-client \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home pgdog
 COPY --from=build /src/target/release/pgdog /usr/local/bin/pgdog
