@@ -297,10 +297,11 @@ fn pre_phase_creates_tables_and_primary_keys() {
         );
         let types = setup.psql(
             &shard_database(k),
-            "SELECT string_agg(format('%s.%s %s', table_name, column_name, data_type), ', ' ORDER BY 1) \
+            "SELECT string_agg(c, ', ' ORDER BY c COLLATE \"C\") FROM \
+             (SELECT format('%s.%s %s', table_name, column_name, data_type) AS c \
              FROM information_schema.columns \
              WHERE (table_name, column_name) IN \
-               (('customers', 'id'), ('products', 'id'), ('orders', 'customer_id'), ('OrderItems', 'product_id'))",
+               (('customers', 'id'), ('products', 'id'), ('orders', 'customer_id'), ('OrderItems', 'product_id'))) AS t",
         );
         assert_eq!(
             types,
@@ -340,10 +341,13 @@ fn post_phase_completes_the_schema() {
 
 /// Cutover sets each shard's sequences above the source's live values: the sharded table's
 /// sequence steps by the shard count from a different offset on each shard (ids unique across
-/// shards), the others restart at the same value everywhere.
+/// shards), the others restart at the same value everywhere. With margin M and N shards,
+/// `start` = source `last_value` + M rounded up to a multiple of N; shard k's sharded sequence
+/// restarts at `start` + k with `INCREMENT BY` N, the others at `start`.
 #[test]
 fn cutover_sets_sequences_above_the_source() {
     let setup = SchemaSyncSetup::start();
+    let source = setup.source_dump();
     setup.schema_sync_ok(&[]);
     setup.schema_sync_ok(&[POST]);
     let output = setup.schema_sync_ok(&[CUTOVER]);
@@ -361,13 +365,16 @@ fn cutover_sets_sequences_above_the_source() {
             .parse()
             .unwrap_or_else(|e| panic!("last_value of {sequence}: {e}"))
     };
-    assert_eq!(live("\"Sales\".orders_id_seq"), 57, "fixture");
-    assert_eq!(live("public.customers_id_seq"), 50, "fixture");
-    // start = last_value + 1000, rounded up to a multiple of 2 shards.
-    let (orders_start, customers_start) = (1058, 1050);
+    // Exact values the contract gives; collected, so one run reports all of them.
+    let mut mismatches: Vec<String> = Vec::new();
+    let orders_source = live("\"Sales\".orders_id_seq");
+    assert_eq!(orders_source, 57, "fixture");
+    let orders_start = round_up(orders_source + 1000, SHARDS as i64);
     let mut order_ids: Vec<(usize, i64)> = Vec::new();
+    let mut other_first: Vec<(String, usize, i64)> = Vec::new();
     for k in 0..SHARDS {
         let db = shard_database(k);
+        // A customer first: the orders' foreign key needs one on this shard.
         let customer: i64 = setup
             .psql(
                 &db,
@@ -377,10 +384,7 @@ fn cutover_sets_sequences_above_the_source() {
             )
             .parse()
             .unwrap_or_else(|e| panic!("customer id on shard {k}: {e}"));
-        assert_eq!(
-            customer, customers_start,
-            "shard {k}: public.customers_id_seq (not sharded) must restart at {customers_start} on every shard"
-        );
+        other_first.push(("public.customers_id_seq".into(), k, customer));
         let ids = setup.psql(
             &db,
             &format!(
@@ -392,12 +396,16 @@ fn cutover_sets_sequences_above_the_source() {
             .lines()
             .map(|l| l.parse().unwrap_or_else(|e| panic!("order id {l:?}: {e}")))
             .collect();
-        let expected: Vec<i64> = (0..3).map(|i| orders_start + k as i64 + 2 * i).collect();
-        assert_eq!(
-            ids, expected,
-            "shard {k}: \"Sales\".orders_id_seq (sharded table) must restart at {orders_start} + {k} with INCREMENT BY 2"
-        );
-        order_ids.extend(ids.into_iter().map(|id| (k, id)));
+        let expected: Vec<i64> = (0..3)
+            .map(|i| orders_start + k as i64 + SHARDS as i64 * i)
+            .collect();
+        if ids != expected {
+            mismatches.push(format!(
+                "shard {k}: \"Sales\".orders ids {ids:?}, expected {expected:?} \
+                 (source last_value {orders_source} + 1000 rounded up to a multiple of {SHARDS}, + {k}, step {SHARDS})"
+            ));
+        }
+        order_ids.extend(ids.iter().map(|id| (k, *id)));
         let increment = setup.psql(
             &db,
             "SELECT increment_by FROM pg_sequences WHERE schemaname = 'Sales' AND sequencename = 'orders_id_seq'",
@@ -406,19 +414,40 @@ fn cutover_sets_sequences_above_the_source() {
             increment, "2",
             "shard {k}: INCREMENT BY of the sharded table's sequence"
         );
-        // The other moved sequences: above the source, the same on every shard.
-        for (sequence, source_value, start) in [
-            ("\"Sales\".events_id_seq", 23, 1024),
-            ("\"Sales\".\"OrderItems_id_seq\"", 30, 1030),
-            ("inventory.products_id_seq", 12, 1012),
+        for sequence in [
+            "\"Sales\".events_id_seq",
+            "\"Sales\".\"OrderItems_id_seq\"",
+            "inventory.products_id_seq",
         ] {
-            assert_eq!(live(sequence), source_value, "fixture: {sequence}");
-            let next = setup.psql(&db, &format!("SELECT nextval('{sequence}')"));
-            assert_eq!(
-                next,
-                start.to_string(),
-                "shard {k}: {sequence} (source at {source_value}) must restart at {start}"
-            );
+            let next: i64 = setup
+                .psql(&db, &format!("SELECT nextval('{sequence}')"))
+                .parse()
+                .unwrap_or_else(|e| panic!("nextval of {sequence} on shard {k}: {e}"));
+            other_first.push((sequence.to_string(), k, next));
+        }
+    }
+    // The sequences of tables that are not sharded: above the source, the same everywhere.
+    for (sequence, k, first) in &other_first {
+        let source_value = live(sequence);
+        assert!(
+            *first > source_value,
+            "shard {k}: {sequence} hands out {first}, not above the source's {source_value}"
+        );
+        let on_shard_0 = other_first
+            .iter()
+            .find(|(s, shard, _)| s == sequence && *shard == 0)
+            .map(|(_, _, v)| *v);
+        assert_eq!(
+            Some(*first),
+            on_shard_0,
+            "{sequence} (table not sharded) must restart at the same value on every shard"
+        );
+        let start = round_up(source_value + 1000, SHARDS as i64);
+        if *first != start {
+            mismatches.push(format!(
+                "shard {k}: {sequence} (not sharded) hands out {first} first, expected {start} \
+                 (source last_value {source_value} + 1000 rounded up to a multiple of {SHARDS})"
+            ));
         }
     }
     let unique: BTreeSet<i64> = order_ids.iter().map(|(_, id)| *id).collect();
@@ -428,11 +457,44 @@ fn cutover_sets_sequences_above_the_source() {
         "order ids collide across shards: {order_ids:?}"
     );
     assert!(
-        order_ids.iter().all(|(_, id)| *id > 57),
-        "order ids must be above the source's: {order_ids:?}"
+        order_ids.iter().all(|(_, id)| *id > orders_source),
+        "order ids must be above the source's {orders_source}: {order_ids:?}"
     );
-    // The source's sequences are not touched.
+    for (k, id) in &order_ids {
+        assert_eq!(
+            id.rem_euclid(SHARDS as i64),
+            (orders_start + *k as i64).rem_euclid(SHARDS as i64),
+            "shard {k}: order id {id} is not in this shard's residue class"
+        );
+    }
+    // The source's sequences are not touched, and the schema only gained the new increment.
     assert_eq!(live("\"Sales\".orders_id_seq"), 57);
+    for (k, dump) in setup.shard_dumps().iter().enumerate() {
+        dump.assert_same(
+            &expected_after_cutover(&source),
+            &format!("shard {k} after cutover"),
+        );
+    }
+    assert!(
+        mismatches.is_empty(),
+        "sequence values differ from the contract:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+/// `value` rounded up to a multiple of `n`.
+fn round_up(value: i64, n: i64) -> i64 {
+    (value + n - 1) / n * n
+}
+
+/// What a shard holds after cutover: [`expected_full`] with the sharded table's sequence
+/// stepping by the shard count.
+fn expected_after_cutover(source: &Dump) -> Dump {
+    expected_full(source).edit_line(
+        ("SEQUENCE", "Sales", "orders_id_seq"),
+        "    INCREMENT BY 1",
+        Some("    INCREMENT BY 2"),
+    )
 }
 
 /// Re-running each phase changes nothing and reports every statement as already existing.
@@ -454,13 +516,13 @@ fn every_phase_is_idempotent() {
     assert_noop(&output, "pre after post");
     assert_full_on_all_shards(&setup, &source);
 
-    setup.schema_sync_ok(&[CUTOVER]);
+    setup.schema_sync_ok(&[CUTOVER, "--sequence-margin", "100"]);
     // Use some ids on shard 0; a second cutover must not move the sequence back.
     let first = setup.psql(
         &shard_database(0),
         "SELECT nextval('\"Sales\".orders_id_seq')",
     );
-    let output = setup.schema_sync(&[CUTOVER]);
+    let output = setup.schema_sync(&[CUTOVER, "--sequence-margin", "100"]);
     assert_noop(&output, "cutover re-run");
     let second = setup.psql(
         &shard_database(0),
@@ -470,12 +532,22 @@ fn every_phase_is_idempotent() {
         first.parse().unwrap_or_default(),
         second.parse().unwrap_or_default(),
     );
+    // 57 + 100 rounded up to a multiple of 2 shards, on shard 0.
+    assert_eq!(
+        first, 158,
+        "first order id on shard 0 with --sequence-margin 100"
+    );
     assert_eq!(
         second,
         first + 2,
         "a re-run cutover must leave the sequence where it was (first {first}, then {second})"
     );
-    assert_full_on_all_shards(&setup, &source);
+    for (k, dump) in setup.shard_dumps().iter().enumerate() {
+        dump.assert_same(
+            &expected_after_cutover(&source),
+            &format!("shard {k} after two cutovers"),
+        );
+    }
 }
 
 /// A destination table that exists but differs is reported by name, left alone, and the rest
