@@ -255,8 +255,11 @@ async fn extensions(
             .unwrap_or_default();
         let used: &mut ExtensionUse = facts.extensions.entry(name).or_default();
         used.version = version;
-        used.tables
-            .extend(users.iter().map(|(schema, table)| quote::qualified(schema, table)));
+        used.tables.extend(
+            users
+                .iter()
+                .map(|(schema, table)| quote::qualified(schema, table)),
+        );
     }
 }
 

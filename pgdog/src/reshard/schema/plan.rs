@@ -34,7 +34,10 @@ fn phase_of(entry: &DumpEntry, facts: &SourceFacts) -> Option<Phase> {
     };
     match entry.kind.as_str() {
         "SCHEMA" => facts.schemas.contains(&entry.name).then_some(Phase::Pre),
-        "EXTENSION" => facts.extensions.contains_key(&entry.name).then_some(Phase::Pre),
+        "EXTENSION" => facts
+            .extensions
+            .contains_key(&entry.name)
+            .then_some(Phase::Pre),
         "TYPE" | "DOMAIN" => facts.types.contains(&own).then_some(Phase::Pre),
         "FUNCTION" | "PROCEDURE" | "AGGREGATE" => {
             facts.functions.contains(&own).then_some(Phase::Pre)

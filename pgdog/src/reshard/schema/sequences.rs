@@ -1,5 +1,5 @@
-//! The cutover phase: destination sequences restart above the source's live values (plus a
-//! margin). Sequences of sharded tables step by the shard count with one offset per shard,
+//! The cutover phase: destination sequences restart above the source's live values (the last
+//! value handed out plus a margin, rounded up to a multiple of the shard count). Sequences of sharded tables step by the shard count with one offset per shard,
 //! so every shard hands out ids no other shard and no earlier source row has. Sequences only
 //! ever move forward: a shard already at or past its target is left alone.
 
@@ -63,13 +63,15 @@ pub fn step(
         step.note = Some("descending sequences are not moved; set it by hand".into());
         return step;
     }
-    let start = source.next.saturating_add(margin);
+    // The last value the source handed out, plus the margin, rounded up to a multiple of the
+    // shard count: the same start on every shard, whatever the sequence.
+    let used = source.next.saturating_sub(source.increment);
+    let n = shards.max(1) as i64;
+    let start = used.saturating_add(margin).saturating_add(n - 1) / n * n;
     let (increment, next) = if sharded {
-        let n = shards.max(1) as i64;
-        let base = start.saturating_add(n - 1) / n * n;
         (
             source.increment.saturating_mul(n),
-            base.saturating_add(shard as i64 * source.increment),
+            start.saturating_add(shard as i64 * source.increment),
         )
     } else {
         (source.increment, start)
@@ -112,7 +114,7 @@ mod tests {
     fn sharded_sequences_interleave_above_the_source() {
         let source = Position {
             increment: 1,
-            next: 51,
+            next: 52,
         };
         let fresh = Position {
             increment: 1,
@@ -145,7 +147,7 @@ mod tests {
         let done = step(&seq(), source, fresh, 1000, false, 1, 2);
         assert_eq!(
             done.sql,
-            r#"SELECT pg_catalog.setval('"Sales"."orders_id_seq"', 1051, false)"#
+            r#"SELECT pg_catalog.setval('"Sales"."orders_id_seq"', 1050, false)"#
         );
         let ahead = Position {
             increment: 1,
