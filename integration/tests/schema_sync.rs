@@ -943,3 +943,83 @@ async fn missing_schema_admin_is_a_clear_error() {
         );
     }
 }
+
+/// The pre-flight report comes first: a moved table without a primary key stops the CLI (also
+/// with `--dry-run`) and the admin task before anything is created, with the problem named;
+/// `--force` (FORCE) goes on and still prints the problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_problems_stop_the_run_unless_forced() {
+    let mut setup = SchemaSyncSetup::start();
+    setup.psql(
+        SOURCE,
+        "CREATE TABLE public.audit_log (at timestamptz, line text); \
+         ALTER PUBLICATION pub ADD TABLE public.audit_log",
+    );
+    for args in [&[][..], &["--dry-run"][..]] {
+        let output = setup.schema_sync(args);
+        assert_eq!(output.code, 1, "{args:?}\n{}", describe(&output));
+        assert!(
+            output
+                .stderr
+                .contains("error: \"public\".\"audit_log\" (primary_key)"),
+            "{args:?}: the problem must be printed\n{}",
+            describe(&output)
+        );
+        assert!(
+            output.stderr.contains("pre-flight check failed") && output.stderr.contains("--force"),
+            "{args:?}\n{}",
+            describe(&output)
+        );
+    }
+    assert_nothing_created(&setup);
+
+    let admin = setup.start_pgdog().admin().await;
+    let sql = format!("SCHEMA_SYNC pre {SOURCE} destination {PUBLICATION}");
+    let started = run_simple(&admin, &sql).await.expect("SCHEMA_SYNC starts");
+    let task_id = cell(&started, 0, "task_id").expect("task_id").to_string();
+    let (status, error) = integration::eventually(Duration::from_secs(60), "the task", || {
+        let task_id = task_id.clone();
+        let admin = &admin;
+        async move {
+            let tasks = run_simple(admin, "SHOW TASKS").await.ok()?;
+            let row = (0..tasks.rows.len()).find(|r| cell(&tasks, *r, "id") == Some(&task_id))?;
+            let status = cell(&tasks, row, "status")?.to_string();
+            let error = cell(&tasks, row, "error").unwrap_or("").to_string();
+            (status != "running").then_some((status, error))
+        }
+    })
+    .await;
+    assert_eq!(status, "failed", "{error}");
+    assert!(
+        error.contains("pre-flight check failed") && error.contains("primary_key"),
+        "{error}"
+    );
+    assert_nothing_created(&setup);
+
+    let forced = setup.schema_sync(&["--force"]);
+    assert_eq!(forced.code, 0, "{}", describe(&forced));
+    assert!(
+        forced.stderr.contains("(primary_key)"),
+        "{}",
+        describe(&forced)
+    );
+    for k in 0..SHARDS {
+        let dump = setup.shard_dump(k);
+        assert!(
+            dump.has("TABLE", "public", "audit_log"),
+            "shard {k} lacks the forced table:\n{}",
+            dump.key_list()
+        );
+    }
+}
+
+/// No shard has any object.
+fn assert_nothing_created(setup: &SchemaSyncSetup) {
+    for (k, dump) in setup.shard_dumps().iter().enumerate() {
+        assert!(
+            dump.is_empty(),
+            "shard {k} was changed:\n{}",
+            dump.key_list()
+        );
+    }
+}
