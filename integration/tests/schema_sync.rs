@@ -773,24 +773,30 @@ async fn admin_schema_sync(admin: &tokio_postgres::Client, phase: &str) -> Strin
     let task_id = cell(&started, 0, "task_id")
         .unwrap_or_else(|| panic!("{sql} returned no task_id: {started:?}"))
         .to_string();
-    let status = integration::eventually(Duration::from_secs(180), "the schema sync task", || {
-        let task_id = task_id.clone();
-        async move {
-            let tasks = run_simple(admin, "SHOW TASKS").await.ok()?;
-            let row = (0..tasks.rows.len()).find(|r| cell(&tasks, *r, "id") == Some(&task_id))?;
-            assert_eq!(cell(&tasks, row, "type"), Some("schema_sync"), "{tasks:?}");
-            let status = cell(&tasks, row, "status")?.to_string();
-            let error = cell(&tasks, row, "error").unwrap_or("").to_string();
-            (status != "running").then_some((status, error))
-        }
-    })
-    .await;
+    let status = task_outcome(admin, &task_id).await;
     assert_eq!(
         status.0, "finished",
         "task {task_id} ({sql}) ended {}: {}",
         status.0, status.1
     );
     task_id
+}
+
+/// Waits until schema-sync task `task_id` has ended; its status and error.
+async fn task_outcome(admin: &tokio_postgres::Client, task_id: &str) -> (String, String) {
+    integration::eventually(
+        Duration::from_secs(180),
+        "the schema sync task",
+        || async move {
+            let tasks = run_simple(admin, "SHOW TASKS").await.ok()?;
+            let row = (0..tasks.rows.len()).find(|r| cell(&tasks, *r, "id") == Some(task_id))?;
+            assert_eq!(cell(&tasks, row, "type"), Some("schema_sync"), "{tasks:?}");
+            let status = cell(&tasks, row, "status")?.to_string();
+            let error = cell(&tasks, row, "error").unwrap_or("").to_string();
+            (status != "running").then_some((status, error))
+        },
+    )
+    .await
 }
 
 /// The `SHOW SCHEMA_SYNC` rows of one task.
@@ -977,18 +983,7 @@ async fn preflight_problems_stop_the_run_unless_forced() {
     let sql = format!("SCHEMA_SYNC pre {SOURCE} destination {PUBLICATION}");
     let started = run_simple(&admin, &sql).await.expect("SCHEMA_SYNC starts");
     let task_id = cell(&started, 0, "task_id").expect("task_id").to_string();
-    let (status, error) = integration::eventually(Duration::from_secs(60), "the task", || {
-        let task_id = task_id.clone();
-        let admin = &admin;
-        async move {
-            let tasks = run_simple(admin, "SHOW TASKS").await.ok()?;
-            let row = (0..tasks.rows.len()).find(|r| cell(&tasks, *r, "id") == Some(&task_id))?;
-            let status = cell(&tasks, row, "status")?.to_string();
-            let error = cell(&tasks, row, "error").unwrap_or("").to_string();
-            (status != "running").then_some((status, error))
-        }
-    })
-    .await;
+    let (status, error) = task_outcome(&admin, &task_id).await;
     assert_eq!(status, "failed", "{error}");
     assert!(
         error.contains("pre-flight check failed") && error.contains("primary_key"),
