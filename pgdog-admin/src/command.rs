@@ -30,10 +30,12 @@ pub enum Show {
     Tasks,
     /// Schema-sync statements per shard.
     SchemaSync,
+    /// Table copies of data-copy tasks.
+    TableCopies,
 }
 
 impl Show {
-    const ALL: [(&'static str, Show); 12] = [
+    const ALL: [(&'static str, Show); 13] = [
         ("pools", Show::Pools),
         ("clients", Show::Clients),
         ("servers", Show::Servers),
@@ -46,6 +48,7 @@ impl Show {
         ("version", Show::Version),
         ("tasks", Show::Tasks),
         ("schema_sync", Show::SchemaSync),
+        ("table_copies", Show::TableCopies),
     ];
 }
 
@@ -79,6 +82,21 @@ pub enum Command {
     StopTask(u64),
     /// `SCHEMA_SYNC <pre|post|cutover> <source> <destination> <publication> [options]`.
     SchemaSync(SchemaSync),
+    /// `COPY_DATA <source> <destination> <publication> [slot]`.
+    CopyData(CopyData),
+}
+
+/// `COPY_DATA`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyData {
+    /// Source database.
+    pub from: String,
+    /// Destination database.
+    pub to: String,
+    /// Publication on the source.
+    pub publication: String,
+    /// Replication slot (default: pgdog_<publication>).
+    pub slot: Option<String>,
 }
 
 /// A schema-sync phase.
@@ -125,8 +143,10 @@ pub const COMMANDS: &[&str] = &[
     "SHOW VERSION",
     "SHOW TASKS",
     "SHOW SCHEMA_SYNC",
+    "SHOW TABLE_COPIES",
     "STOP_TASK <task_id>",
     "SCHEMA_SYNC <pre|post|cutover> <source> <destination> <publication> [DRY_RUN] [IGNORE_ERRORS] [FORCE]",
+    "COPY_DATA <source> <destination> <publication> [slot]",
     "RELOAD",
     "PAUSE [database]",
     "RESUME [database]",
@@ -222,6 +242,7 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
             }
         },
         Some("schema_sync") => schema_sync(tokens, text)?,
+        Some("copy_data") => copy_data(tokens, text)?,
         Some("set") => {
             let setting = name(1).ok_or_else(|| error("SET needs a setting name".into(), text))?;
             match (tokens.get(2), tokens.get(3)) {
@@ -278,6 +299,29 @@ fn schema_sync(tokens: &[Token], text: &str) -> Result<Command, ParseError> {
         }
     }
     Ok(Command::SchemaSync(command))
+}
+
+fn copy_data(tokens: &[Token], text: &str) -> Result<Command, ParseError> {
+    let usage = "COPY_DATA needs <source> <destination> <publication> [slot]";
+    let name = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w)) | Some(Token::Quoted(w)) | Some(Token::Literal(w)) => Some(w.clone()),
+        _ => None,
+    };
+    let (Some(from), Some(to), Some(publication)) = (name(1), name(2), name(3)) else {
+        return Err(error(usage.into(), text));
+    };
+    let slot = name(4);
+    end(
+        tokens,
+        5,
+        text,
+        Command::CopyData(CopyData {
+            from,
+            to,
+            publication,
+            slot,
+        }),
+    )
 }
 
 fn set(name: String, value: &Token, tokens: &[Token], text: &str) -> Result<Command, ParseError> {
@@ -365,6 +409,20 @@ mod tests {
                 force: true,
             })]
         );
+        assert_eq!(
+            parse("COPY_DATA prod shards pub my_slot; SHOW TABLE_COPIES").unwrap(),
+            vec![
+                Command::CopyData(CopyData {
+                    from: "prod".into(),
+                    to: "shards".into(),
+                    publication: "pub".into(),
+                    slot: Some("my_slot".into()),
+                }),
+                Command::Show(Show::TableCopies)
+            ]
+        );
+        let e = parse("COPY_DATA prod shards").unwrap_err();
+        assert!(e.message.contains("<publication>"), "{}", e.message);
         let e = parse("SCHEMA_SYNC later a b c").unwrap_err();
         assert!(e.message.contains("pre, post or cutover"), "{}", e.message);
         let e = parse("SCHEMA_SYNC pre a b").unwrap_err();

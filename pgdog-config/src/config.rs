@@ -216,6 +216,9 @@ mod tests {
                 openmetrics_port: Some(9090),
                 openmetrics_namespace: "pgdog_".into(),
                 two_phase_commit: false,
+                resharding_parallel_copies: 3,
+                resharding_copy_retry_max_attempts: 7,
+                resharding_copy_range_bytes: 1 << 20,
             },
             databases: vec![
                 Database {

@@ -79,6 +79,14 @@ pub struct General {
     /// leaves one shard committed and another not. Needs `max_prepared_transactions > 0`
     /// on every shard.
     pub two_phase_commit: bool,
+    /// Tables (or parts of tables) the data copy of a move copies at once. Default 2.
+    pub resharding_parallel_copies: usize,
+    /// Attempts at copying one range of a table to a shard before the copy fails (a shard
+    /// that restarts mid-copy is retried with exponential backoff). Default 5.
+    pub resharding_copy_retry_max_attempts: usize,
+    /// Tables larger than this (heap plus TOAST bytes) are split into CTID ranges of about
+    /// this size, copied in parallel and recorded one by one. Default 64 MiB.
+    pub resharding_copy_range_bytes: u64,
 }
 
 impl Default for General {
@@ -111,6 +119,9 @@ impl Default for General {
             openmetrics_port: None,
             openmetrics_namespace: String::new(),
             two_phase_commit: false,
+            resharding_parallel_copies: 2,
+            resharding_copy_retry_max_attempts: 5,
+            resharding_copy_range_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -338,7 +338,8 @@ mod tests {
              healthcheck_interval, idle_healthcheck_interval, idle_healthcheck_delay, \
              healthcheck_timeout, ban_timeout, auth_type, prepared_statements_limit, \
              tls_certificate, tls_private_key, openmetrics_port, openmetrics_namespace, \
-             two_phase_commit; \
+             two_phase_commit, resharding_parallel_copies, \
+             resharding_copy_retry_max_attempts, resharding_copy_range_bytes; \
              remove it or fix its spelling"
         );
     }

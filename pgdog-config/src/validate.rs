@@ -74,8 +74,31 @@ impl Checker<'_> {
         self.report(file, key.into(), value, message.into());
     }
 
-    /// `[replication]`: margins and job counts.
+    /// `[replication]` and the `resharding_*` settings of `[general]`.
     fn replication(&mut self) {
+        let general = &self.all.config.general;
+        for (key, value) in [
+            (
+                "general.resharding_parallel_copies",
+                general.resharding_parallel_copies,
+            ),
+            (
+                "general.resharding_copy_retry_max_attempts",
+                general.resharding_copy_retry_max_attempts,
+            ),
+        ] {
+            if value == 0 {
+                self.config(key, Some("0".into()), "must be at least 1, e.g. 2");
+            }
+        }
+        let range = self.all.config.general.resharding_copy_range_bytes;
+        if range < 8192 {
+            self.config(
+                "general.resharding_copy_range_bytes",
+                Some(range.to_string()),
+                "must be at least 8192 (one page); e.g. 67108864 for 64 MiB ranges",
+            );
+        }
         let replication = &self.all.config.replication;
         if replication.sequence_margin < 0 {
             let value = replication.sequence_margin.to_string();

@@ -39,6 +39,14 @@ fn main() -> ExitCode {
                 &mut std::io::stderr(),
             )
         }),
+        Some(Command::DataSync(args)) => cli::load(&cli).and_then(|config| {
+            cli::data_sync::run(
+                &config,
+                args,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+        }),
         None | Some(Command::Run) => cli::load(&cli).and_then(cli::run),
     };
     match result {

@@ -50,6 +50,8 @@ pub struct PoolerState {
     pub tasks: crate::reshard::TaskRegistry,
     /// Every schema-sync statement per shard, for `SHOW SCHEMA_SYNC`.
     pub schema_sync: crate::reshard::schema::SchemaSyncLog,
+    /// Every table copy of data-copy tasks, for `SHOW TABLE_COPIES`.
+    pub table_copies: crate::reshard::copy::TableCopies,
     /// Connected clients, for `SHOW CLIENTS`.
     pub clients: Arc<ClientRegistry>,
     tls: ArcSwapOption<TlsAcceptor>,
@@ -83,6 +85,7 @@ impl PoolerState {
             access: AccessCache::default(),
             tasks: crate::reshard::TaskRegistry::default(),
             schema_sync: crate::reshard::schema::SchemaSyncLog::default(),
+            table_copies: crate::reshard::copy::TableCopies::default(),
             clients: Arc::new(ClientRegistry::default()),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
             shutdown,

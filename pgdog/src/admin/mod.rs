@@ -121,6 +121,7 @@ pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Repl
             )),
         },
         Command::SchemaSync(command) => resharding::schema_sync(state, command),
+        Command::CopyData(command) => resharding::copy_data(state, command),
         Command::Shutdown => {
             info!("SHUTDOWN requested from the admin database");
             state.begin_shutdown();

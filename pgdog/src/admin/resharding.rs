@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use pgdog_admin::{ColumnType, ResultTable, SchemaSync, SyncPhase};
+use pgdog_admin::{ColumnType, CopyData, ResultTable, SchemaSync, SyncPhase};
 use tracing::warn;
 
 use super::Reply;
 use crate::net::{sqlstate, ErrorResponse};
+use crate::reshard::copy::{self, slot, DataSyncOptions};
 use crate::reshard::schema::{self, Phase, SchemaSyncOptions};
 use crate::reshard::{ClusterEndpoints, EndpointError, TaskKind};
 use crate::state::PoolerState;
@@ -18,6 +19,7 @@ pub fn endpoint_error(error: EndpointError) -> ErrorResponse {
     let code = match error {
         EndpointError::UnknownDatabase { .. } => sqlstate::INVALID_CATALOG_NAME,
         EndpointError::NoSchemaAdmin { .. } => sqlstate::INSUFFICIENT_PRIVILEGE,
+        EndpointError::UnknownUser { .. } => sqlstate::UNDEFINED_OBJECT,
         EndpointError::NoPrimary { .. } => sqlstate::CONFIG_FILE_ERROR,
     };
     ErrorResponse::error(code, error.to_string())
@@ -53,6 +55,7 @@ pub fn schema_sync(state: &Arc<PoolerState>, command: &SchemaSync) -> Result<Rep
         force: command.force,
         index_jobs: None,
         sequence_margin: None,
+        skip_preflight: false,
     };
     let log = state.schema_sync.clone();
     let id = state.tasks.start(TaskKind::SchemaSync, move |task| async move {
@@ -76,4 +79,62 @@ pub fn schema_sync(state: &Arc<PoolerState>, command: &SchemaSync) -> Result<Rep
         }
     });
     Ok(task_reply(id))
+}
+
+/// `COPY_DATA`: starts the data copy (pre-flight, schema sync, copy, schema sync after it) as
+/// a background task; replies with its id and the replication slot it uses.
+pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, ErrorResponse> {
+    let config = state.databases().config().clone();
+    for database in [&command.from, &command.to] {
+        ClusterEndpoints::resolve(&config, database).map_err(endpoint_error)?;
+    }
+    let slot = command
+        .slot
+        .clone()
+        .unwrap_or_else(|| slot::default_name(&command.publication));
+    let options = DataSyncOptions {
+        from: command.from.clone(),
+        to: command.to.clone(),
+        publication: command.publication.clone(),
+        slot: Some(slot.clone()),
+        ..Default::default()
+    };
+    let progress = state.table_copies.clone();
+    let log = state.schema_sync.clone();
+    let id = state
+        .tasks
+        .start(TaskKind::CopyData, move |task| async move {
+            let report = copy::run(
+                &config,
+                &options,
+                &progress,
+                &log,
+                Some(&task),
+                |problems| {
+                    for problem in problems {
+                        warn!("task {}: pre-flight: {problem}", task.id());
+                    }
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let rows: u64 = report.copied.iter().map(|(_, rows, _)| rows).sum();
+            task.set_step(format!(
+                "done: {} table(s) copied ({rows} rows), {} already copied; slot {} at {}",
+                report.copied.len(),
+                report.skipped.len(),
+                report.slot,
+                report.slot_lsn
+            ));
+            Ok(())
+        });
+    let mut table = ResultTable::new(&[
+        ("task_id", ColumnType::BigInt),
+        ("replication_slot", ColumnType::Text),
+    ]);
+    let _ = table.push(vec![Some(id.to_string()), Some(slot)]);
+    Ok(Reply::Table {
+        table,
+        tag: "SELECT 1".into(),
+    })
 }

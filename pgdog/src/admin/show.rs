@@ -29,6 +29,7 @@ pub fn table(state: &PoolerState, what: Show) -> ResultTable {
         Show::Version => version(),
         Show::Tasks => tasks(state),
         Show::SchemaSync => schema_sync(state),
+        Show::TableCopies => table_copies(state),
     }
 }
 
@@ -533,6 +534,54 @@ fn schema_sync(state: &PoolerState) -> ResultTable {
                 .text(record.elapsed.as_millis())
                 .opt(record.error)
                 .text(&record.sql),
+        );
+    }
+    table
+}
+
+fn table_copies(state: &PoolerState) -> ResultTable {
+    use crate::reshard::human;
+    let mut table = ResultTable::new(&[
+        ("schema", Text),
+        ("table", Text),
+        ("status", Text),
+        ("rows", BigInt),
+        ("rows_human", Text),
+        ("bytes", BigInt),
+        ("bytes_human", Text),
+        ("bytes_per_sec", BigInt),
+        ("bytes_per_sec_human", Text),
+        ("elapsed", Text),
+        ("elapsed_ms", BigInt),
+        ("sql", Text),
+        ("task_id", BigInt),
+        ("ranges_done", BigInt),
+        ("ranges", BigInt),
+        ("verified", Text),
+        ("error", Text),
+    ]);
+    for copy in state.table_copies.list() {
+        let rate = copy.bytes_per_sec();
+        push(
+            &mut table,
+            Row::default()
+                .text(&copy.schema)
+                .text(&copy.table)
+                .text(copy.status.as_str())
+                .text(copy.rows)
+                .text(human::count(copy.rows))
+                .text(copy.bytes)
+                .text(human::bytes(copy.bytes))
+                .text(rate)
+                .text(format!("{}/s", human::bytes(rate)))
+                .text(format!("{:.3}s", copy.elapsed.as_secs_f64()))
+                .text(copy.elapsed.as_millis())
+                .text(&copy.sql)
+                .opt(copy.task_id)
+                .text(copy.ranges_done)
+                .text(copy.ranges)
+                .text(&copy.verified)
+                .opt(copy.error),
         );
     }
     table

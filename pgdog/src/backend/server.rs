@@ -134,8 +134,29 @@ impl Server {
         timeout: Duration,
         statements_limit: usize,
     ) -> Result<Server, ServerError> {
-        match tokio::time::timeout(timeout, Self::connect_inner(addr.clone(), statements_limit))
-            .await
+        Self::connect_as(addr, timeout, statements_limit, false).await
+    }
+
+    /// Connects with `replication=database` in the startup packet: a walsender session that
+    /// takes replication commands (`CREATE_REPLICATION_SLOT`, `START_REPLICATION`) as well as SQL.
+    pub async fn connect_replication(
+        addr: Arc<ServerAddress>,
+        timeout: Duration,
+    ) -> Result<Server, ServerError> {
+        Self::connect_as(addr, timeout, 0, true).await
+    }
+
+    async fn connect_as(
+        addr: Arc<ServerAddress>,
+        timeout: Duration,
+        statements_limit: usize,
+        replication: bool,
+    ) -> Result<Server, ServerError> {
+        match tokio::time::timeout(
+            timeout,
+            Self::connect_inner(addr.clone(), statements_limit, replication),
+        )
+        .await
         {
             Ok(result) => result,
             Err(_) => Err(ServerError::Timeout {
@@ -148,6 +169,7 @@ impl Server {
     async fn connect_inner(
         addr: Arc<ServerAddress>,
         statements_limit: usize,
+        replication: bool,
     ) -> Result<Server, ServerError> {
         let stream = TcpStream::connect((addr.host.as_str(), addr.port))
             .await
@@ -176,16 +198,19 @@ impl Server {
             stats: Arc::new(ConnectionStats::default()),
             generation: 0,
         };
-        server.login().await?;
+        server.login(replication).await?;
         Ok(server)
     }
 
-    async fn login(&mut self) -> Result<(), ServerError> {
+    async fn login(&mut self, replication: bool) -> Result<(), ServerError> {
         let mut out = BytesMut::new();
-        let params = [
+        let mut params = vec![
             ("user", self.addr.user.as_str()),
             ("database", self.addr.database.as_str()),
         ];
+        if replication {
+            params.push(("replication", "database"));
+        }
         frontend::startup_message(params.iter().copied(), &mut out)
             .map_err(|e| self.io_error(e))?;
         self.send(&out).await.map_err(|e| self.io_error(e))?;
@@ -336,6 +361,14 @@ impl Server {
             Ok(_) => {}
         }
         result
+    }
+
+    /// Makes room for at least `bytes` more bytes in the read buffer, so the next read can take
+    /// that much at once (bulk transfers such as COPY).
+    pub fn reserve_read(&mut self, bytes: usize) {
+        if self.buf.capacity() - self.buf.len() < bytes {
+            self.buf.reserve(bytes);
+        }
     }
 
     /// Takes the next complete message from what has been read.

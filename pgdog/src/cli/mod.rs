@@ -1,6 +1,7 @@
 //! Command-line interface: `pgdog [run]`, `configcheck`, `hash`, `demo` and the resharding
-//! steps (`schema-sync`).
+//! steps (`schema-sync`, `data-sync`).
 
+pub mod data_sync;
 pub mod schema_sync;
 
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ pub enum Command {
     /// Recreate the source schema on the destination shards (resharding). Without a phase flag:
     /// before the copy (schemas, types, tables, primary keys, sequences).
     SchemaSync(schema_sync::SchemaSyncArgs),
+    /// Copy every row of the publication's tables to the destination shards (resharding):
+    /// pre-flight check, schema sync, copy in one snapshot, verification, indexes.
+    DataSync(data_sync::DataSyncArgs),
 }
 
 /// Errors that end a CLI command.
@@ -87,7 +91,7 @@ pub enum CliError {
     Demo(String),
     /// A resharding step failed.
     #[error("{0}")]
-    SchemaSync(String),
+    Resharding(String),
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -72,6 +72,7 @@ impl SchemaSyncArgs {
             force: self.force,
             index_jobs: self.index_jobs,
             sequence_margin: self.sequence_margin,
+            skip_preflight: false,
         }
     }
 }
@@ -93,7 +94,7 @@ pub fn run(
     for problem in &problems {
         writeln!(err, "{problem}")?;
     }
-    let report = result.map_err(|e| CliError::SchemaSync(e.to_string()))?;
+    let report = result.map_err(|e| CliError::Resharding(e.to_string()))?;
     if args.dry_run {
         write_dry_run(&log, &report, config, &options.to, out)?;
     } else {
@@ -105,7 +106,7 @@ pub fn run(
     if report.is_clean() || (args.ignore_errors && !report.shards.iter().any(|s| s.differ > 0)) {
         Ok(())
     } else {
-        Err(CliError::SchemaSync(format!(
+        Err(CliError::Resharding(format!(
             "schema sync {} did not complete cleanly: {}",
             options.phase.as_str(),
             report.summary()

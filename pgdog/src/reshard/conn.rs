@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{BufMut, BytesMut};
+
 use crate::backend::exchange::{self, Answer};
 use crate::backend::server::{Server, ServerAddress, ServerError};
-use crate::net::ErrorResponse;
+use crate::net::{messages, ErrorResponse, Frame};
 
 /// Why a resharding statement failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,9 @@ impl Rows {
     }
 }
 
+/// Bytes read from the socket at once during bulk transfers.
+const COPY_READ: usize = 256 * 1024;
+
 /// One logged-in connection.
 pub struct Conn {
     server: Server,
@@ -92,6 +97,15 @@ impl Conn {
     /// Connects and logs in within `timeout`.
     pub async fn connect(addr: &ServerAddress, timeout: Duration) -> Result<Conn, ConnError> {
         let server = Server::connect(Arc::new(addr.clone()), timeout, 0).await?;
+        Ok(Conn { server })
+    }
+
+    /// Connects a walsender session (`replication=database`): replication commands and SQL.
+    pub async fn connect_replication(
+        addr: &ServerAddress,
+        timeout: Duration,
+    ) -> Result<Conn, ConnError> {
+        let server = Server::connect_replication(Arc::new(addr.clone()), timeout).await?;
         Ok(Conn { server })
     }
 
@@ -148,6 +162,156 @@ impl Conn {
             }),
             None => Ok(answer),
         }
+    }
+
+    /// The next message from the server, reading more when needed.
+    async fn next_message(&mut self) -> Result<Frame, ConnError> {
+        loop {
+            match self.server.next_frame() {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(e) => return Err(self.lost(&e.to_string())),
+            }
+            self.server.reserve_read(COPY_READ);
+            match self.server.read().await {
+                Ok(n) if n > 0 => {}
+                Ok(_) => return Err(self.lost("the server closed the connection")),
+                Err(e) => return Err(self.lost(&e.to_string())),
+            }
+        }
+    }
+
+    /// Reads until ReadyForQuery, returning the error the server reported on the way, if any.
+    async fn until_ready(&mut self) -> Result<Option<ErrorResponse>, ConnError> {
+        let mut error = None;
+        loop {
+            let frame = self.next_message().await?;
+            match frame.tag {
+                b'Z' => return Ok(error),
+                b'E' if error.is_none() => error = Some(self.error_of(&frame)),
+                _ => {}
+            }
+        }
+    }
+
+    fn error_of(&self, frame: &Frame) -> ErrorResponse {
+        ErrorResponse::parse(frame.body()).unwrap_or_else(|e| e.to_response())
+    }
+
+    fn sql_error(&self, error: ErrorResponse) -> ConnError {
+        ConnError::Sql {
+            server: self.server.addr().to_string(),
+            error: Box::new(error),
+        }
+    }
+
+    /// Starts `COPY ... TO STDOUT` (simple query); then call [`Conn::copy_out_next`] until it
+    /// returns `None`.
+    pub async fn copy_out_start(&mut self, sql: &str) -> Result<(), ConnError> {
+        self.send_query(sql).await?;
+        loop {
+            let frame = self.next_message().await?;
+            match frame.tag {
+                b'H' => return Ok(()),
+                b'E' => {
+                    let error = self.error_of(&frame);
+                    self.until_ready().await?;
+                    return Err(self.sql_error(error));
+                }
+                b'Z' => return Err(self.lost("the COPY TO did not start")),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next CopyData message of a `COPY ... TO STDOUT` (its data is `frame.body()`), or
+    /// `None` once the COPY ended and the server is ready again.
+    pub async fn copy_out_next(&mut self) -> Result<Option<Frame>, ConnError> {
+        loop {
+            let frame = self.next_message().await?;
+            match frame.tag {
+                b'd' => return Ok(Some(frame)),
+                b'c' => {
+                    return match self.until_ready().await? {
+                        Some(error) => Err(self.sql_error(error)),
+                        None => Ok(None),
+                    }
+                }
+                b'E' => {
+                    let error = self.error_of(&frame);
+                    self.until_ready().await?;
+                    return Err(self.sql_error(error));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts `COPY ... FROM STDIN` (simple query) and waits until the server accepts data.
+    pub async fn copy_in_start(&mut self, sql: &str) -> Result<(), ConnError> {
+        self.send_query(sql).await?;
+        loop {
+            let frame = self.next_message().await?;
+            match frame.tag {
+                b'G' => return Ok(()),
+                b'E' => {
+                    let error = self.error_of(&frame);
+                    self.until_ready().await?;
+                    return Err(self.sql_error(error));
+                }
+                b'Z' => return Err(self.lost("the COPY FROM did not start")),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends `data` as one CopyData message.
+    pub async fn copy_in_data(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        let mut header = BytesMut::with_capacity(5);
+        header.put_u8(b'd');
+        header.put_u32(data.len() as u32 + 4);
+        if let Err(e) = self.server.send(&header).await {
+            return Err(self.lost(&e.to_string()));
+        }
+        if let Err(e) = self.server.send(data).await {
+            return Err(self.lost(&e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Ends the COPY FROM STDIN (CopyDone) and returns the rows the server loaded.
+    pub async fn copy_in_finish(&mut self) -> Result<u64, ConnError> {
+        if let Err(e) = self.server.send(&[b'c', 0, 0, 0, 4]).await {
+            return Err(self.lost(&e.to_string()));
+        }
+        let mut rows = 0;
+        let mut error = None;
+        loop {
+            let frame = self.next_message().await?;
+            match frame.tag {
+                b'C' => {
+                    rows = messages::command_tag(&frame)
+                        .ok()
+                        .and_then(|tag| tag.rsplit(' ').next()?.parse().ok())
+                        .unwrap_or(0)
+                }
+                b'E' if error.is_none() => error = Some(self.error_of(&frame)),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        match error {
+            Some(error) => Err(self.sql_error(error)),
+            None => Ok(rows),
+        }
+    }
+
+    async fn send_query(&mut self, sql: &str) -> Result<(), ConnError> {
+        tracing::debug!("{}: {}", self.server.addr(), sql);
+        if let Err(e) = self.server.send(&messages::query(sql)).await {
+            return Err(self.lost(&e.to_string()));
+        }
+        Ok(())
     }
 
     fn lost(&self, message: &str) -> ConnError {

@@ -32,6 +32,16 @@ pub enum EndpointError {
         /// users.toml.
         path: PathBuf,
     },
+    /// The user named on the command line is not a user of the database.
+    #[error("user \"{user}\" of database \"{database}\" is not in {path}; add a [[users]] entry with name = \"{user}\" and database = \"{database}\"")]
+    UnknownUser {
+        /// The user.
+        user: String,
+        /// The database.
+        database: String,
+        /// users.toml.
+        path: PathBuf,
+    },
     /// A shard number has no primary.
     #[error("shard {shard} of database \"{database}\" has no primary in {path}; add a [[databases]] entry with shard = {shard} and role = \"primary\"")]
     NoPrimary {
@@ -69,8 +79,18 @@ pub struct ClusterEndpoints {
 }
 
 impl ClusterEndpoints {
-    /// Resolves `database` from the configuration.
+    /// Resolves `database` from the configuration, as its schema admin.
     pub fn resolve(config: &ConfigAndUsers, database: &str) -> Result<Self, EndpointError> {
+        Self::resolve_as(config, database, None)
+    }
+
+    /// Resolves `database`, as the users.toml user `user` of that database when given (else
+    /// its schema admin).
+    pub fn resolve_as(
+        config: &ConfigAndUsers,
+        database: &str,
+        user: Option<&str>,
+    ) -> Result<Self, EndpointError> {
         let entries: Vec<_> = config
             .config
             .databases
@@ -83,15 +103,27 @@ impl ClusterEndpoints {
                 path: config.config_path.clone(),
             });
         }
-        let user = config
-            .users
-            .users
-            .iter()
-            .find(|u| u.database == database && u.schema_admin)
-            .ok_or_else(|| EndpointError::NoSchemaAdmin {
-                database: database.to_string(),
-                path: config.users_path.clone(),
-            })?;
+        let user = match user {
+            Some(name) => config
+                .users
+                .users
+                .iter()
+                .find(|u| u.database == database && u.name == name)
+                .ok_or_else(|| EndpointError::UnknownUser {
+                    user: name.to_string(),
+                    database: database.to_string(),
+                    path: config.users_path.clone(),
+                })?,
+            None => config
+                .users
+                .users
+                .iter()
+                .find(|u| u.database == database && u.schema_admin)
+                .ok_or_else(|| EndpointError::NoSchemaAdmin {
+                    database: database.to_string(),
+                    path: config.users_path.clone(),
+                })?,
+        };
         let count = entries.iter().map(|d| d.shard + 1).max().unwrap_or(1);
         let mut shards = Vec::with_capacity(count);
         for shard in 0..count {

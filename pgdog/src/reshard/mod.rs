@@ -3,7 +3,9 @@
 //! reads (`SHOW TASKS`, `STOP_TASK`), and the connections and checks they share.
 
 pub mod conn;
+pub mod copy;
 pub mod endpoints;
+pub mod human;
 pub mod pg_dump;
 pub mod preflight;
 pub mod publication;

@@ -44,6 +44,8 @@ pub struct SchemaSyncOptions {
     pub index_jobs: Option<usize>,
     /// Cutover margin (`None`: `[replication] sequence_margin`).
     pub sequence_margin: Option<i64>,
+    /// The caller already ran the pre-flight check (the data copy runs it once for all steps).
+    pub skip_preflight: bool,
 }
 
 /// Why a run stopped.
@@ -135,15 +137,19 @@ pub async fn run(
     };
     let source = ClusterEndpoints::resolve(config, &options.from)?;
     let destination = ClusterEndpoints::resolve(config, &options.to)?;
-    step("pre-flight check");
-    let problems = preflight::run(&PreflightInput {
-        source: &source,
-        destination: &destination,
-        publication: &options.publication,
-        phase: options.phase,
-        pg_dump_path: config.config.replication.pg_dump_path.as_deref(),
-    })
-    .await;
+    let problems = if options.skip_preflight {
+        Vec::new()
+    } else {
+        step("pre-flight check");
+        preflight::run(&PreflightInput {
+            source: &source,
+            destination: &destination,
+            publication: &options.publication,
+            phase: options.phase,
+            pg_dump_path: config.config.replication.pg_dump_path.as_deref(),
+        })
+        .await
+    };
     on_preflight(&problems);
     let errors: Vec<Problem> = problems
         .iter()

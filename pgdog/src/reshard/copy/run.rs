@@ -1,0 +1,384 @@
+//! One data copy, start to end: pre-flight check, schema sync before the copy, the slot and
+//! its snapshot, what earlier runs left (resume), the workers, schema sync after the copy.
+//! Used by `pgdog data-sync` and the admin database's `COPY_DATA` task alike.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pgdog_config::ConfigAndUsers;
+use tokio::task::JoinSet;
+use tracing::info;
+
+use super::progress::{CopyStatus, TableCopies};
+use super::slot::{self, ExportedSnapshot};
+use super::state::{self, TableState};
+use super::tables::{self, TableJob};
+use super::worker::{self, CopyContext, Unit};
+use super::CopyError;
+use crate::reshard::conn::Conn;
+use crate::reshard::endpoints::ClusterEndpoints;
+use crate::reshard::preflight::{self, PreflightInput, Problem, Severity};
+use crate::reshard::publication;
+use crate::reshard::schema::{self, Phase, SchemaSyncLog, SchemaSyncOptions};
+use crate::reshard::tasks::TaskHandle;
+use crate::router::plan::ShardingSchema;
+
+/// What to copy.
+#[derive(Debug, Clone, Default)]
+pub struct DataSyncOptions {
+    /// Source database.
+    pub from: String,
+    /// Destination database.
+    pub to: String,
+    /// users.toml user for the source (default: its schema admin).
+    pub from_user: Option<String>,
+    /// users.toml user for the destination (default: its schema admin).
+    pub to_user: Option<String>,
+    /// Publication naming the tables.
+    pub publication: String,
+    /// Replication slot (default `pgdog_<publication>`).
+    pub slot: Option<String>,
+    /// Workers (default `resharding_parallel_copies`).
+    pub table_jobs: Option<usize>,
+    /// Skip schema sync before and after the copy.
+    pub skip_schema_sync: bool,
+    /// Go on despite pre-flight errors.
+    pub force: bool,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Default)]
+pub struct DataSyncReport {
+    /// Pre-flight warnings (and errors overridden with force).
+    pub problems: Vec<Problem>,
+    /// The replication slot the stream continues from.
+    pub slot: String,
+    /// Its starting point.
+    pub slot_lsn: String,
+    /// Whether this run created the slot.
+    pub slot_created: bool,
+    /// Tables copied by this run: (schema.table, rows, bytes).
+    pub copied: Vec<(String, u64, u64)>,
+    /// Tables an earlier run had copied already.
+    pub skipped: Vec<String>,
+    /// Wall time of the copy itself.
+    pub copy_time: Duration,
+}
+
+/// Runs the whole copy. `on_preflight` sees the pre-flight problems first.
+pub async fn run(
+    config: &ConfigAndUsers,
+    options: &DataSyncOptions,
+    progress: &TableCopies,
+    schema_log: &SchemaSyncLog,
+    task: Option<&TaskHandle>,
+    on_preflight: impl FnOnce(&[Problem]),
+) -> Result<DataSyncReport, CopyError> {
+    let step = |text: &str| {
+        info!("data sync: {text}");
+        if let Some(task) = task {
+            task.set_step(text);
+        }
+    };
+    let source = ClusterEndpoints::resolve_as(config, &options.from, options.from_user.as_deref())?;
+    let destination =
+        ClusterEndpoints::resolve_as(config, &options.to, options.to_user.as_deref())?;
+    let slot_name = options
+        .slot
+        .clone()
+        .unwrap_or_else(|| slot::default_name(&options.publication));
+    let mut source_conn = source.connect_primary(0).await?;
+    let existing = slot::find(&mut source_conn, &slot_name).await?;
+    if let Some(existing) = &existing {
+        slot::check_existing(&slot_name, existing, &source.shards[0].primary.database)?;
+    }
+
+    step("pre-flight check");
+    let mut problems = preflight::run(&PreflightInput {
+        source: &source,
+        destination: &destination,
+        publication: &options.publication,
+        phase: Phase::Pre,
+        pg_dump_path: config.config.replication.pg_dump_path.as_deref(),
+    })
+    .await;
+    if existing.is_some() {
+        // Resuming: rows an earlier run copied are expected; the state decides.
+        problems.retain(|p| p.check != "destination_not_empty");
+    }
+    on_preflight(&problems);
+    let errors: Vec<Problem> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .cloned()
+        .collect();
+    if !errors.is_empty() && !options.force {
+        return Err(CopyError::Preflight(errors));
+    }
+    if !publication::exists(&mut source_conn, &options.publication).await? {
+        return Err(CopyError::NoPublication {
+            publication: options.publication.clone(),
+            database: options.from.clone(),
+        });
+    }
+    stopped(task)?;
+
+    let schema_options = |phase| SchemaSyncOptions {
+        from: options.from.clone(),
+        to: options.to.clone(),
+        publication: options.publication.clone(),
+        phase,
+        dry_run: false,
+        ignore_errors: false,
+        force: true,
+        index_jobs: None,
+        sequence_margin: None,
+        skip_preflight: true,
+    };
+    if !options.skip_schema_sync {
+        step("schema sync before the copy");
+        schema_sync(config, &schema_options(Phase::Pre), schema_log, task).await?;
+    }
+    stopped(task)?;
+
+    step("planning the copy");
+    let mut shards = Vec::new();
+    for shard in 0..destination.shards.len() {
+        let mut conn = destination.connect_primary(shard).await?;
+        conn.execute(state::CREATE).await?;
+        shards.push(conn);
+    }
+    let tables = publication::tables(&mut source_conn, &options.publication).await?;
+    let sharding = ShardingSchema::new(&config.config, &options.to);
+    let jobs = tables::plan(
+        &mut source_conn,
+        &mut shards,
+        &tables,
+        &sharding,
+        config.config.general.resharding_copy_range_bytes,
+    )
+    .await?;
+    let mut states: Vec<BTreeMap<(String, String), TableState>> = Vec::new();
+    for conn in shards.iter_mut() {
+        states.push(state::read(conn, &slot_name).await?);
+    }
+    let mut report = DataSyncReport {
+        problems,
+        slot: slot_name.clone(),
+        ..Default::default()
+    };
+    let mut to_copy: Vec<TableJob> = Vec::new();
+    let mut to_verify: Vec<TableJob> = Vec::new();
+    for job in jobs {
+        let key = (job.table.schema.clone(), job.table.name.clone());
+        let on_shards: Vec<Option<&TableState>> = states.iter().map(|s| s.get(&key)).collect();
+        if on_shards
+            .iter()
+            .all(|s| s.is_some_and(TableState::complete))
+        {
+            if on_shards.iter().all(|s| s.is_some_and(|s| s.verified)) {
+                let id = progress.add(
+                    task.map(TaskHandle::id),
+                    &job.table.schema,
+                    &job.table.name,
+                    "",
+                    0,
+                );
+                progress.update(id, |r| r.verified = "ok".into());
+                progress.set_status(id, CopyStatus::Skipped);
+                report.skipped.push(job.table.qualified());
+            } else {
+                to_verify.push(job);
+            }
+            continue;
+        }
+        if on_shards.iter().any(Option::is_some) {
+            info!(
+                "{} was partly copied by an earlier run: copying it again",
+                job.table
+            );
+            for conn in shards.iter_mut() {
+                state::clean(conn, &slot_name, &job.table).await?;
+            }
+        } else {
+            for (shard, conn) in shards.iter_mut().enumerate() {
+                if state::has_rows(conn, &job.table).await? {
+                    return Err(CopyError::DestinationHasRows {
+                        table: job.table.qualified(),
+                        shard,
+                        slot: slot_name.clone(),
+                    });
+                }
+            }
+        }
+        to_copy.push(job);
+    }
+    stopped(task)?;
+
+    // The snapshot: the new slot's own, or (resuming) a fresh one from a temporary slot.
+    let timeout = source.connect_timeout;
+    let primary = source.shards[0].primary.clone();
+    let snapshot: Option<ExportedSnapshot> = match &existing {
+        None => {
+            step("creating the replication slot");
+            let exported = slot::create(&primary, timeout, &slot_name).await?;
+            report.slot_created = true;
+            report.slot_lsn = exported.lsn.clone();
+            Some(exported)
+        }
+        Some(existing) => {
+            report.slot_lsn = existing.confirmed_flush_lsn.clone().unwrap_or_default();
+            if to_copy.is_empty() {
+                None
+            } else {
+                Some(slot::temporary(&primary, timeout).await?)
+            }
+        }
+    };
+    source_conn.close().await;
+
+    let started = Instant::now();
+    let context = Arc::new(CopyContext {
+        source: primary,
+        destination: destination.clone(),
+        slot: slot_name.clone(),
+        snapshot: snapshot
+            .as_ref()
+            .map(|s| s.snapshot.clone())
+            .unwrap_or_default(),
+        retry_max: config
+            .config
+            .general
+            .resharding_copy_retry_max_attempts
+            .max(1),
+        progress: progress.clone(),
+        task: task.cloned(),
+        abort: AtomicBool::new(false),
+        timeout,
+    });
+    let mut queue = VecDeque::new();
+    let mut copy_ids = Vec::new();
+    for job in to_copy {
+        let watermark = snapshot.as_ref().map(|s| s.lsn.clone()).unwrap_or_default();
+        for conn in shards.iter_mut() {
+            state::begin_table(conn, &slot_name, &job.table, &watermark, job.ranges.len()).await?;
+        }
+        let job = Arc::new(job);
+        let copy = progress.add(
+            task.map(TaskHandle::id),
+            &job.table.schema,
+            &job.table.name,
+            &job.copy_out_sql(0),
+            job.ranges.len(),
+        );
+        let size = job.bytes;
+        progress.update(copy, |r| r.size = size);
+        copy_ids.push((copy, job.clone()));
+        let remaining = Arc::new(AtomicUsize::new(job.ranges.len()));
+        for range in 0..job.ranges.len() {
+            queue.push_back(Unit {
+                job: job.clone(),
+                range,
+                copy,
+                remaining: remaining.clone(),
+            });
+        }
+    }
+    for conn in shards {
+        conn.close().await;
+    }
+    let jobs = options
+        .table_jobs
+        .unwrap_or(config.config.general.resharding_parallel_copies)
+        .max(1);
+    step(&format!(
+        "copying {} table(s) with {jobs} worker(s)",
+        copy_ids.len()
+    ));
+    let queue = Arc::new(Mutex::new(queue));
+    let mut workers = JoinSet::new();
+    if !copy_ids.is_empty() {
+        for _ in 0..jobs {
+            workers.spawn(worker::run(context.clone(), queue.clone()));
+        }
+    }
+    let mut first_error: Option<CopyError> = None;
+    while let Some(joined) = workers.join_next().await {
+        let result = joined.unwrap_or_else(|e| {
+            Err(CopyError::Route {
+                table: "(worker)".into(),
+                error: e.to_string(),
+            })
+        });
+        if let Err(e) = result {
+            if first_error.is_none() || matches!(first_error, Some(CopyError::Stopped)) {
+                first_error = Some(e);
+            }
+        }
+    }
+    if let Some(snapshot) = snapshot {
+        snapshot.release().await;
+    }
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    stopped(task)?;
+    if !to_verify.is_empty() {
+        step("verifying tables copied by an earlier run");
+        let mut conns: Vec<Option<Conn>> = (0..destination.shards.len()).map(|_| None).collect();
+        for job in to_verify {
+            let copy = progress.add(
+                task.map(TaskHandle::id),
+                &job.table.schema,
+                &job.table.name,
+                "",
+                job.ranges.len(),
+            );
+            progress.update(copy, |r| r.ranges_done = r.ranges);
+            worker::verify(&context, &job, copy, &mut conns).await?;
+            report.skipped.push(job.table.qualified());
+        }
+    }
+    for (copy, job) in copy_ids {
+        let record = progress.get(copy);
+        let (rows, bytes) = record.map(|r| (r.rows, r.bytes)).unwrap_or_default();
+        report.copied.push((job.table.qualified(), rows, bytes));
+    }
+    report.copy_time = started.elapsed();
+
+    if !options.skip_schema_sync {
+        step("schema sync after the copy");
+        schema_sync(config, &schema_options(Phase::Post), schema_log, task).await?;
+    }
+    Ok(report)
+}
+
+fn stopped(task: Option<&TaskHandle>) -> Result<(), CopyError> {
+    match task {
+        Some(task) if task.is_stopping() => Err(CopyError::Stopped),
+        _ => Ok(()),
+    }
+}
+
+/// A schema-sync phase as one step of the copy: its failure (or a difference) stops it.
+async fn schema_sync(
+    config: &ConfigAndUsers,
+    options: &SchemaSyncOptions,
+    log: &SchemaSyncLog,
+    task: Option<&TaskHandle>,
+) -> Result<(), CopyError> {
+    let report = schema::run(config, options, log, task, |_| {}).await?;
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(CopyError::Route {
+            table: format!("(schema sync {})", options.phase.as_str()),
+            error: format!(
+                "did not complete cleanly: {} (SHOW SCHEMA_SYNC lists each statement)",
+                report.summary()
+            ),
+        })
+    }
+}

@@ -1,0 +1,218 @@
+//! The copy's progress, kept on every destination shard in `pgdog.copy_tables` (one row per
+//! table: its watermark LSN and range count) and `pgdog.copy_ranges` (one row per range
+//! copied to that shard: rows and digest). A range's row is committed in the same transaction
+//! as its data, so after any crash the state says exactly what each shard holds.
+
+use std::collections::BTreeMap;
+
+use super::digest::Digest;
+use crate::quote;
+use crate::reshard::conn::{Conn, ConnError};
+use crate::reshard::publication::TableRef;
+
+/// Creates the state tables if missing.
+pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS pgdog; \
+    CREATE TABLE IF NOT EXISTS pgdog.copy_tables (\
+        slot text NOT NULL, schema_name text NOT NULL, table_name text NOT NULL, \
+        watermark_lsn pg_lsn NOT NULL, ranges integer NOT NULL, \
+        started_at timestamptz NOT NULL DEFAULT now(), verified_at timestamptz, \
+        PRIMARY KEY (slot, schema_name, table_name)); \
+    CREATE TABLE IF NOT EXISTS pgdog.copy_ranges (\
+        slot text NOT NULL, schema_name text NOT NULL, table_name text NOT NULL, \
+        range_no integer NOT NULL, rows bigint NOT NULL, digest bigint NOT NULL, \
+        copied_at timestamptz NOT NULL DEFAULT now(), \
+        PRIMARY KEY (slot, schema_name, table_name, range_no))";
+
+/// What one shard has of one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableState {
+    /// The snapshot position the table was copied at.
+    pub watermark: String,
+    /// Ranges the table was split into.
+    pub ranges: usize,
+    /// Whether it was verified.
+    pub verified: bool,
+    /// Ranges committed on this shard, with what they hold.
+    pub done: BTreeMap<usize, Digest>,
+}
+
+impl TableState {
+    /// Every range is on the shard.
+    pub fn complete(&self) -> bool {
+        self.ranges > 0 && (0..self.ranges).all(|r| self.done.contains_key(&r))
+    }
+
+    /// What the shard should hold of the table: the sum of its ranges.
+    pub fn expected(&self) -> Digest {
+        let mut total = Digest::default();
+        for digest in self.done.values() {
+            total.merge(*digest);
+        }
+        total
+    }
+}
+
+fn key(slot: &str, table: &TableRef) -> String {
+    format!(
+        "slot = {} AND schema_name = {} AND table_name = {}",
+        quote::literal(slot),
+        quote::literal(&table.schema),
+        quote::literal(&table.name)
+    )
+}
+
+/// Every table's state on one shard for `slot`.
+pub async fn read(
+    conn: &mut Conn,
+    slot: &str,
+) -> Result<BTreeMap<(String, String), TableState>, ConnError> {
+    conn.execute(CREATE).await?;
+    let mut states: BTreeMap<(String, String), TableState> = BTreeMap::new();
+    let tables = conn
+        .query(&format!(
+            "SELECT schema_name, table_name, watermark_lsn::text, ranges, verified_at IS NOT NULL \
+             FROM pgdog.copy_tables WHERE slot = {}",
+            quote::literal(slot)
+        ))
+        .await?;
+    for row in tables.rows {
+        let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        states.insert(
+            (text(0), text(1)),
+            TableState {
+                watermark: text(2),
+                ranges: text(3).parse().unwrap_or(0),
+                verified: text(4) == "t",
+                done: BTreeMap::new(),
+            },
+        );
+    }
+    let ranges = conn
+        .query(&format!(
+            "SELECT schema_name, table_name, range_no, rows, digest FROM pgdog.copy_ranges WHERE slot = {}",
+            quote::literal(slot)
+        ))
+        .await?;
+    for row in ranges.rows {
+        let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        if let Some(state) = states.get_mut(&(text(0), text(1))) {
+            let digest = Digest {
+                rows: text(3).parse().unwrap_or(0),
+                sum: text(4).parse::<i64>().unwrap_or(0) as u64,
+            };
+            state.done.insert(text(2).parse().unwrap_or(0), digest);
+        }
+    }
+    Ok(states)
+}
+
+/// Records that `table` is being copied at `watermark` in `ranges` ranges.
+pub async fn begin_table(
+    conn: &mut Conn,
+    slot: &str,
+    table: &TableRef,
+    watermark: &str,
+    ranges: usize,
+) -> Result<(), ConnError> {
+    conn.execute(&format!(
+        "INSERT INTO pgdog.copy_tables (slot, schema_name, table_name, watermark_lsn, ranges) \
+         VALUES ({}, {}, {}, {}, {ranges})",
+        quote::literal(slot),
+        quote::literal(&table.schema),
+        quote::literal(&table.name),
+        quote::literal(watermark)
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The statement recording range `range` inside the transaction that copied it.
+pub fn range_done(slot: &str, table: &TableRef, range: usize, digest: Digest) -> String {
+    format!(
+        "INSERT INTO pgdog.copy_ranges (slot, schema_name, table_name, range_no, rows, digest) \
+         VALUES ({}, {}, {}, {range}, {}, {})",
+        quote::literal(slot),
+        quote::literal(&table.schema),
+        quote::literal(&table.name),
+        digest.rows,
+        digest.sum as i64
+    )
+}
+
+/// Whether range `range` is recorded on this shard (after an ambiguous commit).
+pub async fn has_range(
+    conn: &mut Conn,
+    slot: &str,
+    table: &TableRef,
+    range: usize,
+) -> Result<bool, ConnError> {
+    let rows = conn
+        .query(&format!(
+            "SELECT 1 FROM pgdog.copy_ranges WHERE {} AND range_no = {range}",
+            key(slot, table)
+        ))
+        .await?;
+    Ok(!rows.rows.is_empty())
+}
+
+/// Marks the table verified.
+pub async fn verified(conn: &mut Conn, slot: &str, table: &TableRef) -> Result<(), ConnError> {
+    conn.execute(&format!(
+        "UPDATE pgdog.copy_tables SET verified_at = now() WHERE {}",
+        key(slot, table)
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Empties the table on this shard and forgets its progress, in one (implicit) transaction.
+pub async fn clean(conn: &mut Conn, slot: &str, table: &TableRef) -> Result<(), ConnError> {
+    conn.execute(&format!(
+        "TRUNCATE ONLY {table}; DELETE FROM pgdog.copy_ranges WHERE {k}; \
+         DELETE FROM pgdog.copy_tables WHERE {k}",
+        table = table.qualified(),
+        k = key(slot, table)
+    ))
+    .await
+    .map(|_| ())
+}
+
+/// Whether the table has any row on this shard.
+pub async fn has_rows(conn: &mut Conn, table: &TableRef) -> Result<bool, ConnError> {
+    let rows = conn
+        .query(&format!(
+            "SELECT EXISTS (SELECT 1 FROM ONLY {})",
+            table.qualified()
+        ))
+        .await?;
+    Ok(rows.scalar() == Some("t"))
+}
+
+/// What this shard should hold of the table: the ranges recorded for it, summed.
+pub async fn table_digest(
+    conn: &mut Conn,
+    slot: &str,
+    table: &TableRef,
+) -> Result<Digest, ConnError> {
+    let rows = conn
+        .query(&format!(
+            "SELECT rows, digest FROM pgdog.copy_ranges WHERE {}",
+            key(slot, table)
+        ))
+        .await?;
+    let mut total = Digest::default();
+    for row in rows.rows {
+        let number = |i: usize| {
+            row.get(i)
+                .cloned()
+                .flatten()
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        total.merge(Digest {
+            rows: number(0) as u64,
+            sum: number(1) as u64,
+        });
+    }
+    Ok(total)
+}
