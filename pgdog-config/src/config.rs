@@ -231,6 +231,7 @@ mod tests {
                     user: Some("shop_owner".into()),
                     password: Some("secret".into()),
                     pool_size: Some(7),
+                    resharding_only: true,
                 },
                 Database {
                     name: "other".into(),

@@ -27,6 +27,9 @@ pub struct Database {
     pub password: Option<String>,
     /// Pool size for this server, unless the user sets `pool_size`.
     pub pool_size: Option<usize>,
+    /// A replica dedicated to resharding: never serves application queries (no pool is made
+    /// for it); the data copy may read from it.
+    pub resharding_only: bool,
 }
 
 impl Default for Database {
@@ -41,6 +44,7 @@ impl Default for Database {
             user: None,
             password: None,
             pool_size: None,
+            resharding_only: false,
         }
     }
 }

@@ -537,7 +537,7 @@ mod tests {
         assert_eq!(
             config_error("[[databases]]\nname = \"a\"\n[[databases]]\nname = \"b\"\n[databases.tls]\n"),
             "pgdog.toml line 5, column 12: databases[1].tls: unknown key; valid keys in [[databases]] \
-             are name, host, port, database_name, role, shard, user, password, pool_size; \
+             are name, host, port, database_name, role, shard, user, password, pool_size, resharding_only; \
              remove it or fix its spelling"
         );
     }

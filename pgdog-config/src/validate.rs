@@ -318,6 +318,13 @@ impl Checker<'_> {
                     "is not a valid Postgres port; set it to the server's port, e.g. 5432",
                 );
             }
+            if db.resharding_only && db.role == crate::Role::Primary {
+                self.config(
+                    key("resharding_only"),
+                    Some("true".into()),
+                    "applies to replicas only (a primary must serve its shard); set role = \"replica\" or remove it",
+                );
+            }
             if db.database_name.as_deref() == Some("") {
                 self.config(
                     key("database_name"),

@@ -123,7 +123,7 @@ impl Databases {
                 .config
                 .databases
                 .iter()
-                .filter(|d| d.name == user.database)
+                .filter(|d| d.name == user.database && !d.resharding_only)
                 .collect();
             let shard_count = entries.iter().map(|d| d.shard + 1).max().unwrap_or(0);
             let mut shards: Vec<Shard> = (0..shard_count)

@@ -89,6 +89,13 @@ pub async fn run(
         .slot
         .clone()
         .unwrap_or_else(|| slot::default_name(&options.publication));
+    let replicas = source.shards[0].replicas.len();
+    if replicas > 0 {
+        info!(
+            "the source has {replicas} replica(s); the copy reads from the primary: the slot's \
+             snapshot can only be imported there (replicas would need their own slots, PostgreSQL 16+)"
+        );
+    }
     let mut source_conn = source.connect_primary(0).await?;
     let existing = slot::find(&mut source_conn, &slot_name).await?;
     if let Some(existing) = &existing {

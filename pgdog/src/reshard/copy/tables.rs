@@ -195,8 +195,22 @@ pub async fn plan(
             continue;
         };
         let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-        let rule = sharding
-            .table_rule(Some(&table.schema), &table.name, &names)
+        // A partition is placed by its own entry, else by its partitioned root's.
+        let root = source
+            .query(&format!(
+                "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.oid = pg_partition_root({}) AND c.oid <> {}",
+                table.oid, table.oid
+            ))
+            .await?;
+        let mut candidates = vec![(table.schema.clone(), table.name.clone())];
+        if let (Some(schema), Some(name)) = (root.get(0, 0), root.get(0, 1)) {
+            candidates.push((schema.to_string(), name.to_string()));
+        }
+        let rule = candidates
+            .iter()
+            .find_map(|(schema, name)| sharding.table_rule(Some(schema), name, &names))
             .and_then(|rule| {
                 let position = columns.iter().position(|c| c == rule.column())?;
                 Some((position, rule))
