@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pgdog_config::ConfigAndUsers;
 use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::progress::{CopyStatus, TableCopies};
 use super::slot::{self, ExportedSnapshot};
@@ -111,7 +111,7 @@ pub async fn run(
         pg_dump_path: config.config.replication.pg_dump_path.as_deref(),
     })
     .await;
-    if existing.is_some() {
+    if existing.is_some() || has_progress(&destination, &slot_name).await {
         // Resuming: rows an earlier run copied are expected; the state decides.
         problems.retain(|p| p.check != "destination_not_empty");
     }
@@ -181,9 +181,13 @@ pub async fn run(
     for job in jobs {
         let key = (job.table.schema.clone(), job.table.name.clone());
         let on_shards: Vec<Option<&TableState>> = states.iter().map(|s| s.get(&key)).collect();
-        if on_shards
-            .iter()
-            .all(|s| s.is_some_and(TableState::complete))
+        // Rows copied for a slot that no longer exists predate the new slot's start: the
+        // changes in between would be lost, so such tables are copied again.
+        let slot_is_new = existing.is_none();
+        if !slot_is_new
+            && on_shards
+                .iter()
+                .all(|s| s.is_some_and(TableState::complete))
         {
             if on_shards.iter().all(|s| s.is_some_and(|s| s.verified)) {
                 let id = progress.add(
@@ -202,10 +206,17 @@ pub async fn run(
             continue;
         }
         if on_shards.iter().any(Option::is_some) {
-            info!(
-                "{} was partly copied by an earlier run: copying it again",
-                job.table
-            );
+            if slot_is_new {
+                warn!(
+                    "{} was copied for an earlier slot named {slot_name} that no longer exists: copying it again",
+                    job.table
+                );
+            } else {
+                info!(
+                    "{} was partly copied by an earlier run: copying it again",
+                    job.table
+                );
+            }
             for conn in shards.iter_mut() {
                 state::clean(conn, &slot_name, &job.table).await?;
             }
@@ -360,6 +371,27 @@ pub async fn run(
         schema_sync(config, &schema_options(Phase::Post), schema_log, task).await?;
     }
     Ok(report)
+}
+
+/// Whether any destination shard has copy progress recorded for `slot` (shards that cannot be
+/// read count as not: the pre-flight check reports them).
+async fn has_progress(destination: &ClusterEndpoints, slot: &str) -> bool {
+    for shard in 0..destination.shards.len() {
+        if let Ok(mut conn) = destination.connect_primary(shard).await {
+            let found = conn
+                .query(&format!(
+                    "SELECT 1 FROM pgdog.copy_tables WHERE slot = {} LIMIT 1",
+                    crate::quote::literal(slot)
+                ))
+                .await
+                .is_ok_and(|rows| !rows.rows.is_empty());
+            conn.close().await;
+            if found {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn stopped(task: Option<&TaskHandle>) -> Result<(), CopyError> {
