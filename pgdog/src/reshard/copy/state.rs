@@ -166,15 +166,42 @@ pub async fn verified(conn: &mut Conn, slot: &str, table: &TableRef) -> Result<(
 }
 
 /// Empties the table on this shard and forgets its progress, in one (implicit) transaction.
+/// Foreign keys referencing it (made by an earlier run's schema sync after the copy) are
+/// dropped first: TRUNCATE refuses them, and schema sync recreates them, validated, after
+/// this copy.
 pub async fn clean(conn: &mut Conn, slot: &str, table: &TableRef) -> Result<(), ConnError> {
-    conn.execute(&format!(
+    let references = conn
+        .query(&format!(
+            "SELECT n.nspname, c.relname, k.conname FROM pg_catalog.pg_constraint k \
+             JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE k.contype = 'f' AND k.confrelid = to_regclass({}) AND k.conparentid = 0",
+            quote::literal(&table.qualified())
+        ))
+        .await?;
+    let mut sql = String::new();
+    for row in &references.rows {
+        if let [Some(schema), Some(name), Some(constraint)] = [&row[0], &row[1], &row[2]] {
+            tracing::info!(
+                "dropping foreign key {constraint} of {}.{} on the shard to empty {table}; \
+                 schema sync recreates it after the copy",
+                quote::ident(schema),
+                quote::ident(name)
+            );
+            sql.push_str(&format!(
+                "ALTER TABLE {} DROP CONSTRAINT {}; ",
+                quote::qualified(schema, name),
+                quote::ident(constraint)
+            ));
+        }
+    }
+    sql.push_str(&format!(
         "TRUNCATE ONLY {table}; DELETE FROM pgdog.copy_ranges WHERE {k}; \
          DELETE FROM pgdog.copy_tables WHERE {k}",
         table = table.qualified(),
         k = key(slot, table)
-    ))
-    .await
-    .map(|_| ())
+    ));
+    conn.execute(&sql).await.map(|_| ())
 }
 
 /// Whether the table has any row on this shard.
