@@ -4,6 +4,7 @@
 
 /// Plumbing shared by the benchmark binaries.
 pub mod bench;
+pub mod data_sync;
 pub mod pgdog_process;
 /// A minimal PostgreSQL protocol client for tests that need exact control of the messages.
 pub mod raw;

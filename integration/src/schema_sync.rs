@@ -337,10 +337,11 @@ fn read_all<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandl
 }
 
 /// A temp directory for the config files, removed on drop.
-struct ConfigDir(PathBuf);
+pub struct ConfigDir(PathBuf);
 
 impl ConfigDir {
-    fn new() -> ConfigDir {
+    /// Creates a new, empty directory.
+    pub fn new() -> ConfigDir {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -353,13 +354,21 @@ impl ConfigDir {
         ConfigDir(dir)
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    /// The path of file `name` in it.
+    pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 
-    fn write(&self, name: &str, text: &str) {
+    /// Writes file `name`.
+    pub fn write(&self, name: &str, text: &str) {
         let path = self.path(name);
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+}
+
+impl Default for ConfigDir {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -517,6 +517,14 @@ pub struct QueryResult {
     pub counts: Vec<u64>,
 }
 
+impl QueryResult {
+    /// The value of `column` in row `row`; `None` for NULL, a missing row or column.
+    pub fn cell(&self, row: usize, column: &str) -> Option<&str> {
+        let index = self.columns.iter().position(|c| c == column)?;
+        self.rows.get(row)?.get(index)?.as_deref()
+    }
+}
+
 /// An error as a test reports it: SQLSTATE and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryError {

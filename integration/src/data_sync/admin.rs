@@ -1,0 +1,135 @@
+//! The data copy through the admin database: `COPY_DATA` (its `task_id` and
+//! `replication_slot`), the task's row in `SHOW TASKS`, and `SHOW TABLE_COPIES`.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::sharded::{run_simple, QueryResult};
+
+/// The columns `SHOW TABLE_COPIES` starts with (more may follow).
+pub const TABLE_COPIES_COLUMNS: [&str; 12] = [
+    "schema",
+    "table",
+    "status",
+    "rows",
+    "rows_human",
+    "bytes",
+    "bytes_human",
+    "bytes_per_sec",
+    "bytes_per_sec_human",
+    "elapsed",
+    "elapsed_ms",
+    "sql",
+];
+
+/// The statuses a `SHOW TABLE_COPIES` row may have.
+pub const TABLE_COPY_STATUSES: [&str; 6] = [
+    "pending",
+    "copying",
+    "verifying",
+    "done",
+    "skipped",
+    "failed",
+];
+
+/// What `COPY_DATA` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The task's id.
+    pub task_id: String,
+    /// The replication slot it uses.
+    pub replication_slot: String,
+}
+
+/// Runs `COPY_DATA <args>` and checks its one row with columns `task_id`, `replication_slot`.
+pub async fn copy_data(admin: &Client, args: &str) -> Started {
+    let sql = format!("COPY_DATA {args}");
+    let result = run_simple(admin, &sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(
+        result.columns,
+        ["task_id", "replication_slot"],
+        "{sql}: {result:?}"
+    );
+    assert_eq!(result.rows.len(), 1, "{sql}: {result:?}");
+    let value = |column: &str| {
+        result
+            .cell(0, column)
+            .unwrap_or_else(|| panic!("{sql}: no {column}: {result:?}"))
+            .to_string()
+    };
+    Started {
+        task_id: value("task_id"),
+        replication_slot: value("replication_slot"),
+    }
+}
+
+/// One task's row of `SHOW TASKS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    /// `type`.
+    pub kind: String,
+    /// `status` (running, finished, failed, stopped).
+    pub status: String,
+    /// `step`, empty when NULL.
+    pub step: String,
+    /// `error`, empty when NULL.
+    pub error: String,
+}
+
+/// The row of task `task_id` in `SHOW TASKS`, if listed.
+pub async fn task(admin: &Client, task_id: &str) -> Option<TaskRow> {
+    let tasks = run_simple(admin, "SHOW TASKS")
+        .await
+        .unwrap_or_else(|e| panic!("SHOW TASKS: {e}"));
+    let row = (0..tasks.rows.len()).find(|r| tasks.cell(*r, "id") == Some(task_id))?;
+    let text = |column: &str| tasks.cell(row, column).unwrap_or("").to_string();
+    Some(TaskRow {
+        kind: text("type"),
+        status: text("status"),
+        step: text("step"),
+        error: text("error"),
+    })
+}
+
+/// Waits until task `task_id` has ended (neither `running` nor `stopping`) and returns its row.
+pub async fn wait_task_end(admin: &Client, task_id: &str, timeout: Duration) -> TaskRow {
+    crate::eventually(timeout, "the copy_data task to end", || async move {
+        task(admin, task_id)
+            .await
+            .filter(|row| !matches!(row.status.as_str(), "running" | "stopping"))
+    })
+    .await
+}
+
+/// `SHOW TABLE_COPIES`, checking that its columns start with [`TABLE_COPIES_COLUMNS`].
+pub async fn table_copies(admin: &Client) -> QueryResult {
+    let result = run_simple(admin, "SHOW TABLE_COPIES")
+        .await
+        .unwrap_or_else(|e| panic!("SHOW TABLE_COPIES: {e}"));
+    assert!(
+        result.columns.len() >= TABLE_COPIES_COLUMNS.len()
+            && result.columns[..TABLE_COPIES_COLUMNS.len()] == TABLE_COPIES_COLUMNS,
+        "SHOW TABLE_COPIES columns: {:?}",
+        result.columns
+    );
+    result
+}
+
+/// The rows of `copies` belonging to task `task_id` when the view has a `task_id` column,
+/// else all of them.
+pub fn of_task(copies: &QueryResult, task_id: &str) -> QueryResult {
+    if !copies.columns.iter().any(|c| c == "task_id") {
+        return copies.clone();
+    }
+    QueryResult {
+        columns: copies.columns.clone(),
+        rows: (0..copies.rows.len())
+            .filter(|r| copies.cell(*r, "task_id") == Some(task_id))
+            .map(|r| copies.rows[r].clone())
+            .collect(),
+        counts: copies.counts.clone(),
+    }
+}
