@@ -42,6 +42,9 @@ pub struct TupleRouter {
     bytes: u64,
     /// `finish` succeeded: the trailers are written.
     finished: bool,
+    /// The trailer was missing: every later `finish` fails too (the splitter keeps its own
+    /// errors).
+    failed: Option<ErrorResponse>,
 }
 
 /// The per-shard streams and what decides which tuple goes where.
@@ -78,13 +81,15 @@ impl TupleRouter {
             },
             bytes: 0,
             finished: false,
+            failed: None,
         }
     }
 
     /// Feeds one CopyData payload of the source's `COPY ... TO STDOUT (FORMAT binary)`
     /// (header, tuples and trailer may be split anywhere across payloads). Complete tuples are
     /// appended (widened) to their shard's output buffer, which starts with the binary COPY
-    /// header. After an error every later call fails.
+    /// header: the source's, written to every buffer once it has arrived whole. After an
+    /// error every later call fails.
     pub fn feed(&mut self, payload: &[u8]) -> Result<(), ErrorResponse> {
         let output = &mut self.output;
         self.splitter
@@ -106,8 +111,12 @@ impl TupleRouter {
 
     /// After the source's COPY ended: checks the trailer was seen and nothing is left over,
     /// appends the trailer to every shard's buffer. Errors (22P04) on a missing header or
-    /// trailer or a partial tuple. Calling it again does nothing.
+    /// trailer or a partial tuple (and again on every later call). Calling it again after it
+    /// succeeded does nothing.
     pub fn finish(&mut self) -> Result<(), ErrorResponse> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
         if self.finished {
             return Ok(());
         }
@@ -115,7 +124,9 @@ impl TupleRouter {
             // A partial tuple or a missing header is reported by the splitter; with neither,
             // the trailer is missing.
             self.splitter.finish(&mut |_| Ok(()))?;
-            return Err(missing_trailer());
+            let error = missing_trailer();
+            self.failed = Some(error.clone());
+            return Err(error);
         }
         let output = &mut self.output;
         self.splitter.finish(&mut |piece| output.piece(piece))?;
@@ -156,20 +167,20 @@ impl Output {
 
     fn row(&mut self, key: Option<KeyValue<'_>>, tuple: &[u8]) -> Result<(), ErrorResponse> {
         let Some(rule) = &self.rule else {
-            return self.to_all(tuple);
+            return self.send_everywhere(tuple);
         };
         match rule.shards_of(key.as_ref())? {
-            Shards::One(shard) => self.to_shard(shard, tuple),
+            Shards::One(shard) => self.send_to(shard, tuple),
             other => {
                 for shard in other.list(self.buffers.len()) {
-                    self.to_shard(shard, tuple)?;
+                    self.send_to(shard, tuple)?;
                 }
                 Ok(())
             }
         }
     }
 
-    fn to_shard(&mut self, shard: usize, tuple: &[u8]) -> Result<(), ErrorResponse> {
+    fn send_to(&mut self, shard: usize, tuple: &[u8]) -> Result<(), ErrorResponse> {
         let (Some(buffer), Some(digest)) =
             (self.buffers.get_mut(shard), self.digests.get_mut(shard))
         else {
@@ -190,7 +201,7 @@ impl Output {
         Ok(())
     }
 
-    fn to_all(&mut self, tuple: &[u8]) -> Result<(), ErrorResponse> {
+    fn send_everywhere(&mut self, tuple: &[u8]) -> Result<(), ErrorResponse> {
         let Some((first, rest)) = self.buffers.split_first_mut() else {
             return Ok(());
         };
@@ -237,7 +248,7 @@ fn write_tuple(out: &mut BytesMut, tuple: &[u8], widen: &[usize]) -> Result<(), 
         let len = i32::from_be_bytes([a, b, c, d]);
         let data = pos + 4;
         // NULL (-1) has no data bytes.
-        let end = data + usize::try_from(len).unwrap_or(0);
+        let end = data.saturating_add(usize::try_from(len).unwrap_or(0));
         if index == next {
             wanted.next();
             let value = match tuple.get(data..end) {
@@ -635,6 +646,11 @@ mapping = [ { values = [1], shard = 1 }, { shard = 2 } ]
         let error = fail(keyed(), &[&data[..data.len() - 2]]);
         assert_eq!(error.code, "22P04");
         assert_eq!(error.message, missing_trailer().message);
+        let mut router = TupleRouter::new(keyed());
+        router.feed(&data[..data.len() - 2]).unwrap();
+        assert_eq!(router.finish(), Err(missing_trailer()));
+        assert_eq!(router.finish(), Err(missing_trailer()));
+        assert!(router.feed(TRAILER).is_err());
         let error = fail(keyed(), &[&data, b"\0"]);
         assert_eq!(error.code, "22P04");
         // The key column is not in the tuple; a key of the wrong size.
@@ -652,53 +668,76 @@ mapping = [ { values = [1], shard = 1 }, { shard = 2 } ]
     #[test]
     #[ignore]
     fn throughput() {
-        // Rows like (bigint id, int4, text ~40 bytes, uuid, NULL): about 100 bytes each.
-        let mut data = HEADER.to_vec();
-        let mut id = 0i64;
-        while data.len() < 200 << 20 {
+        // Rows like (bigint id, int4, text ~40 bytes, uuid, NULL): about 100 bytes each; a
+        // block of distinct rows repeated up to ~200 MB.
+        let mut block = Vec::new();
+        let mut ends = Vec::new();
+        for id in 0..50_000i64 {
             let text = format!("row {id:010} with some text in it ......");
             let uuid: [u8; 16] = std::array::from_fn(|i| (id as u8).wrapping_add(i as u8));
-            data.extend_from_slice(&tuple(&[
+            block.extend_from_slice(&tuple(&[
                 Some(&id.to_be_bytes()),
                 Some(&(id as i32).to_be_bytes()),
                 Some(text.as_bytes()),
                 Some(&uuid),
                 None,
             ]));
-            id += 1;
+            ends.push(block.len());
         }
+        let repeat = (200 << 20) / block.len() + 1;
+        let mut data = Vec::with_capacity(HEADER.len() + block.len() * repeat + 2);
+        // Payload boundaries as PostgreSQL sends them: the header with the first tuple, then
+        // one tuple per CopyData, the trailer alone.
+        let mut cuts = Vec::with_capacity(ends.len() * repeat + 1);
+        data.extend_from_slice(HEADER);
+        for _ in 0..repeat {
+            let base = data.len();
+            data.extend_from_slice(&block);
+            cuts.extend(ends.iter().map(|end| base + end));
+        }
+        cuts[0] = HEADER.len() + ends[0];
         data.extend_from_slice(TRAILER);
-        // Payloads as PostgreSQL sends them (one tuple per CopyData) would be cut at tuple
-        // ends; 64 kB chunks also exercise tuples spanning payloads.
+        cuts.push(data.len());
+        let mut per_tuple = Vec::with_capacity(cuts.len());
+        let mut start = 0;
+        for &cut in &cuts {
+            per_tuple.push(&data[start..cut]);
+            start = cut;
+        }
+        let chunks: Vec<&[u8]> = data.chunks(64 << 10).collect();
+
         for (name, plan) in [
-            ("hash bigint key", plan(Some((0, "ints")), &[])),
-            ("hash bigint key, widen int4", plan(Some((0, "ints")), &[1])),
+            ("bigint key", plan(Some((0, "ints")), &[])),
+            ("bigint key, widen int4", plan(Some((0, "ints")), &[1])),
             ("text key", plan(Some((2, "texts")), &[])),
-            ("no key (3 shards)", plan(None, &[])),
+            ("no key, 3 shards", plan(None, &[])),
         ] {
-            let started = Instant::now();
-            let mut router = TupleRouter::new(plan);
-            let mut sent = 0usize;
-            for chunk in data.chunks(64 << 10) {
-                router.feed(chunk).unwrap();
-                for shard in 0..SHARDS {
-                    if let Some(bytes) = router.take(shard, 256 << 10) {
-                        sent += bytes.len();
+            for (payloads, what) in [(&per_tuple, "a CopyData per tuple"), (&chunks, "64 kB")] {
+                let started = Instant::now();
+                let mut router = TupleRouter::new(plan.clone());
+                let mut sent = 0usize;
+                for payload in payloads {
+                    router.feed(payload).unwrap();
+                    for shard in 0..SHARDS {
+                        if let Some(bytes) = router.take(shard, 256 << 10) {
+                            sent += bytes.len();
+                        }
                     }
                 }
+                router.finish().unwrap();
+                for shard in 0..SHARDS {
+                    sent += router.take(shard, 0).map_or(0, |bytes| bytes.len());
+                }
+                let seconds = started.elapsed().as_secs_f64();
+                println!(
+                    "{name} ({what}): {} rows, {:.0} MB in, {:.0} MB out, {:.0} MB/s, {:.0} ns/row",
+                    router.rows(),
+                    data.len() as f64 / 1e6,
+                    sent as f64 / 1e6,
+                    data.len() as f64 / 1e6 / seconds,
+                    seconds * 1e9 / router.rows() as f64
+                );
             }
-            router.finish().unwrap();
-            for shard in 0..SHARDS {
-                sent += router.take(shard, 0).map_or(0, |bytes| bytes.len());
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "{name}: {} rows, {:.0} MB in, {:.0} MB out, {:.0} MB/s",
-                router.rows(),
-                data.len() as f64 / 1e6,
-                sent as f64 / 1e6,
-                data.len() as f64 / 1e6 / seconds
-            );
         }
     }
 }
