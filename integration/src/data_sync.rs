@@ -253,6 +253,29 @@ impl DataSyncSetup {
         (output, summary)
     }
 
+    /// Runs `pgdog data-sync` ([`data_sync_args`](Self::data_sync_args)) on a terminal: under
+    /// `script`, so stdout and stderr are a pseudo-terminal; both come back in `stdout`.
+    pub fn data_sync_on_terminal(&self, flags: &[&str]) -> ToolOutput {
+        let mut line = format!(
+            "{} -c {} -u {}",
+            crate::pgdog_process::pgdog_binary().display(),
+            self.config_path().display(),
+            self.users_path().display()
+        );
+        for arg in Self::data_sync_args(flags) {
+            line.push(' ');
+            line.push_str(arg);
+        }
+        let mut command = Command::new("script");
+        command
+            .args(["-q", "-e", "-c", &line, "/dev/null"])
+            .env_remove("PGDOG_CONFIG")
+            .env_remove("PGDOG_USERS")
+            .env("COLUMNS", "120")
+            .env("TERM", "xterm");
+        run_with_timeout(command, CLI_TIMEOUT)
+    }
+
     /// Starts `pgdog data-sync` in the background.
     pub fn spawn_data_sync(&self, flags: &[&str]) -> CliRun {
         use std::sync::atomic::{AtomicU64, Ordering};

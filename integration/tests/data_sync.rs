@@ -4,8 +4,9 @@
 //! an omnisharded table, a table without a sharding key) from a source cluster to 2 or 3
 //! shards, judged by SQL: per table and shard, the count and checksum of the source rows that
 //! belong there (`satisfies_hash_partition`) equal the shard's. Also: writes during the copy
-//! stay out of it (snapshot at the slot), bad input fails cleanly, and the admin task with its
-//! progress views. Resuming after kill -9, a shard restart and STOP_TASK are in
+//! stay out of it (snapshot at the slot), types whose binary form names other types, the
+//! admin task with its progress views, progress bars on a terminal. Bad input is in
+//! `data_sync_errors.rs`; resuming after kill -9, a shard restart and STOP_TASK are in
 //! `data_sync_resume.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -314,175 +315,6 @@ async fn copy_is_the_snapshot_at_the_slot() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bad input.
-// ---------------------------------------------------------------------------------------------
-
-/// Asserts the source has no replication slot.
-async fn assert_no_slot(setup: &DataSyncSetup, what: &str) {
-    let slots = setup.slots().await;
-    assert!(slots.is_empty(), "{what}: a slot was created: {slots:?}");
-}
-
-/// Unknown source or destination database, unknown publication: exit 1 with the name in the
-/// message, no slot, nothing on the shards.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_database_or_publication_is_an_error() {
-    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
-    let base = |from: &'static str, to: &'static str, publication: &'static str| {
-        vec![
-            "data-sync",
-            "--from-database",
-            from,
-            "--to-database",
-            to,
-            "--publication",
-            publication,
-            "--sync-only",
-        ]
-    };
-    for (args, needle) in [
-        (base("nowhere", "destination", PUBLICATION), "nowhere"),
-        (base(SOURCE, "elsewhere", PUBLICATION), "elsewhere"),
-        (base(SOURCE, "destination", "no_such_pub"), "no_such_pub"),
-        (
-            [
-                base(SOURCE, "destination", PUBLICATION),
-                vec!["--from-user", "nobody"],
-            ]
-            .concat(),
-            "nobody",
-        ),
-    ] {
-        let output = setup.pgdog_cli(&args);
-        integration::data_sync::assert_failed_with(&output, &[needle], &format!("{args:?}"));
-        assert_no_slot(&setup, needle).await;
-        setup.assert_nothing_copied(needle).await;
-    }
-}
-
-/// A published table without a primary key (or replica identity) stops the run in the
-/// pre-flight check, naming the table; nothing is created or copied.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn table_without_primary_key_is_an_error() {
-    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
-    setup.psql_source(
-        "CREATE TABLE public.audit_log (at timestamptz, line text); \
-         INSERT INTO public.audit_log SELECT timestamptz '2024-01-01 00:00:00+00', 'line ' || i \
-         FROM generate_series(1, 10) AS i; \
-         ALTER PUBLICATION pub ADD TABLE public.audit_log",
-    );
-    let output = setup.data_sync(&[]);
-    integration::data_sync::assert_failed_with(&output, &["audit_log"], "table without a key");
-    assert_no_slot(&setup, "table without a key").await;
-    setup.assert_nothing_copied("table without a key").await;
-    for k in 0..setup.shards() {
-        let tables = setup.psql_shard(
-            k,
-            "SELECT count(*) FROM pg_tables WHERE schemaname IN ('public', 'Sales')",
-        );
-        assert_eq!(tables, "0", "shard {k}: the schema sync ran anyway");
-    }
-}
-
-/// A destination table whose columns differ from the source's (`--skip-schema-sync`, tables
-/// made beforehand, one column renamed on one shard): a clear error naming table and column
-/// before anything is copied.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn destination_table_with_other_columns_is_an_error() {
-    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
-    setup.schema_sync_pre();
-    setup.psql_shard(
-        1,
-        "ALTER TABLE public.devices RENAME COLUMN attrs TO attributes",
-    );
-    let output = setup.data_sync(&["--skip-schema-sync"]);
-    integration::data_sync::assert_failed_with(&output, &["devices"], "renamed column");
-    let stderr = output.stderr.to_lowercase();
-    assert!(
-        stderr.contains("attrs") || stderr.contains("attributes"),
-        "the error must name the column\n{}",
-        describe(&output)
-    );
-    setup.assert_nothing_copied("renamed column").await;
-
-    // Another type on one shard, then a table missing on one shard.
-    setup.psql_shard(
-        1,
-        "ALTER TABLE public.devices RENAME COLUMN attributes TO attrs; \
-         ALTER TABLE public.customers ALTER COLUMN name TYPE varchar(200)",
-    );
-    let output = setup.data_sync(&["--skip-schema-sync"]);
-    integration::data_sync::assert_failed_with(&output, &["customers", "name"], "other type");
-    setup.assert_nothing_copied("other type").await;
-    setup.psql_shard(
-        1,
-        "ALTER TABLE public.customers ALTER COLUMN name TYPE text",
-    );
-    setup.psql_shard(0, "DROP TABLE public.settings");
-    let output = setup.data_sync(&["--skip-schema-sync"]);
-    integration::data_sync::assert_failed_with(&output, &["settings"], "missing table");
-    setup.assert_nothing_copied("missing table").await;
-
-    // Repaired, the same command copies everything.
-    setup.schema_sync_pre();
-    let (output, summary) = setup.data_sync_ok(&["--skip-schema-sync"]);
-    setup.check_output(&output, &summary, Expect::Fresh).await;
-    setup.assert_copied("after repairing the destination").await;
-}
-
-/// A destination shard that is down: exit 1 naming it, nothing copied or recorded on the
-/// other shard; once it is back, the same command copies everything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shard_down_is_an_error() {
-    let setup = DataSyncSetup::start(DataSyncOptions {
-        separate_last_shard: true,
-        ..DataSyncOptions::default()
-    })
-    .await;
-    let down = setup.shards() - 1;
-    let port = setup.shard_cluster(down).port().to_string();
-    setup
-        .shard_cluster(down)
-        .stop()
-        .unwrap_or_else(|e| panic!("stop shard {down}: {e}"));
-    let output = setup.data_sync(&[]);
-    integration::data_sync::assert_failed_with(&output, &[], "shard down");
-    let text = output.stderr.to_lowercase();
-    assert!(
-        text.contains(&port) || text.contains(&format!("shard {down}")),
-        "the error must name the shard (shard {down} or port {port})\n{}",
-        describe(&output)
-    );
-    let client = setup.shard_client(0).await;
-    for table in ["copy_tables", "copy_ranges"] {
-        assert_eq!(
-            integration::data_sync::state_rows(&client, table).await,
-            0,
-            "shard 0: pgdog.{table} has rows"
-        );
-    }
-    for spec in TABLES {
-        let exists = setup.psql_shard(
-            0,
-            &format!("SELECT to_regclass('{}') IS NOT NULL", spec.sql_name()),
-        );
-        if exists == "t" {
-            let rows = setup.psql_shard(0, &format!("SELECT count(*) FROM {}", spec.sql_name()));
-            assert_eq!(rows, "0", "{} has rows on shard 0", spec.label());
-        }
-    }
-
-    setup
-        .shard_cluster(down)
-        .restart()
-        .unwrap_or_else(|e| panic!("start shard {down}: {e}"));
-    let (output, summary) = setup.data_sync_ok(&[]);
-    setup
-        .assert_complete(&output, &summary, Expect::Fresh, DEFAULT_SLOT)
-        .await;
-}
-
-// ---------------------------------------------------------------------------------------------
 // The admin database.
 // ---------------------------------------------------------------------------------------------
 
@@ -677,4 +509,37 @@ async fn enum_arrays_and_composites_are_copied() {
         describe(&output)
     );
     setup.assert_copied("with public.labels").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress on a terminal.
+// ---------------------------------------------------------------------------------------------
+
+/// On a terminal the CLI draws progress bars (terminal control characters) and still ends
+/// with the per-table lines and the summary; off a terminal (every other test, checked by
+/// `check_output`) it writes plain lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bars_on_a_terminal() {
+    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
+    let output = setup.data_sync_on_terminal(&[]);
+    assert_eq!(output.code, 0, "{}", describe(&output));
+    assert!(
+        output.stdout.contains('\x1b') || output.stdout.contains('\r'),
+        "no progress bar drawn on a terminal\n{}",
+        describe(&output)
+    );
+    let text = integration::data_sync::output::strip_terminal(&output.stdout);
+    let summary = integration::data_sync::output::summary(&text)
+        .unwrap_or_else(|| panic!("no summary line\n{}", describe(&output)));
+    let lines = integration::data_sync::output::table_lines(&text);
+    for spec in TABLES {
+        assert!(
+            lines.contains_key(&spec.label()),
+            "no line for {}\n{}",
+            spec.label(),
+            describe(&output)
+        );
+    }
+    setup.check_slot(DEFAULT_SLOT, &summary).await;
+    setup.assert_copied("after a run on a terminal").await;
 }

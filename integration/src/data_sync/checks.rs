@@ -43,6 +43,13 @@ impl DataSyncSetup {
     ) {
         let lines = output::table_lines(&output.stdout);
         let mut problems = Vec::new();
+        if output.stderr.contains('\x1b') || output.stderr.contains('\r') {
+            problems.push(
+                "stderr is not a terminal but carries terminal control characters (progress \
+                 bars?): plain log lines expected"
+                    .to_string(),
+            );
+        }
         for (spec, count) in self.counts_in(database).await {
             let label = spec.label();
             match (lines.get(&label), expect) {

@@ -81,6 +81,31 @@ fn parse_summary(line: &str) -> Option<Summary> {
     })
 }
 
+/// `text` without terminal control sequences (`ESC [ ... letter`, other `ESC x` pairs) and
+/// with carriage returns as line breaks: what a terminal session's log reads as lines.
+pub fn strip_terminal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                if chars.next_if_eq(&'[').is_some() {
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\r' => out.push('\n'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An LSN `X/Y` as a number.
 pub fn parse_lsn(text: &str) -> Option<u64> {
     let (high, low) = text.trim().split_once('/')?;
@@ -128,5 +153,9 @@ mod tests {
         );
         assert_eq!(parse_lsn("1/10"), Some((1 << 32) + 16));
         assert_eq!(parse_lsn("nope"), None);
+        assert_eq!(
+            strip_terminal("\x1b[1A\x1b[2Kpublic.t: already copied\r\x1b[32mok\x1b[0m"),
+            "public.t: already copied\nok"
+        );
     }
 }
