@@ -19,6 +19,9 @@
 //! - `--logs DIR`: also write what each tool printed, with times, to `DIR/<tool>.log`.
 
 mod dataset;
+mod dump;
+mod pgdog_run;
+mod raw;
 mod report;
 mod runs;
 mod setup;
