@@ -60,6 +60,7 @@ fn plan(port: u16) -> TuplePlan {
         key: Some((0, rule)),
         widen: vec![1],
         shards: SHARDS,
+        shape: None,
     }
 }
 

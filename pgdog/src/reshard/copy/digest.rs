@@ -107,6 +107,8 @@ impl fmt::Display for Digest {
 pub struct CopyDigester {
     splitter: CopySplitter,
     digest: Digest,
+    shape: Option<std::sync::Arc<super::shape::TupleShape>>,
+    scratch: Vec<u8>,
 }
 
 impl Default for CopyDigester {
@@ -121,6 +123,17 @@ impl CopyDigester {
         CopyDigester {
             splitter: CopySplitter::new(CopyOptions::defaults(CopyFormat::Binary), None),
             digest: Digest::default(),
+            shape: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A digester hashing tuples with the embedded OIDs of `shape` zeroed, like the
+    /// [`super::tuples::TupleRouter`] given the same shape.
+    pub fn with_shape(shape: Option<std::sync::Arc<super::shape::TupleShape>>) -> CopyDigester {
+        CopyDigester {
+            shape,
+            ..CopyDigester::new()
         }
     }
 
@@ -128,9 +141,11 @@ impl CopyDigester {
     /// trailer; after an error every later call fails.
     pub fn feed(&mut self, payload: &[u8]) -> Result<(), ErrorResponse> {
         let digest = &mut self.digest;
+        let shape = self.shape.as_deref();
+        let scratch = &mut self.scratch;
         self.splitter.feed(payload, &mut |piece| {
             if let CopyPiece::Row { bytes, .. } = piece {
-                digest.add_tuple(bytes);
+                digest.add_hash(super::shape::tuple_hash(shape, bytes, scratch));
             }
             Ok(())
         })

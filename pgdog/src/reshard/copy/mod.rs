@@ -6,6 +6,7 @@
 pub mod digest;
 pub mod progress;
 pub mod run;
+pub mod shape;
 pub mod slot;
 pub mod state;
 pub mod tables;

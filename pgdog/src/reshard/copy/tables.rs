@@ -2,6 +2,9 @@
 //! integer to bigint, where its rows go (the router's rule for the table, or every shard),
 //! and its CTID ranges, sized by heap plus TOAST bytes.
 
+use std::sync::Arc;
+
+use super::shape::TupleShape;
 use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
 use crate::reshard::publication::TableRef;
@@ -29,6 +32,8 @@ pub struct TableJob {
     pub rule: Option<(usize, TableRule)>,
     /// Heap plus TOAST bytes on the source.
     pub bytes: u64,
+    /// Where the copied columns' values carry type OIDs (for digests).
+    pub shape: Option<Arc<TupleShape>>,
     /// Its ranges.
     pub ranges: Vec<CtidRange>,
 }
@@ -54,6 +59,7 @@ pub enum TableError {
 struct Column {
     name: String,
     type_name: String,
+    type_oid: u32,
     generated: bool,
 }
 
@@ -61,7 +67,7 @@ async fn columns(conn: &mut Conn, table: &TableRef) -> Result<Option<Vec<Column>
     let name = quote::literal(&table.qualified());
     let rows = conn
         .query(&format!(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '' \
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', a.atttypid \
              FROM pg_catalog.pg_attribute a \
              WHERE a.attrelid = to_regclass({name}) AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attnum"
@@ -82,6 +88,12 @@ async fn columns(conn: &mut Conn, table: &TableRef) -> Result<Option<Vec<Column>
                 name: row.first().cloned().flatten().unwrap_or_default(),
                 type_name: row.get(1).cloned().flatten().unwrap_or_default(),
                 generated: row.get(2).cloned().flatten().as_deref() == Some("t"),
+                type_oid: row
+                    .get(3)
+                    .cloned()
+                    .flatten()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
             })
             .collect(),
     ))
@@ -195,6 +207,12 @@ pub async fn plan(
             continue;
         };
         let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let type_oids: Vec<u32> = columns
+            .iter()
+            .filter_map(|name| source_columns.iter().find(|c| &c.name == name))
+            .map(|c| c.type_oid)
+            .collect();
+        let shape = TupleShape::of_columns(source, &type_oids).await?;
         // A partition is placed by its own entry, else by its partitioned root's.
         let root = source
             .query(&format!(
@@ -221,6 +239,7 @@ pub async fn plan(
             widen,
             rule,
             bytes: heap + toast,
+            shape,
             ranges: ranges(heap / block, heap + toast, range_bytes),
         });
     }
@@ -297,6 +316,7 @@ mod tests {
         Column {
             name: name.into(),
             type_name: type_name.into(),
+            type_oid: 0,
             generated: false,
         }
     }

@@ -15,7 +15,10 @@ use crate::router::plan::TableRule;
 use crate::router::route::{CopyFormat, CopyOptions, Shards};
 use crate::router::sharding::KeyValue;
 
-use super::digest::{hash64, Digest};
+use std::sync::Arc;
+
+use super::digest::Digest;
+use super::shape::{tuple_hash, TupleShape};
 
 /// How each tuple of one table is placed and rewritten.
 #[derive(Debug, Clone)]
@@ -28,6 +31,9 @@ pub struct TuplePlan {
     pub widen: Vec<usize>,
     /// Destination shard count.
     pub shards: usize,
+    /// Columns with type OIDs inside their values (arrays, composites): digests hash the
+    /// tuples with those zeroed (see [`super::shape`]). `None`: hash the bytes as they are.
+    pub shape: Option<Arc<TupleShape>>,
 }
 
 /// Routes the tuples of one source COPY stream into per-shard binary COPY streams.
@@ -55,6 +61,8 @@ struct Output {
     widen: Vec<usize>,
     buffers: Vec<BytesMut>,
     digests: Vec<Digest>,
+    shape: Option<Arc<TupleShape>>,
+    scratch: Vec<u8>,
 }
 
 impl TupleRouter {
@@ -64,6 +72,7 @@ impl TupleRouter {
             key,
             mut widen,
             shards,
+            shape,
         } = plan;
         widen.sort_unstable();
         widen.dedup();
@@ -78,6 +87,8 @@ impl TupleRouter {
                 widen,
                 buffers: vec![BytesMut::new(); shards],
                 digests: vec![Digest::default(); shards],
+                shape,
+                scratch: Vec::new(),
             },
             bytes: 0,
             finished: false,
@@ -197,7 +208,11 @@ impl Output {
             buffer.truncate(start);
             return Err(error);
         }
-        digest.add_tuple(&buffer[start..]);
+        digest.add_hash(tuple_hash(
+            self.shape.as_deref(),
+            &buffer[start..],
+            &mut self.scratch,
+        ));
         Ok(())
     }
 
@@ -211,7 +226,7 @@ impl Output {
             return Err(error);
         }
         let written = &first[start..];
-        let hash = hash64(written);
+        let hash = tuple_hash(self.shape.as_deref(), written, &mut self.scratch);
         for buffer in rest {
             buffer.extend_from_slice(written);
         }
@@ -374,6 +389,7 @@ mapping = [ { values = [1], shard = 1 }, { shard = 2 } ]
             key: key.map(|(column, table)| (column, rule(table))),
             widen: widen.to_vec(),
             shards: SHARDS,
+            shape: None,
         }
     }
 

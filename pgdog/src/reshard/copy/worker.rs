@@ -246,6 +246,7 @@ async fn copy_once(
         key: job.rule.clone(),
         widen: job.widen.clone(),
         shards: shards.len(),
+        shape: job.shape.clone(),
     });
     source.copy_out_start(&job.copy_out_sql(unit.range)).await?;
     let mut reported = (0u64, 0u64);
@@ -347,7 +348,7 @@ pub async fn verify(
         };
         let expected = state::table_digest(conn, &ctx.slot, &job.table).await?;
         conn.copy_out_start(&job.read_back_sql()).await?;
-        let mut digester = CopyDigester::new();
+        let mut digester = CopyDigester::with_shape(job.shape.clone());
         while let Some(frame) = conn.copy_out_next().await? {
             digester.feed(frame.body()).map_err(|e| CopyError::Route {
                 table: table.clone(),

@@ -1,0 +1,272 @@
+//! Binary values that carry type OIDs inside them: arrays (their element type) and composite
+//! values (each field's type). Source and destination give user-defined types different OIDs,
+//! so the bytes pgdog sends and the bytes a shard gives back differ only there. Digests hash
+//! tuples with those OIDs zeroed, walking each column's shape (arrays of composites of arrays
+//! ...), so verification compares the values, not the catalogs.
+
+use std::sync::Arc;
+
+use super::digest::hash64;
+use crate::reshard::conn::{Conn, ConnError};
+
+/// How a column's binary value is laid out, as far as embedded OIDs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// No embedded OIDs.
+    Scalar,
+    /// An array of this element shape.
+    Array(Box<Shape>),
+    /// A composite value with these field shapes.
+    Record(Vec<Shape>),
+}
+
+/// The shapes of a tuple's columns; `None` from [`TupleShape::of_columns`] when every column
+/// is a scalar (hash the bytes as they are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TupleShape {
+    columns: Vec<Shape>,
+}
+
+/// Nesting followed at most (deeper values keep their OIDs; verification then fails loudly).
+const MAX_DEPTH: usize = 8;
+
+impl TupleShape {
+    /// The shapes of the types `type_oids` (one per copied column, on the server `conn`
+    /// talks to), or `None` when none has embedded OIDs.
+    pub async fn of_columns(
+        conn: &mut Conn,
+        type_oids: &[u32],
+    ) -> Result<Option<Arc<TupleShape>>, ConnError> {
+        let mut columns = Vec::with_capacity(type_oids.len());
+        for oid in type_oids {
+            columns.push(shape_of(conn, *oid, 0).await?);
+        }
+        if columns.iter().all(|c| *c == Shape::Scalar) {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(TupleShape { columns })))
+    }
+
+    /// The hash of `tuple` (field count and fields) with embedded OIDs zeroed; `scratch` is
+    /// reused between calls.
+    pub fn hash(&self, tuple: &[u8], scratch: &mut Vec<u8>) -> u64 {
+        scratch.clear();
+        scratch.extend_from_slice(tuple);
+        let mut pos = 2;
+        for shape in &self.columns {
+            let Some(len) = read_i32(scratch, pos) else {
+                break;
+            };
+            pos += 4;
+            if len < 0 {
+                continue;
+            }
+            let end = pos.saturating_add(len as usize).min(scratch.len());
+            zero_oids(shape, &mut scratch[pos..end], 0);
+            pos = end;
+        }
+        hash64(scratch)
+    }
+}
+
+/// The hash of a tuple, normalized when it has a shape.
+pub fn tuple_hash(shape: Option<&TupleShape>, tuple: &[u8], scratch: &mut Vec<u8>) -> u64 {
+    match shape {
+        Some(shape) => shape.hash(tuple, scratch),
+        None => hash64(tuple),
+    }
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    Some(i32::from_be_bytes([word[0], word[1], word[2], word[3]]))
+}
+
+fn zero(bytes: &mut [u8], at: usize) {
+    if let Some(word) = bytes.get_mut(at..at + 4) {
+        word.fill(0);
+    }
+}
+
+/// Zeroes the OIDs inside one value of `shape`.
+fn zero_oids(shape: &Shape, value: &mut [u8], depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match shape {
+        Shape::Scalar => {}
+        Shape::Array(element) => {
+            let (Some(dims), Some(_flags)) = (read_i32(value, 0), read_i32(value, 4)) else {
+                return;
+            };
+            zero(value, 8);
+            let dims = dims.clamp(0, 6) as usize;
+            let mut count: usize = if dims == 0 { 0 } else { 1 };
+            for d in 0..dims {
+                let size = read_i32(value, 12 + d * 8).unwrap_or(0).max(0) as usize;
+                count = count.saturating_mul(size);
+            }
+            let mut pos = 12 + dims * 8;
+            for _ in 0..count {
+                let Some(len) = read_i32(value, pos) else {
+                    return;
+                };
+                pos += 4;
+                if len < 0 {
+                    continue;
+                }
+                let end = pos.saturating_add(len as usize).min(value.len());
+                zero_oids(element, &mut value[pos..end], depth + 1);
+                pos = end;
+            }
+        }
+        Shape::Record(fields) => {
+            let Some(count) = read_i32(value, 0) else {
+                return;
+            };
+            let mut pos = 4;
+            for i in 0..count.max(0) as usize {
+                zero(value, pos);
+                let Some(len) = read_i32(value, pos + 4) else {
+                    return;
+                };
+                pos += 8;
+                if len < 0 {
+                    continue;
+                }
+                let end = pos.saturating_add(len as usize).min(value.len());
+                let field = fields.get(i).unwrap_or(&Shape::Scalar);
+                zero_oids(field, &mut value[pos..end], depth + 1);
+                pos = end;
+            }
+        }
+    }
+}
+
+/// The shape of type `oid`: domains by their base type, arrays by their element, composite
+/// types by their live attributes.
+fn shape_of<'a>(
+    conn: &'a mut Conn,
+    oid: u32,
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Shape, ConnError>> + Send + 'a>> {
+    Box::pin(async move {
+        if depth > MAX_DEPTH {
+            return Ok(Shape::Scalar);
+        }
+        let rows = conn
+            .query(&format!(
+                "SELECT t.typtype, t.typbasetype, t.typelem, t.typlen, t.typcategory, t.typrelid \
+                 FROM pg_catalog.pg_type t WHERE t.oid = {oid}"
+            ))
+            .await?;
+        let text = |i: usize| rows.get(0, i).unwrap_or("").to_string();
+        let number = |i: usize| text(i).parse::<u32>().unwrap_or(0);
+        match (text(0).as_str(), text(4).as_str()) {
+            ("d", _) => shape_of(conn, number(1), depth + 1).await,
+            (_, "A") if number(2) != 0 && text(3) == "-1" => Ok(Shape::Array(Box::new(
+                shape_of(conn, number(2), depth + 1).await?,
+            ))),
+            ("c", _) => {
+                let attributes = conn
+                    .query(&format!(
+                        "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = {} \
+                         AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                        number(5)
+                    ))
+                    .await?;
+                let mut fields = Vec::new();
+                for row in &attributes.rows {
+                    let oid = row
+                        .first()
+                        .cloned()
+                        .flatten()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    fields.push(shape_of(conn, oid, depth + 1).await?);
+                }
+                Ok(Shape::Record(fields))
+            }
+            _ => Ok(Shape::Scalar),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(bytes: &[u8]) -> Vec<u8> {
+        let mut out = (bytes.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// A one-dimensional array of `elements` with element type `oid`.
+    fn array(oid: u32, elements: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&1i32.to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes());
+        out.extend_from_slice(&oid.to_be_bytes());
+        out.extend_from_slice(&(elements.len() as i32).to_be_bytes());
+        out.extend_from_slice(&1i32.to_be_bytes());
+        for element in elements {
+            out.extend_from_slice(&field(element));
+        }
+        out
+    }
+
+    /// A composite value of (oid, bytes) fields.
+    fn record(fields: &[(u32, Vec<u8>)]) -> Vec<u8> {
+        let mut out = (fields.len() as i32).to_be_bytes().to_vec();
+        for (oid, bytes) in fields {
+            out.extend_from_slice(&oid.to_be_bytes());
+            out.extend_from_slice(&field(bytes));
+        }
+        out
+    }
+
+    fn tuple(fields: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = (fields.len() as i16).to_be_bytes().to_vec();
+        for f in fields {
+            out.extend_from_slice(&field(f));
+        }
+        out
+    }
+
+    /// id, mood[], place (mood, int), place[] as the source and a shard would encode them.
+    fn labels(mood: u32, place: u32, value: &[u8]) -> Vec<u8> {
+        let a_place = record(&[(mood, b"a".to_vec()), (23, value.to_vec())]);
+        tuple(&[
+            7i64.to_be_bytes().to_vec(),
+            array(mood, &[b"a".to_vec(), b"b".to_vec()]),
+            a_place.clone(),
+            array(place, &[a_place.clone(), a_place]),
+        ])
+    }
+
+    #[test]
+    fn embedded_oids_do_not_change_the_hash_but_values_do() {
+        let shape = TupleShape {
+            columns: vec![
+                Shape::Scalar,
+                Shape::Array(Box::new(Shape::Scalar)),
+                Shape::Record(vec![Shape::Scalar, Shape::Scalar]),
+                Shape::Array(Box::new(Shape::Record(vec![Shape::Scalar, Shape::Scalar]))),
+            ],
+        };
+        let mut scratch = Vec::new();
+        let source = labels(16648, 16657, &5i32.to_be_bytes());
+        let shard = labels(16419, 16427, &5i32.to_be_bytes());
+        assert_ne!(source, shard);
+        assert_eq!(
+            shape.hash(&source, &mut scratch),
+            shape.hash(&shard, &mut scratch)
+        );
+        let other = labels(16419, 16427, &6i32.to_be_bytes());
+        assert_ne!(
+            shape.hash(&source, &mut scratch),
+            shape.hash(&other, &mut scratch)
+        );
+    }
+}
