@@ -330,7 +330,8 @@ async fn send(
     }
 }
 
-/// Reads every shard's copy of the table back and compares it with what was recorded.
+/// Reads every shard's copy of the table back and compares it with what was recorded. A shard
+/// that breaks meanwhile (restart) is read again after a backoff, like a failed range.
 pub async fn verify(
     ctx: &CopyContext,
     job: &TableJob,
@@ -340,25 +341,24 @@ pub async fn verify(
     ctx.progress.set_status(copy, CopyStatus::Verifying);
     let table = job.table.qualified();
     for (shard, slot) in shards.iter_mut().enumerate() {
-        if slot.is_none() {
-            *slot = Some(connect(ctx, shard).await?);
-        }
-        let Some(conn) = slot.as_mut() else {
-            continue;
+        let mut attempt = 1;
+        let (expected, found) = loop {
+            match read_back(ctx, job, shard, slot).await {
+                Ok(result) => break result,
+                Err(CopyError::Conn(e)) if retryable(&e) && attempt < ctx.retry_max => {
+                    let delay = Duration::from_millis(200u64 << attempt.min(6));
+                    warn!(
+                        "verifying {table} on shard {shard} failed (attempt {attempt} of {}): {}; retrying in {delay:?}",
+                        ctx.retry_max,
+                        e.short()
+                    );
+                    *slot = None;
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
         };
-        let expected = state::table_digest(conn, &ctx.slot, &job.table).await?;
-        conn.copy_out_start(&job.read_back_sql()).await?;
-        let mut digester = CopyDigester::with_shape(job.shape.clone());
-        while let Some(frame) = conn.copy_out_next().await? {
-            digester.feed(frame.body()).map_err(|e| CopyError::Route {
-                table: table.clone(),
-                error: e.message,
-            })?;
-        }
-        let found = digester.finish().map_err(|e| CopyError::Route {
-            table: table.clone(),
-            error: e.message,
-        })?;
         if found != expected {
             let mismatch = format!("shard {shard}: expected {expected}, found {found}");
             ctx.progress.update(copy, |r| r.verified = mismatch.clone());
@@ -367,8 +367,7 @@ pub async fn verify(
                 detail: mismatch,
             });
         }
-    }
-    for slot in shards.iter_mut() {
+        // The table counts as verified once every shard says so.
         if let Some(conn) = slot.as_mut() {
             state::verified(conn, &ctx.slot, &job.table).await?;
         }
@@ -377,4 +376,37 @@ pub async fn verify(
     ctx.progress.set_status(copy, CopyStatus::Done);
     info!("copied and verified {table}");
     Ok(())
+}
+
+/// What shard `shard` should hold of the table and what it holds.
+async fn read_back(
+    ctx: &CopyContext,
+    job: &TableJob,
+    shard: usize,
+    slot: &mut Option<Conn>,
+) -> Result<(Digest, Digest), CopyError> {
+    if slot.is_none() {
+        *slot = Some(connect(ctx, shard).await?);
+    }
+    let Some(conn) = slot.as_mut() else {
+        return Err(CopyError::Conn(ConnError::Lost {
+            server: format!("shard {shard}"),
+            message: "no connection".into(),
+        }));
+    };
+    let table = job.table.qualified();
+    let expected = state::table_digest(conn, &ctx.slot, &job.table).await?;
+    conn.copy_out_start(&job.read_back_sql()).await?;
+    let mut digester = CopyDigester::with_shape(job.shape.clone());
+    while let Some(frame) = conn.copy_out_next().await? {
+        digester.feed(frame.body()).map_err(|e| CopyError::Route {
+            table: table.clone(),
+            error: e.message,
+        })?;
+    }
+    let found = digester.finish().map_err(|e| CopyError::Route {
+        table,
+        error: e.message,
+    })?;
+    Ok((expected, found))
 }
