@@ -18,7 +18,7 @@ pub use run::{run, DataSyncOptions, DataSyncReport};
 
 use crate::reshard::conn::ConnError;
 use crate::reshard::endpoints::EndpointError;
-use crate::reshard::preflight::Problem;
+use crate::reshard::preflight::PreflightFailed;
 use crate::reshard::schema::SchemaSyncError;
 
 /// Why a copy stopped.
@@ -28,8 +28,8 @@ pub enum CopyError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
     /// The pre-flight check found errors.
-    #[error("pre-flight check failed with {} error(s): {}; fix them, or pass --force (FORCE in the admin command) to go on anyway", .0.len(), .0.iter().map(|p| format!("{} ({})", p.object, p.check)).collect::<Vec<_>>().join(", "))]
-    Preflight(Vec<Problem>),
+    #[error(transparent)]
+    Preflight(#[from] PreflightFailed),
     /// Schema sync failed.
     #[error(transparent)]
     Schema(#[from] SchemaSyncError),

@@ -19,7 +19,7 @@ use super::worker::{self, CopyContext, Unit};
 use super::CopyError;
 use crate::reshard::conn::Conn;
 use crate::reshard::endpoints::ClusterEndpoints;
-use crate::reshard::preflight::{self, PreflightInput, Problem, Severity};
+use crate::reshard::preflight::{self, PreflightInput, Problem};
 use crate::reshard::publication;
 use crate::reshard::schema::{self, Phase, SchemaSyncLog, SchemaSyncOptions};
 use crate::reshard::tasks::TaskHandle;
@@ -116,14 +116,7 @@ pub async fn run(
         problems.retain(|p| p.check != "destination_not_empty");
     }
     on_preflight(&problems);
-    let errors: Vec<Problem> = problems
-        .iter()
-        .filter(|p| p.severity == Severity::Error)
-        .cloned()
-        .collect();
-    if !errors.is_empty() && !options.force {
-        return Err(CopyError::Preflight(errors));
-    }
+    preflight::gate(&problems, options.force)?;
     if !publication::exists(&mut source_conn, &options.publication).await? {
         return Err(CopyError::NoPublication {
             publication: options.publication.clone(),

@@ -150,6 +150,29 @@ struct SourceFacts {
     version: Option<u32>,
 }
 
+/// The pre-flight check found errors (and they were not overridden).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "pre-flight check failed with {} error(s): {}; fix them, or pass --force (FORCE in the admin command) to go on anyway",
+    .0.len(),
+    .0.iter().map(|p| format!("{} ({})", p.object, p.check)).collect::<Vec<_>>().join(", ")
+)]
+pub struct PreflightFailed(pub Vec<Problem>);
+
+/// Lets a step go on unless `problems` has errors and `force` is off.
+pub fn gate(problems: &[Problem], force: bool) -> Result<(), PreflightFailed> {
+    let errors: Vec<Problem> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .cloned()
+        .collect();
+    if errors.is_empty() || force {
+        Ok(())
+    } else {
+        Err(PreflightFailed(errors))
+    }
+}
+
 /// Runs every check and returns the problems found (empty: go ahead).
 pub async fn run(input: &PreflightInput<'_>) -> Vec<Problem> {
     let mut problems = Vec::new();

@@ -19,7 +19,7 @@ use crate::quote;
 use crate::reshard::conn::ConnError;
 use crate::reshard::endpoints::{ClusterEndpoints, EndpointError};
 use crate::reshard::pg_dump::{PgDump, PgDumpError};
-use crate::reshard::preflight::{self, PreflightInput, Problem, Severity};
+use crate::reshard::preflight::{self, PreflightFailed, PreflightInput, Problem};
 use crate::reshard::publication;
 use crate::reshard::tasks::TaskHandle;
 
@@ -55,8 +55,8 @@ pub enum SchemaSyncError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
     /// The pre-flight check found errors.
-    #[error("pre-flight check failed with {} error(s): {}; fix them, or pass --force (FORCE in the admin command) to go on anyway", .0.len(), summary(.0))]
-    Preflight(Vec<Problem>),
+    #[error(transparent)]
+    Preflight(#[from] PreflightFailed),
     /// pg_dump could not run.
     #[error(transparent)]
     PgDump(#[from] PgDumpError),
@@ -80,14 +80,6 @@ pub enum SchemaSyncError {
     /// Stopped by STOP_TASK.
     #[error("stopped")]
     Stopped,
-}
-
-fn summary(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("{} ({})", p.object, p.check))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What a run did.
@@ -151,14 +143,7 @@ pub async fn run(
         .await
     };
     on_preflight(&problems);
-    let errors: Vec<Problem> = problems
-        .iter()
-        .filter(|p| p.severity == Severity::Error)
-        .cloned()
-        .collect();
-    if !errors.is_empty() && !options.force {
-        return Err(SchemaSyncError::Preflight(errors));
-    }
+    preflight::gate(&problems, options.force)?;
     let mut report = SchemaSyncReport {
         problems,
         shards: Vec::new(),
