@@ -114,6 +114,32 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
+/// The `main` of every bench binary: parses the arguments with `parse` (a bad one prints its
+/// message and exits 2), installs the signal handlers, then runs `run` and reports its error
+/// as `<name>: error: ...` (exit 1).
+pub fn bench_main<A>(
+    name: &str,
+    parse: impl FnOnce(&[String]) -> Result<A, String>,
+    run: impl FnOnce(&A, &[String]) -> Result<(), String>,
+) -> std::process::ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse(&argv) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    install_signal_handlers();
+    match run(&args, &argv) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{name}: error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Makes SIGINT and SIGTERM set a flag that [`interrupted`] reports, instead of killing the
 /// process (which would leave clusters and poolers running).
 pub fn install_signal_handlers() {

@@ -14,6 +14,25 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
+/// `pgdog -c <config> -u <users> <args>` (the CLI subcommands), with the environment's config
+/// paths removed and `RUST_LOG` defaulting to `info`.
+pub fn pgdog_command(config: &Path, users: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(pgdog_binary());
+    command
+        .arg("-c")
+        .arg(config)
+        .arg("-u")
+        .arg(users)
+        .args(args)
+        .env_remove("PGDOG_CONFIG")
+        .env_remove("PGDOG_USERS")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+    command
+}
+
 /// The pgdog binary: `$PGDOG_BIN`, or the workspace's debug build (built once on first use).
 pub fn pgdog_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();

@@ -112,19 +112,8 @@ impl SchemaSyncSetup {
 
     /// Runs `pgdog -c <pgdog.toml> -u <users.toml> <args>` and waits (at most [`CLI_TIMEOUT`]).
     pub fn pgdog_cli(&self, args: &[&str]) -> ToolOutput {
-        let mut command = Command::new(crate::pgdog_process::pgdog_binary());
-        command
-            .arg("-c")
-            .arg(self.config_path())
-            .arg("-u")
-            .arg(self.users_path())
-            .args(args)
-            .env_remove("PGDOG_CONFIG")
-            .env_remove("PGDOG_USERS")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            );
+        let command =
+            crate::pgdog_process::pgdog_command(&self.config_path(), &self.users_path(), args);
         run_with_timeout(command, CLI_TIMEOUT)
     }
 

@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use integration::bench::{
-    bench_command, cores, cpu_model, first_line, flags, git_describe, install_signal_handlers,
-    interrupted, load_average, pgdog_release_binary, positive, workspace_root, write_report,
+    bench_command, cores, cpu_model, first_line, flags, git_describe, interrupted, load_average,
+    pgdog_release_binary, positive, workspace_root, write_report,
 };
 
 use crate::report::Machine;
@@ -172,22 +172,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&argv) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    install_signal_handlers();
-    match run(&args, &argv) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("bench_copy: error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    integration::bench::bench_main("bench_copy", parse_args, run)
 }
 
 fn run(args: &Args, argv: &[String]) -> Result<(), String> {

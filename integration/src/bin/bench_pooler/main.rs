@@ -32,9 +32,9 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use integration::bench::{
-    bench_command, cores, cpu_model, first_line, flags, git_describe, install_signal_handlers,
-    interrupted, listening, load_average, median, pgdog_release_binary, positive, positive_list,
-    tail, workspace_root, write_report, PgbenchRun as Run,
+    bench_command, cores, cpu_model, first_line, flags, git_describe, interrupted, listening,
+    load_average, median, pgdog_release_binary, positive, positive_list, tail, workspace_root,
+    write_report, PgbenchRun as Run,
 };
 use integration::tools::{pg_tool, pgbench, ToolOutput};
 use integration::{free_port, single_database_config, single_user_config, PgdogProcess};
@@ -150,22 +150,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
 // PgBouncer
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&argv) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    install_signal_handlers();
-    match bench(&args, &argv) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("bench_pooler: error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    integration::bench::bench_main("bench_pooler", parse_args, bench)
 }
 
 fn bench(args: &Args, argv: &[String]) -> Result<(), String> {

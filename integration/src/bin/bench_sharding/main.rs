@@ -35,8 +35,8 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use integration::bench::{
-    bench_command, cores, cpu_model, flags, git_describe, install_signal_handlers, interrupted,
-    load_average, pgdog_release_binary, positive, positive_list, workspace_root, write_report,
+    bench_command, cores, cpu_model, flags, git_describe, interrupted, load_average,
+    pgdog_release_binary, positive, positive_list, workspace_root, write_report,
 };
 use integration::tools::pg_tool;
 
@@ -141,22 +141,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&argv) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    install_signal_handlers();
-    match run(&args, &argv) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("bench_sharding: error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    integration::bench::bench_main("bench_sharding", parse_args, run)
 }
 
 fn run(args: &Args, argv: &[String]) -> Result<(), String> {
