@@ -56,6 +56,7 @@ pub fn schema_sync(state: &Arc<PoolerState>, command: &SchemaSync) -> Result<Rep
         index_jobs: None,
         sequence_margin: None,
         skip_preflight: false,
+        keys: Default::default(),
     };
     let log = state.schema_sync.clone();
     let id = state.tasks.start(TaskKind::SchemaSync, move |task| async move {

@@ -73,6 +73,7 @@ impl SchemaSyncArgs {
             index_jobs: self.index_jobs,
             sequence_margin: self.sequence_margin,
             skip_preflight: false,
+            keys: Default::default(),
         }
     }
 }

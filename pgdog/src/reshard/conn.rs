@@ -247,6 +247,26 @@ impl Conn {
         }
     }
 
+    /// Starts a copy in both directions (`START_REPLICATION` on a walsender session): read the
+    /// server's CopyData with [`Conn::copy_out_next`] (cancel-safe: a read that is dropped
+    /// loses nothing) and send with [`Conn::copy_in_data`].
+    pub async fn copy_both_start(&mut self, sql: &str) -> Result<(), ConnError> {
+        self.send_query(sql).await?;
+        loop {
+            let frame = self.next_message().await?;
+            match frame.tag {
+                b'W' => return Ok(()),
+                b'E' => {
+                    let error = self.error_of(&frame);
+                    self.until_ready().await?;
+                    return Err(self.sql_error(error));
+                }
+                b'Z' => return Err(self.lost("the replication stream did not start")),
+                _ => {}
+            }
+        }
+    }
+
     /// Starts `COPY ... FROM STDIN` (simple query) and waits until the server accepts data.
     pub async fn copy_in_start(&mut self, sql: &str) -> Result<(), ConnError> {
         self.send_query(sql).await?;

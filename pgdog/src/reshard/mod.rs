@@ -10,6 +10,7 @@ pub mod pg_dump;
 pub mod preflight;
 pub mod publication;
 pub mod schema;
+pub mod stream;
 pub mod tasks;
 
 pub use endpoints::{ClusterEndpoints, EndpointError, ShardEndpoints};

@@ -3,7 +3,7 @@
 //! Used by `pgdog data-sync` and the admin database's `COPY_DATA` task alike.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use crate::reshard::conn::Conn;
 use crate::reshard::endpoints::ClusterEndpoints;
 use crate::reshard::preflight::{self, PreflightInput, Problem};
 use crate::reshard::publication;
-use crate::reshard::schema::{self, Phase, SchemaSyncLog, SchemaSyncOptions};
+use crate::reshard::schema::{self, KeyPlacement, Phase, SchemaSyncLog, SchemaSyncOptions};
 use crate::reshard::tasks::TaskHandle;
 use crate::router::plan::ShardingSchema;
 
@@ -136,6 +136,7 @@ pub async fn run(
         index_jobs: None,
         sequence_margin: None,
         skip_preflight: true,
+        keys: KeyPlacement::AfterCopy,
     };
     if !options.skip_schema_sync {
         step("schema sync before the copy");
@@ -287,15 +288,7 @@ pub async fn run(
         let size = job.bytes;
         progress.update(copy, |r| r.size = size);
         copy_ids.push((copy, job.clone()));
-        let remaining = Arc::new(AtomicUsize::new(job.ranges.len()));
-        for range in 0..job.ranges.len() {
-            queue.push_back(Unit {
-                job: job.clone(),
-                range,
-                copy,
-                remaining: remaining.clone(),
-            });
-        }
+        queue.extend(Unit::ranges(job, copy, shards.len()));
     }
     for conn in shards {
         conn.close().await;

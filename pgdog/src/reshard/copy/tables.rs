@@ -213,22 +213,8 @@ pub async fn plan(
             .map(|c| c.type_oid)
             .collect();
         let shape = TupleShape::of_columns(source, &type_oids).await?;
-        // A partition is placed by its own entry, else by its partitioned root's.
-        let root = source
-            .query(&format!(
-                "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.oid = pg_partition_root({}) AND c.oid <> {}",
-                table.oid, table.oid
-            ))
-            .await?;
-        let mut candidates = vec![(table.schema.clone(), table.name.clone())];
-        if let (Some(schema), Some(name)) = (root.get(0, 0), root.get(0, 1)) {
-            candidates.push((schema.to_string(), name.to_string()));
-        }
-        let rule = candidates
-            .iter()
-            .find_map(|(schema, name)| sharding.table_rule(Some(schema), name, &names))
+        let rule = rule_of(source, table, &names, sharding)
+            .await?
             .and_then(|rule| {
                 let position = columns.iter().position(|c| c == rule.column())?;
                 Some((position, rule))
@@ -245,6 +231,31 @@ pub async fn plan(
     }
     jobs.sort_by_key(|job| std::cmp::Reverse(job.bytes));
     Ok(jobs)
+}
+
+/// The rule placing the rows of `table` (whose columns are `columns`): its own entry, else its
+/// partitioned root's (a partition is placed like its root). `None`: every shard gets them.
+pub async fn rule_of(
+    source: &mut Conn,
+    table: &TableRef,
+    columns: &[&str],
+    sharding: &ShardingSchema,
+) -> Result<Option<TableRule>, ConnError> {
+    let root = source
+        .query(&format!(
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = pg_partition_root({}) AND c.oid <> {}",
+            table.oid, table.oid
+        ))
+        .await?;
+    let mut candidates = vec![(table.schema.clone(), table.name.clone())];
+    if let (Some(schema), Some(name)) = (root.get(0, 0), root.get(0, 1)) {
+        candidates.push((schema.to_string(), name.to_string()));
+    }
+    Ok(candidates
+        .iter()
+        .find_map(|(schema, name)| sharding.table_rule(Some(schema), name, columns)))
 }
 
 /// Splits `pages` into ranges of about `range_bytes` of `bytes` each; the last range is open.

@@ -1,8 +1,9 @@
 //! A copy worker: one source connection reading in the copy's snapshot, one connection per
 //! destination shard. For each (table, range) it streams the source's binary COPY through the
 //! tuple router into every shard's COPY FROM STDIN, and commits each shard's part together
-//! with its progress row. A shard that fails is retried with backoff for that range only;
-//! after a table's last range the worker reads every shard back to verify it.
+//! with its progress row. A shard that fails is retried with backoff for that range only.
+//! Once a table's last range is in, reading each shard back to verify it becomes one unit per
+//! shard at the front of the queue, so the workers verify the shards in parallel.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -53,16 +54,55 @@ pub struct CopyContext {
     pub timeout: Duration,
 }
 
-/// One range of one table.
+/// What a unit does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Copy this range to every shard.
+    Range(usize),
+    /// Read this shard's copy of the table back and compare it.
+    Verify(usize),
+}
+
+/// One range of one table, or the verification of one shard's copy of it.
 pub struct Unit {
     /// The table.
     pub job: Arc<TableJob>,
-    /// Range number.
-    pub range: usize,
+    /// What to do.
+    pub work: Work,
     /// Its progress record.
     pub copy: CopyId,
-    /// Ranges of the table not done yet (the worker finishing the last one verifies it).
+    /// Ranges of the table not done yet (the worker finishing the last one queues the
+    /// verification).
     pub remaining: Arc<AtomicUsize>,
+    /// Shards not verified yet (the worker verifying the last one marks the table done).
+    pub unverified: Arc<AtomicUsize>,
+}
+
+impl Unit {
+    /// The units copying every range of `job`.
+    pub fn ranges(job: Arc<TableJob>, copy: CopyId, shards: usize) -> Vec<Unit> {
+        let remaining = Arc::new(AtomicUsize::new(job.ranges.len()));
+        let unverified = Arc::new(AtomicUsize::new(shards));
+        (0..job.ranges.len())
+            .map(|range| Unit {
+                job: job.clone(),
+                work: Work::Range(range),
+                copy,
+                remaining: remaining.clone(),
+                unverified: unverified.clone(),
+            })
+            .collect()
+    }
+
+    fn verify(&self, shard: usize) -> Unit {
+        Unit {
+            job: self.job.clone(),
+            work: Work::Verify(shard),
+            copy: self.copy,
+            remaining: self.remaining.clone(),
+            unverified: self.unverified.clone(),
+        }
+    }
 }
 
 /// The units left to copy.
@@ -96,24 +136,37 @@ async fn work(ctx: &CopyContext, queue: &Queue) -> Result<(), CopyError> {
         if ctx.task.as_ref().is_some_and(|t| t.is_stopping()) {
             return Err(CopyError::Stopped);
         }
-        let unit = match queue.lock() {
-            Ok(mut queue) => queue.pop_front(),
-            Err(poisoned) => poisoned.into_inner().pop_front(),
-        };
-        let Some(unit) = unit else {
+        let Some(unit) = lock(queue).pop_front() else {
             break;
         };
-        ctx.progress.set_status(unit.copy, CopyStatus::Copying);
-        if let Err(e) = copy_range(ctx, &mut source, &mut shards, &unit).await {
+        let result = match unit.work {
+            Work::Range(range) => {
+                ctx.progress.set_status(unit.copy, CopyStatus::Copying);
+                let result = copy_range(ctx, &mut source, &mut shards, &unit, range).await;
+                if result.is_ok() {
+                    ctx.progress.update(unit.copy, |r| r.ranges_done += 1);
+                    if unit.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        ctx.progress.set_status(unit.copy, CopyStatus::Verifying);
+                        let mut queue = lock(queue);
+                        for shard in (0..shards.len()).rev() {
+                            queue.push_front(unit.verify(shard));
+                        }
+                    }
+                }
+                result
+            }
+            Work::Verify(shard) => {
+                let result =
+                    verify_shard(ctx, &unit.job, unit.copy, shard, &mut shards[shard]).await;
+                if result.is_ok() && unit.unverified.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    verified(ctx, &unit.job, unit.copy);
+                }
+                result
+            }
+        };
+        if let Err(e) = result {
             fail(ctx, unit.copy, &e);
             return Err(e);
-        }
-        ctx.progress.update(unit.copy, |r| r.ranges_done += 1);
-        if unit.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Err(e) = verify(ctx, &unit.job, unit.copy, &mut shards).await {
-                fail(ctx, unit.copy, &e);
-                return Err(e);
-            }
         }
     }
     let _ = source.execute("COMMIT").await;
@@ -122,6 +175,13 @@ async fn work(ctx: &CopyContext, queue: &Queue) -> Result<(), CopyError> {
         conn.close().await;
     }
     Ok(())
+}
+
+fn lock(queue: &Queue) -> std::sync::MutexGuard<'_, VecDeque<Unit>> {
+    match queue.lock() {
+        Ok(queue) => queue,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 fn fail(ctx: &CopyContext, copy: CopyId, error: &CopyError) {
@@ -146,11 +206,12 @@ async fn copy_range(
     source: &mut Conn,
     shards: &mut [Option<Conn>],
     unit: &Unit,
+    range: usize,
 ) -> Result<(), CopyError> {
     let mut needed: Vec<usize> = (0..shards.len()).collect();
     let mut attempt = 1;
     loop {
-        let failed = copy_once(ctx, source, shards, unit, &needed, attempt == 1).await?;
+        let failed = copy_once(ctx, source, shards, unit, range, &needed, attempt == 1).await?;
         if failed.is_empty() {
             return Ok(());
         }
@@ -159,7 +220,7 @@ async fn copy_range(
         if attempt >= ctx.retry_max || !failed.iter().all(|(_, e)| retryable(e)) {
             return Err(CopyError::Shard {
                 table,
-                range: unit.range,
+                range,
                 shard: *shard,
                 attempts: attempt,
                 error: error.short(),
@@ -168,7 +229,7 @@ async fn copy_range(
         let delay = Duration::from_millis(200u64 << attempt.min(6));
         warn!(
             "copy of {table} range {} failed on shard {shard} (attempt {attempt} of {}): {}; retrying in {:?}",
-            unit.range,
+            range,
             ctx.retry_max,
             error.short(),
             delay
@@ -181,8 +242,7 @@ async fn copy_range(
             // The commit may have happened before the connection broke.
             match connect(ctx, shard).await {
                 Ok(mut conn) => {
-                    match state::has_range(&mut conn, &ctx.slot, &unit.job.table, unit.range).await
-                    {
+                    match state::has_range(&mut conn, &ctx.slot, &unit.job.table, range).await {
                         Ok(true) => {}
                         _ => needed.push(shard),
                     }
@@ -212,6 +272,7 @@ async fn copy_once(
     source: &mut Conn,
     shards: &mut [Option<Conn>],
     unit: &Unit,
+    range: usize,
     needed: &[usize],
     count_progress: bool,
 ) -> Result<Vec<(usize, ConnError)>, CopyError> {
@@ -248,7 +309,7 @@ async fn copy_once(
         shards: shards.len(),
         shape: job.shape.clone(),
     });
-    source.copy_out_start(&job.copy_out_sql(unit.range)).await?;
+    source.copy_out_start(&job.copy_out_sql(range)).await?;
     let mut reported = (0u64, 0u64);
     let table = job.table.qualified();
     while let Some(frame) = source.copy_out_next().await? {
@@ -294,7 +355,7 @@ async fn copy_once(
         let Some(conn) = shards[shard].as_mut() else {
             continue;
         };
-        let record = state::range_done(&ctx.slot, &job.table, unit.range, digests[shard]);
+        let record = state::range_done(&ctx.slot, &job.table, range, digests[shard]);
         let result = async {
             conn.copy_in_finish().await?;
             conn.execute(&record).await?;
@@ -330,8 +391,8 @@ async fn send(
     }
 }
 
-/// Reads every shard's copy of the table back and compares it with what was recorded. A shard
-/// that breaks meanwhile (restart) is read again after a backoff, like a failed range.
+/// Reads every shard's copy of the table back and compares it with what was recorded, one
+/// shard after the other (tables an earlier run copied).
 pub async fn verify(
     ctx: &CopyContext,
     job: &TableJob,
@@ -339,42 +400,60 @@ pub async fn verify(
     shards: &mut [Option<Conn>],
 ) -> Result<(), CopyError> {
     ctx.progress.set_status(copy, CopyStatus::Verifying);
-    let table = job.table.qualified();
     for (shard, slot) in shards.iter_mut().enumerate() {
-        let mut attempt = 1;
-        let (expected, found) = loop {
-            match read_back(ctx, job, shard, slot).await {
-                Ok(result) => break result,
-                Err(CopyError::Conn(e)) if retryable(&e) && attempt < ctx.retry_max => {
-                    let delay = Duration::from_millis(200u64 << attempt.min(6));
-                    warn!(
-                        "verifying {table} on shard {shard} failed (attempt {attempt} of {}): {}; retrying in {delay:?}",
-                        ctx.retry_max,
-                        e.short()
-                    );
-                    *slot = None;
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        if found != expected {
-            let mismatch = format!("shard {shard}: expected {expected}, found {found}");
-            ctx.progress.update(copy, |r| r.verified = mismatch.clone());
-            return Err(CopyError::Verification {
-                table,
-                detail: mismatch,
-            });
-        }
-        // The table counts as verified once every shard says so.
-        if let Some(conn) = slot.as_mut() {
-            state::verified(conn, &ctx.slot, &job.table).await?;
-        }
+        verify_shard(ctx, job, copy, shard, slot).await?;
     }
+    verified(ctx, job, copy);
+    Ok(())
+}
+
+/// Marks the table done once every shard verified it.
+fn verified(ctx: &CopyContext, job: &TableJob, copy: CopyId) {
     ctx.progress.update(copy, |r| r.verified = "ok".into());
     ctx.progress.set_status(copy, CopyStatus::Done);
-    info!("copied and verified {table}");
+    info!("copied and verified {}", job.table.qualified());
+}
+
+/// Reads one shard's copy of the table back and compares it with what was recorded; on a
+/// match, records it on that shard (the table counts as verified once every shard says so).
+/// A shard that breaks meanwhile (restart) is read again after a backoff, like a failed range.
+async fn verify_shard(
+    ctx: &CopyContext,
+    job: &TableJob,
+    copy: CopyId,
+    shard: usize,
+    slot: &mut Option<Conn>,
+) -> Result<(), CopyError> {
+    let table = job.table.qualified();
+    let mut attempt = 1;
+    let (expected, found) = loop {
+        match read_back(ctx, job, shard, slot).await {
+            Ok(result) => break result,
+            Err(CopyError::Conn(e)) if retryable(&e) && attempt < ctx.retry_max => {
+                let delay = Duration::from_millis(200u64 << attempt.min(6));
+                warn!(
+                    "verifying {table} on shard {shard} failed (attempt {attempt} of {}): {}; retrying in {delay:?}",
+                    ctx.retry_max,
+                    e.short()
+                );
+                *slot = None;
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if found != expected {
+        let mismatch = format!("shard {shard}: expected {expected}, found {found}");
+        ctx.progress.update(copy, |r| r.verified = mismatch.clone());
+        return Err(CopyError::Verification {
+            table,
+            detail: mismatch,
+        });
+    }
+    if let Some(conn) = slot.as_mut() {
+        state::verified(conn, &ctx.slot, &job.table).await?;
+    }
     Ok(())
 }
 

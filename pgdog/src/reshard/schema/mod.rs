@@ -33,4 +33,4 @@ pub mod run;
 pub mod sequences;
 
 pub use log::{SchemaSyncLog, StatementRecord, StatementState};
-pub use run::{run, SchemaSyncError, SchemaSyncOptions, SchemaSyncReport};
+pub use run::{run, KeyPlacement, SchemaSyncError, SchemaSyncOptions, SchemaSyncReport};

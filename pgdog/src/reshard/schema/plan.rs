@@ -18,8 +18,25 @@ pub struct Planned {
     pub parallel: bool,
 }
 
+/// Where primary keys go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyPlacement {
+    /// With the tables, before the copy (what `schema-sync` does: the destination is usable
+    /// for writes as soon as the pre phase is done).
+    #[default]
+    WithTables,
+    /// After the copy, with the other indexes (what the data copy does: loading into tables
+    /// without an index is faster, and building the key afterwards also proves the copy has
+    /// no duplicate key).
+    AfterCopy,
+}
+
 /// Where a dump entry goes, if anywhere.
-fn phase_of(entry: &DumpEntry, facts: &SourceFacts) -> Option<Phase> {
+fn phase_of(entry: &DumpEntry, facts: &SourceFacts, keys: KeyPlacement) -> Option<Phase> {
+    let key_phase = match keys {
+        KeyPlacement::WithTables => Phase::Pre,
+        KeyPlacement::AfterCopy => Phase::Post,
+    };
     let schema = entry.schema.clone().unwrap_or_default();
     let own = (schema.clone(), entry.name.clone());
     let first = entry.statements.first().map(String::as_str).unwrap_or("");
@@ -48,7 +65,7 @@ fn phase_of(entry: &DumpEntry, facts: &SourceFacts) -> Option<Phase> {
         "DEFAULT" | "TABLE ATTACH" => on_table().then_some(Phase::Pre),
         "CONSTRAINT" => on_table().then(|| {
             if rewrite::adds_primary_key(first) {
-                Phase::Pre
+                key_phase
             } else {
                 Phase::Post
             }
@@ -56,7 +73,7 @@ fn phase_of(entry: &DumpEntry, facts: &SourceFacts) -> Option<Phase> {
         "INDEX ATTACH" => {
             let index = rewrite::target_of(first)?;
             if facts.primary_key_indexes.contains(&index) {
-                Some(Phase::Pre)
+                Some(key_phase)
             } else {
                 facts.indexes.contains(&index).then_some(Phase::Post)
             }
@@ -73,10 +90,11 @@ pub fn plan(
     entries: &[DumpEntry],
     facts: &SourceFacts,
     phase: Phase,
+    keys: KeyPlacement,
 ) -> Result<Vec<Planned>, String> {
     let mut planned = Vec::new();
     for entry in entries {
-        if phase_of(entry, facts) != Some(phase) {
+        if phase_of(entry, facts, keys) != Some(phase) {
             continue;
         }
         let mut entry = entry.clone();
@@ -109,7 +127,15 @@ pub fn plan(
             }
             _ => {}
         }
-        let parallel = entry.kind == "INDEX";
+        // Secondary indexes, and primary keys built after the copy (one per table; the
+        // attaches of partitions' keys run after every parallel step).
+        let parallel = entry.kind == "INDEX"
+            || (entry.kind == "CONSTRAINT"
+                && phase == Phase::Post
+                && entry
+                    .statements
+                    .first()
+                    .is_some_and(|s| rewrite::adds_primary_key(s)));
         planned.push(Planned { entry, parallel });
     }
     Ok(planned)
@@ -186,7 +212,7 @@ mod tests {
     #[test]
     fn pre_phase_has_tables_keys_and_dependencies() {
         let entries = dump::parse(DUMP).unwrap();
-        let pre = plan(&entries, &facts(), Phase::Pre).unwrap();
+        let pre = plan(&entries, &facts(), Phase::Pre, KeyPlacement::WithTables).unwrap();
         assert_eq!(
             labels(&pre),
             [
@@ -225,7 +251,7 @@ mod tests {
     #[test]
     fn post_phase_has_indexes_constraints_triggers() {
         let entries = dump::parse(DUMP).unwrap();
-        let post = plan(&entries, &facts(), Phase::Post).unwrap();
+        let post = plan(&entries, &facts(), Phase::Post, KeyPlacement::WithTables).unwrap();
         assert_eq!(
             labels(&post),
             [
@@ -239,5 +265,40 @@ mod tests {
             ]
         );
         assert!(post[1].parallel && !post[0].parallel);
+    }
+
+    #[test]
+    fn keys_after_the_copy_move_to_post_and_build_in_parallel() {
+        let entries = dump::parse(DUMP).unwrap();
+        let pre = plan(&entries, &facts(), Phase::Pre, KeyPlacement::AfterCopy).unwrap();
+        assert!(
+            labels(&pre)
+                .iter()
+                .all(|l| !l.ends_with("_pkey") && !l.starts_with("INDEX ATTACH")),
+            "{:?}",
+            labels(&pre)
+        );
+        let post = plan(&entries, &facts(), Phase::Post, KeyPlacement::AfterCopy).unwrap();
+        let keys: Vec<_> = post
+            .iter()
+            .filter(|p| p.entry.label().ends_with("_pkey"))
+            .map(|p| (p.entry.label(), p.parallel))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    "CONSTRAINT Sales.Customers Customers_pkey".to_string(),
+                    true
+                ),
+                ("CONSTRAINT Sales.orders orders_pkey".to_string(), true),
+                ("CONSTRAINT inventory.events events_pkey".to_string(), true),
+                (
+                    "CONSTRAINT inventory.events_2024 events_2024_pkey".to_string(),
+                    true
+                ),
+                ("INDEX ATTACH inventory.events_2024_pkey".to_string(), false),
+            ]
+        );
     }
 }

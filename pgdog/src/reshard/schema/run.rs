@@ -13,6 +13,7 @@ use super::dump::{self, DumpError};
 use super::facts::{Name, SourceFacts};
 use super::log::{SchemaSyncLog, StatementState};
 use super::plan;
+pub use super::plan::KeyPlacement;
 use super::sequences;
 use super::Phase;
 use crate::quote;
@@ -46,6 +47,8 @@ pub struct SchemaSyncOptions {
     pub sequence_margin: Option<i64>,
     /// The caller already ran the pre-flight check (the data copy runs it once for all steps).
     pub skip_preflight: bool,
+    /// Whether primary keys come with the tables (pre) or after the copy (post).
+    pub keys: KeyPlacement,
 }
 
 /// Why a run stopped.
@@ -172,8 +175,8 @@ pub async fn run(
         Phase::Pre | Phase::Post => {
             step("dumping the source schema");
             let source_dump = dump::parse(&pg_dump.schema(&source.shards[0].primary).await?)?;
-            let planned =
-                plan::plan(&source_dump, &facts, options.phase).map_err(SchemaSyncError::Plan)?;
+            let planned = plan::plan(&source_dump, &facts, options.phase, options.keys)
+                .map_err(SchemaSyncError::Plan)?;
             step(&format!("comparing with {shards} destination shard(s)"));
             for shard in &destination.shards {
                 let shard_dump = dump::parse(&pg_dump.schema(&shard.primary).await?)?;

@@ -1,0 +1,104 @@
+//! The replication stream: after the copy, every change made on the source since the slot's
+//! position is decoded (pgoutput over a `replication=database` connection) and applied to the
+//! destination shards, routed by the sharding function, exactly once: each shard applies a
+//! batch of source transactions in one transaction that also records the last commit LSN
+//! (`state`), skips what it already has after a restart, and the source is told a position
+//! is flushed only once every shard committed it.
+
+pub mod pgoutput;
+pub mod progress;
+pub mod route;
+pub mod run;
+pub mod shard;
+pub mod source;
+pub mod state;
+pub mod tables;
+pub mod wal;
+
+pub use progress::{ReplicationRecord, ReplicationStats, StreamStatus};
+pub use run::{run, StreamOptions};
+
+use crate::reshard::conn::ConnError;
+use crate::reshard::copy::slot::SlotError;
+use crate::reshard::endpoints::EndpointError;
+
+/// Why a stream stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Source or destination unusable in the config.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// A server failed or went away.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// The slot is unusable.
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    /// The slot does not exist.
+    #[error("replication slot {slot:?} does not exist on the source; run COPY_DATA (or `pgdog data-sync`) first, it creates the slot")]
+    NoSlot {
+        /// Its name.
+        slot: String,
+    },
+    /// The publication does not exist.
+    #[error("publication {publication:?} does not exist on the source database")]
+    NoPublication {
+        /// Its name.
+        publication: String,
+    },
+    /// The source sent something that breaks the protocol.
+    #[error("replication protocol: {0}")]
+    Protocol(String),
+    /// A message could not be decoded.
+    #[error("replication protocol: {0}")]
+    Decode(#[from] wal::DecodeError),
+    /// A change of a table that is not part of the move.
+    #[error("the source sent a change of {table}, which is not part of the move (added to the publication after the copy?); resync it or remove it from the publication")]
+    UnknownTable {
+        /// The table.
+        table: String,
+    },
+    /// The table's definition does not allow applying a change.
+    #[error("{table}: {detail}")]
+    Schema {
+        /// The table.
+        table: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A row has no shard.
+    #[error("{table}: {detail}")]
+    Routing {
+        /// The table.
+        table: String,
+        /// What the router said.
+        detail: String,
+    },
+    /// A shard failed to apply a batch.
+    #[error("shard {shard}: {error}")]
+    Apply {
+        /// The shard.
+        shard: usize,
+        /// What it said.
+        error: ConnError,
+    },
+    /// The task was stopped.
+    #[error("stopped")]
+    Stopped,
+}
+
+impl StreamError {
+    /// Whether reconnecting later may fix it (a server restarting or unreachable).
+    pub fn retryable(&self) -> bool {
+        let conn = match self {
+            StreamError::Conn(e) | StreamError::Apply { error: e, .. } => e,
+            _ => return false,
+        };
+        match conn {
+            ConnError::Connect(_) | ConnError::Lost { .. } => true,
+            ConnError::Sql { .. } => conn.code().is_some_and(|code| {
+                ["08", "57", "53"].iter().any(|c| code.starts_with(c)) || code == "55006"
+            }),
+        }
+    }
+}

@@ -1,0 +1,701 @@
+//! Running a stream: resolve the source and the shards, then apply sessions until stopped.
+//! A session connects everything, reads where each shard is, and loops: decode the source's
+//! messages, route each change to SQL per shard, group whole transactions into batches
+//! (bounded by size and age, flushed as soon as the source goes quiet), hand batches to the
+//! shard appliers, and confirm to the source the end of every batch all shards committed.
+//! A server that goes away ends the session; the next one starts from the slot again and
+//! every shard skips what it has, so nothing is lost or applied twice.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use pgdog_config::ConfigAndUsers;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::pgoutput::{Message, OldTuple, Value};
+use super::progress::{ReplicationStats, StreamId, StreamStatus};
+use super::route::{self, Out, ShardSql};
+use super::shard::{self, Report, Work};
+use super::source::{Received, Source, VALUE_SETTINGS};
+use super::tables::Tables;
+use super::wal::{self, Lsn};
+use super::{state, StreamError};
+use crate::quote;
+use crate::reshard::conn::Conn;
+use crate::reshard::copy::slot;
+use crate::reshard::endpoints::ClusterEndpoints;
+use crate::reshard::publication;
+use crate::reshard::tasks::TaskHandle;
+use crate::router::plan::ShardingSchema;
+
+/// SQL a shard collects before a part of a large transaction is sent ahead of its commit.
+const CHUNK_BYTES: usize = 1024 * 1024;
+/// A batch is committed once any shard's SQL reaches this size...
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// ...or it is this old, or the source has been quiet for [`QUIET`].
+const BATCH_AGE: Duration = Duration::from_millis(200);
+/// How long the source must be quiet before an open batch is committed.
+const QUIET: Duration = Duration::from_millis(2);
+/// Batches queued per shard before the stream waits for it.
+const SHARD_QUEUE: usize = 4;
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What to stream.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOptions {
+    /// Source database (pgdog.toml name).
+    pub from: String,
+    /// Destination database.
+    pub to: String,
+    /// users.toml user for the source (default: its schema admin).
+    pub from_user: Option<String>,
+    /// users.toml user for the destination (default: its schema admin).
+    pub to_user: Option<String>,
+    /// Publication.
+    pub publication: String,
+    /// Slot (default `pgdog_<publication>`).
+    pub slot: Option<String>,
+}
+
+/// Streams until the task is stopped (Ok) or a non-retryable error (Err). Servers that go
+/// away are retried with backoff, forever: the slot keeps the changes meanwhile.
+pub async fn run(
+    config: &ConfigAndUsers,
+    options: &StreamOptions,
+    stats: &ReplicationStats,
+    task: Option<&TaskHandle>,
+) -> Result<(), StreamError> {
+    let source = ClusterEndpoints::resolve_as(config, &options.from, options.from_user.as_deref())?;
+    let destination =
+        ClusterEndpoints::resolve_as(config, &options.to, options.to_user.as_deref())?;
+    let slot_name = options
+        .slot
+        .clone()
+        .unwrap_or_else(|| slot::default_name(&options.publication));
+    let sharding = ShardingSchema::new(&config.config, &options.to);
+    let id = stats.add(
+        task.map(TaskHandle::id),
+        &options.from,
+        &options.to,
+        destination.shards.len(),
+        &slot_name,
+        &options.publication,
+    );
+    let context = Context {
+        source,
+        destination,
+        slot: slot_name,
+        publication: options.publication.clone(),
+        sharding,
+        stats: stats.clone(),
+        id,
+        task: task.cloned(),
+    };
+    let mut attempt: u32 = 0;
+    loop {
+        let started = Instant::now();
+        let result = session(&context).await;
+        match result {
+            Ok(()) | Err(StreamError::Stopped) => {
+                stats.update(id, |r| r.status = StreamStatus::Stopped);
+                info!(
+                    "replication from slot {} stopped; the slot keeps its place",
+                    context.slot
+                );
+                return Ok(());
+            }
+            Err(e) if e.retryable() => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    attempt = 0;
+                }
+                attempt += 1;
+                let delay =
+                    (Duration::from_millis(250) * 2u32.pow(attempt.min(8))).min(MAX_BACKOFF);
+                warn!(
+                    "replication from slot {}: {e}; reconnecting in {delay:?}",
+                    context.slot
+                );
+                stats.update(id, |r| {
+                    r.status = StreamStatus::Retrying(e.to_string());
+                    r.last_error = Some(e.to_string());
+                    r.retries += 1;
+                });
+                let deadline = Instant::now() + delay;
+                while Instant::now() < deadline {
+                    if context.stopping() {
+                        stats.update(id, |r| r.status = StreamStatus::Stopped);
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Err(e) => {
+                stats.update(id, |r| {
+                    r.status = StreamStatus::Failed(e.to_string());
+                    r.last_error = Some(e.to_string());
+                });
+                return Err(e);
+            }
+        }
+    }
+}
+
+struct Context {
+    source: ClusterEndpoints,
+    destination: ClusterEndpoints,
+    slot: String,
+    publication: String,
+    sharding: ShardingSchema,
+    stats: ReplicationStats,
+    id: StreamId,
+    task: Option<TaskHandle>,
+}
+
+impl Context {
+    fn stopping(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| t.is_stopping())
+    }
+}
+
+/// The source transaction being received.
+struct Open {
+    commit_lsn: Lsn,
+    commit_time: i64,
+    /// Shards that do not have it yet.
+    active: Vec<bool>,
+}
+
+/// Whole transactions waiting to be sent to the shards.
+struct Batch {
+    shards: Vec<ShardSql>,
+    /// Shards that got SQL in this batch (some may have been sent ahead).
+    touched: Vec<bool>,
+    /// Last transaction: commit LSN, end LSN, commit time.
+    last: Option<(Lsn, Lsn, i64)>,
+    transactions: u64,
+    /// Source commit time of its first transaction.
+    first_time: Option<i64>,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    fn new(shards: usize) -> Batch {
+        Batch {
+            shards: (0..shards).map(|_| ShardSql::default()).collect(),
+            touched: vec![false; shards],
+            last: None,
+            transactions: 0,
+            first_time: None,
+            started: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.transactions == 0
+    }
+
+    fn largest(&self) -> usize {
+        self.shards.iter().map(|s| s.sql.len()).max().unwrap_or(0)
+    }
+}
+
+/// A batch sent to the shards, waiting for their commits.
+struct InFlight {
+    batch: u64,
+    end_lsn: Lsn,
+    pending: BTreeSet<usize>,
+    first_time: Option<i64>,
+    transactions: u64,
+    rows: u64,
+}
+
+async fn session(ctx: &Context) -> Result<(), StreamError> {
+    let timeout = ctx.source.connect_timeout;
+    let primary = ctx.source.shards[0].primary.clone();
+    let mut source_sql = Conn::connect(&primary, timeout).await?;
+    source_sql.execute(VALUE_SETTINGS).await?;
+    let Some(existing) = slot::find(&mut source_sql, &ctx.slot).await? else {
+        return Err(StreamError::NoSlot {
+            slot: ctx.slot.clone(),
+        });
+    };
+    slot::check_existing(&ctx.slot, &existing, &primary.database)?;
+    if !publication::exists(&mut source_sql, &ctx.publication).await? {
+        return Err(StreamError::NoPublication {
+            publication: ctx.publication.clone(),
+        });
+    }
+
+    let shards = ctx.destination.shards.len();
+    let mut applied = Vec::with_capacity(shards);
+    let mut conns = Vec::with_capacity(shards);
+    let mut watermarks = BTreeMap::new();
+    for shard in 0..shards {
+        let mut conn = ctx.destination.connect_primary(shard).await?;
+        applied.push(state::applied(&mut conn, &ctx.slot).await?);
+        for (table, lsn) in state::watermarks(&mut conn, &ctx.slot).await? {
+            let entry = watermarks.entry(table).or_insert(lsn);
+            *entry = (*entry).max(lsn);
+        }
+        shard::prepare(&mut conn).await?;
+        conns.push(conn);
+    }
+    let mut tables = Tables::load(
+        &mut source_sql,
+        &ctx.publication,
+        &ctx.sharding,
+        &watermarks,
+    )
+    .await?;
+    info!(
+        "replicating {} table(s) from slot {} to {} shard(s); shards applied up to {}",
+        tables.len(),
+        ctx.slot,
+        shards,
+        applied
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let workers: Vec<mpsc::Sender<Work>> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(shard, conn)| {
+            shard::spawn(
+                shard,
+                conn,
+                ctx.slot.clone(),
+                SHARD_QUEUE,
+                report_tx.clone(),
+            )
+        })
+        .collect();
+    drop(report_tx);
+    let mut source = Source::start(&primary, timeout, &ctx.slot, &ctx.publication).await?;
+    ctx.stats.update(ctx.id, |r| {
+        r.status = StreamStatus::CatchingUp;
+        r.last_error = None;
+    });
+
+    let mut stream = Stream {
+        ctx,
+        workers,
+        applied,
+        batch: Batch::new(shards),
+        open: None,
+        in_flight: VecDeque::new(),
+        next_batch: 0,
+        confirmed: existing
+            .confirmed_flush_lsn
+            .as_deref()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(Lsn::ZERO),
+        received: Lsn::ZERO,
+        last_message: Instant::now(),
+        last_feedback: Instant::now(),
+    };
+    let result = stream
+        .run(&mut source, &mut source_sql, &mut tables, &mut reports)
+        .await;
+    if result.is_ok() || matches!(result, Err(StreamError::Stopped)) {
+        // Let the shards finish what they have, then confirm it.
+        stream.workers.clear();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !stream.in_flight.is_empty() && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(1), reports.recv()).await {
+                Ok(Some(report)) => {
+                    if stream.report(report).is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {}
+            }
+        }
+        let _ = source.feedback(stream.received, stream.confirmed).await;
+    }
+    source.close().await;
+    source_sql.close().await;
+    result
+}
+
+struct Stream<'a> {
+    ctx: &'a Context,
+    workers: Vec<mpsc::Sender<Work>>,
+    /// Per shard, the commit LSN of the last transaction it had when the session started.
+    applied: Vec<Lsn>,
+    batch: Batch,
+    open: Option<Open>,
+    in_flight: VecDeque<InFlight>,
+    next_batch: u64,
+    /// Everything up to here is on every shard (what the source was told).
+    confirmed: Lsn,
+    received: Lsn,
+    last_message: Instant,
+    last_feedback: Instant,
+}
+
+impl Stream<'_> {
+    async fn run(
+        &mut self,
+        source: &mut Source,
+        source_sql: &mut Conn,
+        tables: &mut Tables,
+        reports: &mut mpsc::UnboundedReceiver<Report>,
+    ) -> Result<(), StreamError> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let flush_due = !self.batch.is_empty() && self.open.is_none();
+            let quiet = tokio::time::sleep_until((self.last_message + QUIET).into());
+            tokio::select! {
+                biased;
+                report = reports.recv() => match report {
+                    Some(report) => {
+                        if self.report(report)? {
+                            self.feedback(source).await?;
+                        }
+                    }
+                    None => return Err(StreamError::Protocol("every shard applier ended".into())),
+                },
+                _ = tick.tick() => {
+                    if self.ctx.stopping() {
+                        return Err(StreamError::Stopped);
+                    }
+                    self.housekeeping(source, source_sql).await?;
+                }
+                received = source.next() => {
+                    self.last_message = Instant::now();
+                    match received? {
+                        Received::Change { message, lsn, bytes } => {
+                            self.received = self.received.max(lsn);
+                            self.ctx.stats.update(self.ctx.id, |r| {
+                                r.bytes += bytes as u64;
+                                r.received_lsn = r.received_lsn.max(lsn);
+                            });
+                            self.change(message, source_sql, tables).await?;
+                        }
+                        Received::Keepalive { end, reply } => {
+                            self.received = self.received.max(end);
+                            if self.idle() && end > self.confirmed {
+                                // Everything the source sent is applied.
+                                self.confirmed = end;
+                                self.ctx.stats.update(self.ctx.id, |r| r.applied_lsn = end);
+                            }
+                            if reply || self.idle() {
+                                self.feedback(source).await?;
+                            }
+                        }
+                    }
+                }
+                _ = quiet, if flush_due => {
+                    self.flush().await?;
+                }
+            }
+            if self.open.is_none()
+                && !self.batch.is_empty()
+                && (self.batch.largest() >= BATCH_BYTES
+                    || self.batch.started.is_some_and(|s| s.elapsed() >= BATCH_AGE))
+            {
+                self.flush().await?;
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.open.is_none() && self.batch.is_empty() && self.in_flight.is_empty()
+    }
+
+    async fn feedback(&mut self, source: &mut Source) -> Result<(), StreamError> {
+        self.last_feedback = Instant::now();
+        source.feedback(self.received, self.confirmed).await
+    }
+
+    async fn housekeeping(
+        &mut self,
+        source: &mut Source,
+        source_sql: &mut Conn,
+    ) -> Result<(), StreamError> {
+        if self.last_feedback.elapsed() >= Duration::from_secs(5) {
+            self.feedback(source).await?;
+        }
+        let rows = source_sql
+            .query(&format!(
+                "SELECT pg_current_wal_lsn()::text, confirmed_flush_lsn::text \
+                 FROM pg_catalog.pg_replication_slots WHERE slot_name = {}",
+                quote::literal(&self.ctx.slot)
+            ))
+            .await?;
+        let current: Lsn = rows
+            .get(0, 0)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_default();
+        let flushed: Lsn = rows
+            .get(0, 1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_default();
+        let pending_time = self
+            .open
+            .as_ref()
+            .map(|o| o.commit_time)
+            .or(self.in_flight.front().and_then(|f| f.first_time))
+            .or(self.batch.first_time);
+        let idle = self.idle();
+        self.ctx.stats.update(self.ctx.id, |r| {
+            r.source_lsn = current;
+            r.lag_bytes = current.0.saturating_sub(flushed.0);
+            r.oldest_pending = pending_time.map(wal::to_system_time);
+            r.status = if idle || r.lag() < Duration::from_secs(1) {
+                StreamStatus::Streaming
+            } else {
+                StreamStatus::CatchingUp
+            };
+        });
+        self.ctx.stats.tick(self.ctx.id);
+        Ok(())
+    }
+
+    /// Takes a shard's report; whether the confirmed position moved.
+    fn report(&mut self, report: Report) -> Result<bool, StreamError> {
+        match report {
+            Report::Failed { shard, error } => Err(StreamError::Apply { shard, error }),
+            Report::Committed { shard, batch } => {
+                if let Some(entry) = self.in_flight.iter_mut().find(|f| f.batch == batch) {
+                    entry.pending.remove(&shard);
+                }
+                Ok(self.complete())
+            }
+        }
+    }
+
+    /// Confirms the batches every shard committed, in order.
+    fn complete(&mut self) -> bool {
+        let mut moved = false;
+        while self.in_flight.front().is_some_and(|f| f.pending.is_empty()) {
+            let Some(done) = self.in_flight.pop_front() else {
+                break;
+            };
+            self.confirmed = self.confirmed.max(done.end_lsn);
+            moved = true;
+            let confirmed = self.confirmed;
+            self.ctx.stats.update(self.ctx.id, |r| {
+                r.applied_lsn = confirmed;
+                r.transactions += done.transactions;
+                r.rows += done.rows;
+            });
+        }
+        moved
+    }
+
+    async fn change(
+        &mut self,
+        message: Message,
+        source_sql: &mut Conn,
+        tables: &mut Tables,
+    ) -> Result<(), StreamError> {
+        match message {
+            Message::Begin {
+                final_lsn,
+                commit_time,
+                ..
+            } => {
+                if self.open.is_some() {
+                    return Err(StreamError::Protocol("BEGIN inside a transaction".into()));
+                }
+                if self.batch.started.is_none() {
+                    self.batch.started = Some(Instant::now());
+                    self.batch.first_time = Some(commit_time);
+                }
+                self.open = Some(Open {
+                    commit_lsn: final_lsn,
+                    commit_time,
+                    active: self.applied.iter().map(|a| final_lsn > *a).collect(),
+                });
+            }
+            Message::Commit {
+                commit_lsn,
+                end_lsn,
+                commit_time,
+                ..
+            } => {
+                let Some(open) = self.open.take() else {
+                    return Err(StreamError::Protocol("COMMIT outside a transaction".into()));
+                };
+                if open.commit_lsn != commit_lsn {
+                    return Err(StreamError::Protocol(format!(
+                        "COMMIT at {commit_lsn} for the transaction that began for {}",
+                        open.commit_lsn
+                    )));
+                }
+                self.batch.last = Some((commit_lsn, end_lsn, commit_time));
+                self.batch.transactions += 1;
+            }
+            Message::Relation { relation, .. } => tables.relation(&relation)?,
+            Message::Insert { relation, new, .. } => {
+                let target = tables.target(relation)?;
+                if let Some(mut out) = self.out(target.info.watermark)? {
+                    route::insert(&mut out, &target, &new)?;
+                }
+            }
+            Message::Update {
+                relation, old, new, ..
+            } => {
+                let target = tables.target(relation)?;
+                if self.out(target.info.watermark)?.is_none() {
+                    return Ok(());
+                }
+                let mut new = new;
+                if route::missing_values(&target, old.as_ref(), &new)? {
+                    let found = source_sql.query(&route::lookup_sql(&target, &new)?).await?;
+                    if found.rows.is_empty() {
+                        // The row is gone from the source (or has another key) by now: a
+                        // later change deletes or moves it; take it off every shard meanwhile.
+                        warn!(
+                            "{}: a row moved shard with unchanged TOAST values that the source no longer has; removing it until a later change brings it",
+                            target.qualified
+                        );
+                        let identity = old.unwrap_or(OldTuple::Key(new));
+                        if let Some(mut out) = self.out(target.info.watermark)? {
+                            route::delete(&mut out, &target, &identity)?;
+                        }
+                        return self.chunk().await;
+                    }
+                    for (i, value) in new.iter_mut().enumerate() {
+                        if *value == Value::Unchanged {
+                            *value = match found.get(0, i) {
+                                Some(text) => {
+                                    Value::Text(bytes::Bytes::copy_from_slice(text.as_bytes()))
+                                }
+                                None => Value::Null,
+                            };
+                        }
+                    }
+                }
+                if let Some(mut out) = self.out(target.info.watermark)? {
+                    route::update(&mut out, &target, old.as_ref(), &new)?;
+                }
+            }
+            Message::Delete { relation, old, .. } => {
+                let target = tables.target(relation)?;
+                if let Some(mut out) = self.out(target.info.watermark)? {
+                    route::delete(&mut out, &target, &old)?;
+                }
+            }
+            Message::Truncate { relations, .. } => {
+                let open_lsn = self.open_lsn()?;
+                let mut names = Vec::new();
+                for oid in relations {
+                    let info = tables.info(oid)?;
+                    if open_lsn >= info.watermark {
+                        names.push(info.table.qualified());
+                    }
+                }
+                if let Some(mut out) = self.out(Lsn::ZERO)? {
+                    route::truncate(&mut out, &names)?;
+                }
+            }
+            Message::Origin { .. } | Message::Type { .. } | Message::LogicalMessage { .. } => {}
+            Message::StreamStart { .. }
+            | Message::StreamStop
+            | Message::StreamCommit { .. }
+            | Message::StreamAbort { .. } => {
+                return Err(StreamError::Protocol(
+                    "a streamed (in-progress) transaction, which this stream did not ask for"
+                        .into(),
+                ))
+            }
+        }
+        self.chunk().await
+    }
+
+    fn open_lsn(&self) -> Result<Lsn, StreamError> {
+        self.open
+            .as_ref()
+            .map(|o| o.commit_lsn)
+            .ok_or_else(|| StreamError::Protocol("a change outside a transaction".into()))
+    }
+
+    /// Where the open transaction's changes of a table with this watermark go; `None` when
+    /// the copy already has them.
+    fn out(&mut self, watermark: Lsn) -> Result<Option<Out<'_>>, StreamError> {
+        let Some(open) = self.open.as_ref() else {
+            return Err(StreamError::Protocol(
+                "a change outside a transaction".into(),
+            ));
+        };
+        if open.commit_lsn < watermark {
+            return Ok(None);
+        }
+        Ok(Some(Out {
+            shards: &mut self.batch.shards,
+            active: &open.active,
+        }))
+    }
+
+    /// Sends large parts of an open batch ahead (big transactions).
+    async fn chunk(&mut self) -> Result<(), StreamError> {
+        for shard in 0..self.batch.shards.len() {
+            if self.batch.shards[shard].rows > 0 {
+                self.batch.touched[shard] = true;
+            }
+            if self.batch.shards[shard].sql.len() >= CHUNK_BYTES {
+                let sql = self.batch.shards[shard].take();
+                self.send(shard, Work::Sql(sql)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, shard: usize, work: Work) -> Result<(), StreamError> {
+        self.workers[shard]
+            .send(work)
+            .await
+            .map_err(|_| StreamError::Protocol(format!("the applier of shard {shard} ended")))
+    }
+
+    /// Commits the batch on every shard it touched.
+    async fn flush(&mut self) -> Result<(), StreamError> {
+        let Some((commit_lsn, end_lsn, commit_time)) = self.batch.last else {
+            return Ok(());
+        };
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let mut pending = BTreeSet::new();
+        let mut rows = 0;
+        for shard in 0..self.batch.shards.len() {
+            rows += self.batch.shards[shard].rows;
+            if !self.batch.touched[shard] && self.batch.shards[shard].rows == 0 {
+                continue;
+            }
+            pending.insert(shard);
+            let sql = self.batch.shards[shard].take();
+            self.send(
+                shard,
+                Work::Commit {
+                    sql,
+                    batch,
+                    commit_lsn,
+                    end_lsn,
+                    commit_time,
+                },
+            )
+            .await?;
+        }
+        self.in_flight.push_back(InFlight {
+            batch,
+            end_lsn,
+            pending,
+            first_time: self.batch.first_time,
+            transactions: self.batch.transactions,
+            rows,
+        });
+        self.batch = Batch::new(self.batch.shards.len());
+        self.complete();
+        Ok(())
+    }
+}
