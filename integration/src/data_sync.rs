@@ -275,6 +275,21 @@ impl DataSyncSetup {
         )
     }
 
+    /// Starts `pgdog data-sync` without `--sync-only` in the background: it copies (unless
+    /// `flags` has `--replicate-only`) and then streams changes until SIGTERM.
+    pub fn spawn_streaming(&self, flags: &[&str]) -> CliRun {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let mut args: Vec<&str> = Self::data_sync_args(flags);
+        args.retain(|a| *a != "--sync-only");
+        CliRun::spawn(
+            self.command(&args),
+            self.files.path(&format!("stream-{n}.stdout")),
+            self.files.path(&format!("stream-{n}.stderr")),
+        )
+    }
+
     /// Runs `pgdog schema-sync` (pre phase) and panics unless it succeeds: the destination
     /// tables exist (empty) before a test takes locks on them.
     pub fn schema_sync_pre(&self) {

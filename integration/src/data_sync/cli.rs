@@ -72,6 +72,31 @@ impl CliRun {
         output
     }
 
+    /// Asks it to stop (SIGTERM, like Ctrl-C) without waiting.
+    pub fn terminate(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits until its stderr contains `needle` (panics after `timeout` or when it exits first).
+    pub async fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let output = self.output();
+            if output.stderr.contains(needle) {
+                return;
+            }
+            if !self.is_running() || Instant::now() >= deadline {
+                panic!(
+                    "pgdog never printed {needle:?}\n{}",
+                    crate::schema_sync::describe(&self.output())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits for it to exit (panics after `timeout`, killing it) and returns its output.
     pub fn wait(&mut self, timeout: Duration) -> ToolOutput {
         let deadline = Instant::now() + timeout;

@@ -15,6 +15,8 @@ use crate::reshard::copy::{self, CopyStatus, DataSyncOptions, TableCopies};
 use crate::reshard::human;
 use crate::reshard::preflight::Problem;
 use crate::reshard::schema::SchemaSyncLog;
+use crate::reshard::stream::{self, ReplicationStats, StreamOptions};
+use crate::reshard::{TaskHandle, TaskKind};
 
 /// Arguments of `pgdog data-sync`.
 #[derive(Debug, Clone, Args)]
@@ -37,7 +39,8 @@ pub struct DataSyncArgs {
     /// The replication slot to create (or reuse when resuming); default pgdog_<publication>.
     #[arg(long)]
     pub replication_slot: Option<String>,
-    /// Copy the data and stop (do not stream changes afterwards).
+    /// Copy the data and stop (do not stream changes afterwards; by default the copy goes on
+    /// streaming until Ctrl-C).
     #[arg(long, conflicts_with = "replicate_only")]
     pub sync_only: bool,
     /// Only stream changes from the slot (the data is already copied).
@@ -62,11 +65,7 @@ pub fn run(
     err: &mut impl Write,
 ) -> Result<(), CliError> {
     if args.replicate_only {
-        return Err(CliError::Resharding(
-            "--replicate-only: streaming changes is not available in this version yet; \
-             the copy (--sync-only) is"
-                .into(),
-        ));
+        return stream(config, args, out, err);
     }
     let options = DataSyncOptions {
         from: args.from_database.clone(),
@@ -128,13 +127,126 @@ pub fn run(
         report.slot_lsn
     )?;
     if !args.sync_only {
+        let args = DataSyncArgs {
+            replication_slot: Some(report.slot.clone()),
+            ..args.clone()
+        };
+        return stream(config, &args, out, err);
+    }
+    Ok(())
+}
+
+/// Streams changes until Ctrl-C (SIGINT) or SIGTERM, showing lag and apply rates; the slot
+/// keeps its place for the next run.
+fn stream(
+    config: &ConfigAndUsers,
+    args: &DataSyncArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), CliError> {
+    let options = StreamOptions {
+        from: args.from_database.clone(),
+        to: args.to_database.clone(),
+        from_user: args.from_user.clone(),
+        to_user: args.to_user.clone(),
+        publication: args.publication.clone(),
+        slot: args.replication_slot.clone(),
+    };
+    let stats = ReplicationStats::default();
+    let task = TaskHandle::standalone(TaskKind::Replication);
+    writeln!(
+        err,
+        "streaming changes (Ctrl-C stops; the replication slot keeps its place for the next run)"
+    )?;
+    let runtime = super::current_thread()?;
+    let result = runtime.block_on(async {
+        let run = stream::run(config, &options, &stats, Some(&task));
+        tokio::pin!(run);
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut display = StreamDisplay::new(std::io::stderr().is_terminal());
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                result = &mut run => {
+                    display.finish();
+                    return Ok::<_, std::io::Error>(result);
+                }
+                _ = tokio::signal::ctrl_c() => task.request_stop(),
+                _ = terminate.recv() => task.request_stop(),
+                _ = tick.tick() => display.update(&stats),
+            }
+        }
+    })?;
+    result.map_err(|e| CliError::Resharding(e.to_string()))?;
+    for record in stats.all().iter().rev().take(1) {
         writeln!(
-            err,
-            "streaming changes from slot {} is not available in this version yet: stopped after the copy (the slot is kept; pass --sync-only to say so)",
-            report.slot
+            out,
+            "stopped: {} transactions, {} rows applied; replication slot {} applied up to {}",
+            record.transactions, record.rows, record.slot, record.applied_lsn
         )?;
     }
     Ok(())
+}
+
+/// Streaming status as a spinner line on a terminal, or a log line every 10 s.
+struct StreamDisplay {
+    bar: Option<ProgressBar>,
+    last_line: Instant,
+}
+
+impl StreamDisplay {
+    fn new(terminal: bool) -> StreamDisplay {
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar
+        });
+        StreamDisplay {
+            bar,
+            last_line: Instant::now(),
+        }
+    }
+
+    fn line(stats: &ReplicationStats) -> Option<String> {
+        let record = stats.all().pop()?;
+        Some(format!(
+            "{}: applied {} (source at {}), lag {} / {:.2} s, {:.0} tx/s, {:.0} rows/s, {} transactions",
+            record.status.describe(),
+            record.applied_lsn,
+            record.source_lsn,
+            human::bytes(record.lag_bytes),
+            record.lag().as_secs_f64(),
+            record.rates.0,
+            record.rates.1,
+            human::count(record.transactions)
+        ))
+    }
+
+    fn update(&mut self, stats: &ReplicationStats) {
+        let Some(line) = Self::line(stats) else {
+            return;
+        };
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(line);
+                bar.tick();
+            }
+            None if self.last_line.elapsed() >= Duration::from_secs(10) => {
+                self.last_line = Instant::now();
+                info!("replication: {line}");
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Progress as bars on a terminal, or a log line every 10 s.

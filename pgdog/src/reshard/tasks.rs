@@ -141,6 +141,32 @@ impl TaskHandle {
         self.task.progress().step = step.into();
     }
 
+    /// A handle for work that runs outside a registry (the CLI): id 0, stopped with
+    /// [`TaskHandle::request_stop`].
+    pub fn standalone(kind: TaskKind) -> TaskHandle {
+        let (stop, stop_rx) = watch::channel(false);
+        TaskHandle {
+            task: Arc::new(Task {
+                id: 0,
+                kind,
+                started_at: SystemTime::now(),
+                started: Instant::now(),
+                progress: Mutex::new(Progress {
+                    status: TaskStatus::Running,
+                    step: "starting".into(),
+                    ended: None,
+                }),
+                stop,
+            }),
+            stop: stop_rx,
+        }
+    }
+
+    /// Asks the task to stop (what `STOP_TASK` does; Ctrl-C on the CLI).
+    pub fn request_stop(&self) {
+        self.task.stop.send_replace(true);
+    }
+
     /// Whether the task was asked to stop.
     pub fn is_stopping(&self) -> bool {
         *self.stop.borrow()

@@ -1,0 +1,269 @@
+//! The replication stream end to end: `pgdog data-sync` copies the data set and goes on
+//! streaming while a write workload runs on the source (inserts, updates that move rows
+//! between shards with and without the key in the replica identity, updates leaving TOAST
+//! values unchanged, deletes, TRUNCATE, a transaction of 120k rows); once the writes stop,
+//! the shards must equal the source table by table (counts and checksums of the rows that
+//! belong on each shard). Also: kill -9 mid-stream then `--replicate-only` resumes with no
+//! loss and no duplicate, and a destination shard restart pauses the stream, which resumes.
+
+use std::time::{Duration, Instant};
+
+use integration::data_sync::writer::Writer;
+use integration::data_sync::{DataSyncOptions, DataSyncSetup, DEFAULT_SLOT, SOURCE};
+use integration::schema_sync::describe;
+
+/// How long the source may take to reach the shards once writes stop.
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// Changes the writer does not make: rows moving shard, unchanged TOAST, truncate, a large
+/// transaction.
+const EXTRA_CHANGES: &[&str] = &[
+    // orders: primary key id, sharded by customer_id (not in the replica identity): where
+    // the old row is cannot be read from the message.
+    "UPDATE \"Sales\".orders SET customer_id = customer_id % 50 + 1, note = 'moved' \
+     WHERE id % 7 = 3 AND customer_id IS NOT NULL",
+    // documents: sharded by its primary key; new keys move rows, TOAST bodies unchanged ('u').
+    "UPDATE public.documents SET id = id || '-moved', version = version + 100 WHERE id LIKE 'doc-%0'",
+    // Unchanged TOAST on rows that stay.
+    "UPDATE public.documents SET version = version + 1 WHERE id LIKE 'doc-%1' OR id LIKE 'doc-%2'",
+    // Key (and shard) changes where the old key is in the message.
+    "UPDATE public.devices SET id = md5(id::text || 'moved')::uuid, serial_no = serial_no + 1 \
+     WHERE serial_no % 5 = 0",
+    "DELETE FROM public.events_2024 WHERE id % 11 = 0",
+    "TRUNCATE public.settings",
+    "INSERT INTO public.settings (id, value, updated_at) VALUES (1, 'after truncate', now()), (2, NULL, NULL)",
+    // One transaction of 120k rows.
+    "INSERT INTO public.events (id, device_id, at, kind, payload) \
+     SELECT 5000000 + i, md5('dev-' || (i % 50 + 1))::uuid, \
+            timestamptz '2025-02-01 00:00:00+00' + i * interval '1 second', 'bulk', \
+            jsonb_build_object('i', i) \
+     FROM generate_series(1, 120000) AS i",
+    "UPDATE public.countries SET name = name || ' (renamed)' WHERE code IN ('C1', 'C2')",
+];
+
+async fn run_extra_changes(setup: &DataSyncSetup) {
+    let client = setup.source_client(SOURCE).await;
+    for sql in EXTRA_CHANGES {
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+}
+
+/// Waits until every shard holds exactly the source's rows, or panics with the differences.
+async fn wait_identical(setup: &DataSyncSetup, what: &str) {
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let problems = setup.compare_with(SOURCE).await;
+        if problems.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{what}: the shards never caught up with the source:\n  {}",
+                problems.join("\n  ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the slot confirmed everything the source wrote.
+async fn wait_slot_caught_up(setup: &DataSyncSetup) {
+    let client = setup.source_client(SOURCE).await;
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT confirmed_flush_lsn >= pg_current_wal_flush_lsn(), \
+                 (pg_current_wal_flush_lsn() - confirmed_flush_lsn)::bigint \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&DEFAULT_SLOT],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("pg_replication_slots: {e:?}"));
+        if row.get::<_, bool>(0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot is still {} bytes behind",
+            row.get::<_, i64>(1)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn replication_state_rows(setup: &DataSyncSetup, k: usize) -> i64 {
+    let client = setup.shard_client(k).await;
+    client
+        .query_one(
+            "SELECT count(*) FROM pgdog.replication_state WHERE slot = $1",
+            &[&DEFAULT_SLOT],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("replication_state on shard {k}: {e:?}"))
+        .get(0)
+}
+
+/// Copy, then stream a mixed workload; the shards end equal to the source, the slot catches
+/// up, and SIGTERM stops the stream cleanly (exit 0, the slot kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_workload_during_copy_and_streaming_ends_identical() {
+    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
+    let writer = Writer::start(
+        setup.source_client(SOURCE).await,
+        setup.scale(),
+        Duration::from_millis(5),
+    );
+    let mut run = setup.spawn_streaming(&[]);
+    run.wait_for_stderr("streaming changes", Duration::from_secs(120))
+        .await;
+    run_extra_changes(&setup).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let written = writer.stop().await;
+    assert!(
+        written.len() > 10,
+        "the writer barely ran: {}",
+        written.len()
+    );
+    wait_identical(&setup, "after the workload").await;
+    wait_slot_caught_up(&setup).await;
+    for k in 0..setup.shards() {
+        assert_eq!(replication_state_rows(&setup, k).await, 1, "shard {k}");
+    }
+    run.terminate();
+    let output = run.finish(Duration::from_secs(60)).await;
+    assert_eq!(output.code, 0, "{}", describe(&output));
+    assert!(output.stdout.contains("stopped:"), "{}", describe(&output));
+    assert!(
+        setup.slots().await.iter().any(|s| s.name == DEFAULT_SLOT),
+        "the slot must survive a stop"
+    );
+}
+
+/// Polls until some shard has committed a batch the source has not been told about (its
+/// recorded end LSN is past the slot's confirmed_flush_lsn): the moment where a crash makes the
+/// source send transactions again that this shard must skip. Whether it was seen.
+async fn wait_shard_ahead_of_slot(setup: &DataSyncSetup, timeout: Duration) -> bool {
+    let source = setup.source_client(SOURCE).await;
+    let mut shards = Vec::new();
+    for k in 0..setup.shards() {
+        shards.push(setup.shard_client(k).await);
+    }
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let confirmed: String = source
+            .query_one(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&DEFAULT_SLOT],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("pg_replication_slots: {e:?}"))
+            .get(0);
+        for shard in &shards {
+            let ahead = shard
+                .query_opt(
+                    "SELECT 1 FROM pgdog.replication_state WHERE slot = $1 AND end_lsn > $2::text::pg_lsn",
+                    &[&DEFAULT_SLOT, &confirmed],
+                )
+                .await
+                .ok()
+                .flatten()
+                .is_some();
+            if ahead {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
+}
+
+/// kill -9 of pgdog at the moment a shard has committed changes the source was not told about,
+/// while a busy source keeps writing; then `--replicate-only`: every change arrives exactly once
+/// (a change applied twice would break a primary key and stop the stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_then_replicate_only_resumes_exactly() {
+    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
+    let mut run = setup.spawn_streaming(&[]);
+    run.wait_for_stderr("streaming changes", Duration::from_secs(120))
+        .await;
+    let writer = Writer::start(
+        setup.source_client(SOURCE).await,
+        setup.scale(),
+        Duration::from_millis(2),
+    );
+    let extra = {
+        let client = setup.source_client(SOURCE).await;
+        tokio::spawn(async move {
+            for sql in EXTRA_CHANGES {
+                client
+                    .batch_execute(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            }
+        })
+    };
+    let seen = wait_shard_ahead_of_slot(&setup, Duration::from_secs(60)).await;
+    run.kill9();
+    assert!(
+        seen,
+        "never saw a shard ahead of the slot's confirmed position to kill pgdog at"
+    );
+    extra.await.unwrap_or_else(|e| panic!("extra changes: {e}"));
+    let mut resumed = setup.spawn_streaming(&["--replicate-only"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let written = writer.stop().await;
+    assert!(
+        written.len() > 10,
+        "the writer barely ran: {}",
+        written.len()
+    );
+    wait_identical(&setup, "after kill -9 and --replicate-only").await;
+    wait_slot_caught_up(&setup).await;
+    assert!(resumed.is_running(), "{}", describe(&resumed.output()));
+    resumed.terminate();
+    let output = resumed.finish(Duration::from_secs(60)).await;
+    assert_eq!(output.code, 0, "{}", describe(&output));
+}
+
+/// The last shard (a cluster of its own) restarts while changes stream: the stream pauses,
+/// reconnects and ends identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_restart_mid_stream_pauses_and_resumes() {
+    let setup = DataSyncSetup::start(DataSyncOptions {
+        separate_last_shard: true,
+        ..Default::default()
+    })
+    .await;
+    let mut run = setup.spawn_streaming(&[]);
+    run.wait_for_stderr("streaming changes", Duration::from_secs(120))
+        .await;
+    let writer = Writer::start(
+        setup.source_client(SOURCE).await,
+        setup.scale(),
+        Duration::from_millis(2),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let last = setup.shards() - 1;
+    setup
+        .shard_cluster(last)
+        .restart()
+        .unwrap_or_else(|e| panic!("restart the last shard: {e}"));
+    run_extra_changes(&setup).await;
+    let written = writer.stop().await;
+    assert!(
+        written.len() > 10,
+        "the writer barely ran: {}",
+        written.len()
+    );
+    wait_identical(&setup, "after a shard restart").await;
+    assert!(run.is_running(), "the stream must survive a shard restart");
+    let stderr = run.output().stderr;
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    run.terminate();
+    let output = run.finish(Duration::from_secs(60)).await;
+    assert_eq!(output.code, 0, "{}", describe(&output));
+}
