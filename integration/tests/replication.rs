@@ -267,3 +267,120 @@ async fn a_shard_restart_mid_stream_pauses_and_resumes() {
     let output = run.finish(Duration::from_secs(60)).await;
     assert_eq!(output.code, 0, "{}", describe(&output));
 }
+
+/// The source restarts while changes stream: the stream reconnects and ends identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_restart_reconnects() {
+    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
+    let mut run = setup.spawn_streaming(&[]);
+    run.wait_for_stderr("streaming changes", Duration::from_secs(120))
+        .await;
+    let writer = Writer::start(
+        setup.source_client(SOURCE).await,
+        setup.scale(),
+        Duration::from_millis(2),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let written = writer.stop().await;
+    assert!(!written.is_empty());
+    setup
+        .source
+        .restart()
+        .unwrap_or_else(|e| panic!("restart the source: {e}"));
+    run_extra_changes(&setup).await;
+    wait_identical(&setup, "after a source restart").await;
+    assert!(run.is_running(), "{}", describe(&run.output()));
+    let stderr = run.output().stderr;
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    run.terminate();
+    let output = run.finish(Duration::from_secs(60)).await;
+    assert_eq!(output.code, 0, "{}", describe(&output));
+}
+
+/// The text of every row of `table`, sorted, hashed: equal on two databases when they hold
+/// the same rows (duplicates included).
+async fn rows_hash(client: &tokio_postgres::Client, table: &str) -> (i64, String) {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') \
+                 FROM {table} AS t"
+            ),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{table}: {e:?}"));
+    (row.get(0), row.get(1))
+}
+
+/// A table with REPLICA IDENTITY FULL and no primary key (duplicate rows, json and point
+/// columns, which have no equality operator): updates and deletes change exactly one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_identity_full_without_a_key_changes_one_row_at_a_time() {
+    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
+    let source = setup.source_client(SOURCE).await;
+    source
+        .batch_execute(
+            "CREATE TABLE public.audit (n integer, who text, detail json, at point, note text); \
+             ALTER TABLE public.audit REPLICA IDENTITY FULL; \
+             INSERT INTO public.audit SELECT i % 5, 'user ' || (i % 3), \
+               json_build_object('i', i % 5), point(i % 2, 1), NULL \
+             FROM generate_series(1, 40) AS i; \
+             ALTER PUBLICATION pub ADD TABLE public.audit",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("audit table: {e:?}"));
+    let mut run = setup.spawn_streaming(&[]);
+    run.wait_for_stderr("streaming changes", Duration::from_secs(120))
+        .await;
+    for sql in [
+        // One of several identical rows.
+        "DELETE FROM public.audit WHERE ctid = (SELECT ctid FROM public.audit WHERE n = 1 LIMIT 1)",
+        "UPDATE public.audit SET note = 'first' WHERE ctid = (SELECT ctid FROM public.audit WHERE n = 2 LIMIT 1)",
+        "UPDATE public.audit SET detail = '{\"changed\": true}', at = point(9, 9) WHERE n = 3",
+        "UPDATE public.audit SET who = NULL WHERE n = 4",
+        "DELETE FROM public.audit WHERE who IS NULL AND n = 4 AND ctid = (SELECT min(ctid) FROM public.audit WHERE n = 4)",
+        "INSERT INTO public.audit VALUES (7, 'late', NULL, NULL, 'x'), (7, 'late', NULL, NULL, 'x')",
+        "DELETE FROM public.audit WHERE ctid = (SELECT ctid FROM public.audit WHERE n = 7 LIMIT 1)",
+    ] {
+        source
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    let expected = rows_hash(&source, "public.audit").await;
+    let deadline = Instant::now() + CATCH_UP;
+    for k in 0..setup.shards() {
+        let shard = setup.shard_client(k).await;
+        loop {
+            let found = rows_hash(&shard, "public.audit").await;
+            if found == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shard {k}: audit is {found:?}, the source {expected:?}\n{}",
+                describe(&run.output())
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    run.terminate();
+    let output = run.finish(Duration::from_secs(60)).await;
+    assert_eq!(output.code, 0, "{}", describe(&output));
+}
+
+/// `--replicate-only` from a slot that does not exist fails at once, naming the slot and what
+/// creates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicate_only_without_a_slot_fails_clearly() {
+    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
+    let mut run = setup.spawn_streaming(&["--replicate-only", "--replication-slot", "nope"]);
+    let output = run.finish(Duration::from_secs(60)).await;
+    assert_eq!(output.code, 1, "{}", describe(&output));
+    assert!(
+        output.stderr.contains("\"nope\" does not exist") && output.stderr.contains("COPY_DATA"),
+        "{}",
+        describe(&output)
+    );
+}
