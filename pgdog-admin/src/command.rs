@@ -32,10 +32,14 @@ pub enum Show {
     SchemaSync,
     /// Table copies of data-copy tasks.
     TableCopies,
+    /// Replication streams of this process: positions, lag and rates.
+    Replication,
+    /// Logical replication slots on the configured databases' primaries.
+    ReplicationSlots,
 }
 
 impl Show {
-    const ALL: [(&'static str, Show); 13] = [
+    const ALL: [(&'static str, Show); 15] = [
         ("pools", Show::Pools),
         ("clients", Show::Clients),
         ("servers", Show::Servers),
@@ -49,6 +53,8 @@ impl Show {
         ("tasks", Show::Tasks),
         ("schema_sync", Show::SchemaSync),
         ("table_copies", Show::TableCopies),
+        ("replication", Show::Replication),
+        ("replication_slots", Show::ReplicationSlots),
     ];
 }
 
@@ -82,11 +88,16 @@ pub enum Command {
     StopTask(u64),
     /// `SCHEMA_SYNC <pre|post|cutover> <source> <destination> <publication> [options]`.
     SchemaSync(SchemaSync),
-    /// `COPY_DATA <source> <destination> <publication> [slot]`.
+    /// `COPY_DATA <source> <destination> <publication> [slot]`: copy, then stream changes.
     CopyData(CopyData),
+    /// `REPLICATE <source> <destination> <publication> [slot]`: stream changes only (the
+    /// copy is done); same arguments as `COPY_DATA`.
+    Replicate(CopyData),
+    /// `DROP_SLOT <slot>`: drop a logical replication slot on the configured primaries.
+    DropSlot(String),
 }
 
-/// `COPY_DATA`'s arguments.
+/// The arguments of `COPY_DATA` and `REPLICATE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyData {
     /// Source database.
@@ -144,9 +155,13 @@ pub const COMMANDS: &[&str] = &[
     "SHOW TASKS",
     "SHOW SCHEMA_SYNC",
     "SHOW TABLE_COPIES",
+    "SHOW REPLICATION",
+    "SHOW REPLICATION_SLOTS",
     "STOP_TASK <task_id>",
     "SCHEMA_SYNC <pre|post|cutover> <source> <destination> <publication> [DRY_RUN] [IGNORE_ERRORS] [FORCE]",
     "COPY_DATA <source> <destination> <publication> [slot]",
+    "REPLICATE <source> <destination> <publication> [slot]",
+    "DROP_SLOT <slot>",
     "RELOAD",
     "PAUSE [database]",
     "RESUME [database]",
@@ -242,7 +257,19 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
             }
         },
         Some("schema_sync") => schema_sync(tokens, text)?,
-        Some("copy_data") => copy_data(tokens, text)?,
+        Some("copy_data") => Command::CopyData(stream_args(tokens, text, "COPY_DATA")?),
+        Some("replicate") => Command::Replicate(stream_args(tokens, text, "REPLICATE")?),
+        Some("drop_slot") => match tokens.get(1) {
+            Some(Token::Word(slot)) | Some(Token::Quoted(slot)) | Some(Token::Literal(slot)) => {
+                end(tokens, 2, text, Command::DropSlot(slot.clone()))?
+            }
+            _ => {
+                return Err(error(
+                    "DROP_SLOT needs a replication slot name (see SHOW REPLICATION_SLOTS)".into(),
+                    text,
+                ))
+            }
+        },
         Some("set") => {
             let setting = name(1).ok_or_else(|| error("SET needs a setting name".into(), text))?;
             match (tokens.get(2), tokens.get(3)) {
@@ -301,27 +328,24 @@ fn schema_sync(tokens: &[Token], text: &str) -> Result<Command, ParseError> {
     Ok(Command::SchemaSync(command))
 }
 
-fn copy_data(tokens: &[Token], text: &str) -> Result<Command, ParseError> {
-    let usage = "COPY_DATA needs <source> <destination> <publication> [slot]";
+/// `<source> <destination> <publication> [slot]` after `COPY_DATA` or `REPLICATE` (`command`).
+fn stream_args(tokens: &[Token], text: &str, command: &str) -> Result<CopyData, ParseError> {
+    let usage = format!("{command} needs <source> <destination> <publication> [slot]");
     let name = |i: usize| match tokens.get(i) {
         Some(Token::Word(w)) | Some(Token::Quoted(w)) | Some(Token::Literal(w)) => Some(w.clone()),
         _ => None,
     };
     let (Some(from), Some(to), Some(publication)) = (name(1), name(2), name(3)) else {
-        return Err(error(usage.into(), text));
+        return Err(error(usage, text));
     };
     let slot = name(4);
-    end(
-        tokens,
-        5,
-        text,
-        Command::CopyData(CopyData {
-            from,
-            to,
-            publication,
-            slot,
-        }),
-    )
+    expect_end(tokens, 5, text)?;
+    Ok(CopyData {
+        from,
+        to,
+        publication,
+        slot,
+    })
 }
 
 fn set(name: String, value: &Token, tokens: &[Token], text: &str) -> Result<Command, ParseError> {
@@ -432,6 +456,93 @@ mod tests {
         for bad in ["STOP_TASK", "STOP_TASK abc", "STOP_TASK 1 2"] {
             let err = parse(bad).unwrap_err();
             assert!(err.hint.contains("STOP_TASK <task_id>"), "{bad}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn replication_commands() {
+        assert_eq!(
+            parse("SHOW REPLICATION; show replication_slots").unwrap(),
+            vec![
+                Command::Show(Show::Replication),
+                Command::Show(Show::ReplicationSlots)
+            ]
+        );
+        assert_eq!(
+            parse(r#"REPLICATE prod "Shards" pub"#).unwrap(),
+            vec![Command::Replicate(CopyData {
+                from: "prod".into(),
+                to: "Shards".into(),
+                publication: "pub".into(),
+                slot: None,
+            })]
+        );
+        assert_eq!(
+            parse("replicate prod shards pub 'my_slot'").unwrap(),
+            vec![Command::Replicate(CopyData {
+                from: "prod".into(),
+                to: "shards".into(),
+                publication: "pub".into(),
+                slot: Some("my_slot".into()),
+            })]
+        );
+        assert_eq!(
+            parse("DROP_SLOT pgdog_pub; drop_slot \"Odd\"").unwrap(),
+            vec![
+                Command::DropSlot("pgdog_pub".into()),
+                Command::DropSlot("Odd".into())
+            ]
+        );
+
+        for missing in ["REPLICATE", "REPLICATE prod", "REPLICATE prod shards"] {
+            let e = parse(missing).unwrap_err();
+            assert_eq!(
+                e.message, "REPLICATE needs <source> <destination> <publication> [slot]",
+                "{missing}"
+            );
+            assert!(e.hint.starts_with("did you mean \"REPLICATE"), "{e:?}");
+        }
+        let e = parse("REPLICATE prod shards pub slot extra").unwrap_err();
+        assert!(e.message.contains("\"extra\""), "{}", e.message);
+        assert!(
+            e.message.contains("at the end of the command"),
+            "{}",
+            e.message
+        );
+        let e = parse("COPY_DATA prod shards pub slot extra").unwrap_err();
+        assert!(e.message.contains("\"extra\""), "{}", e.message);
+        let e = parse("REPLICATE prod = pub").unwrap_err();
+        assert!(e.message.contains("REPLICATE needs"), "{}", e.message);
+
+        for missing in ["DROP_SLOT", "DROP_SLOT ;", "DROP_SLOT = x"] {
+            let e = parse(missing).unwrap_err();
+            assert!(
+                e.message
+                    .contains("DROP_SLOT needs a replication slot name"),
+                "{missing}: {}",
+                e.message
+            );
+            assert!(
+                e.hint.starts_with("did you mean \"DROP_SLOT <slot>\""),
+                "{e:?}"
+            );
+        }
+        let e = parse("DROP_SLOT a b").unwrap_err();
+        assert!(e.message.contains("\"b\""), "{}", e.message);
+
+        let e = parse("SHOW REPLICATIONS").unwrap_err();
+        assert!(e.message.contains("SHOW REPLICATIONS"), "{}", e.message);
+        let e = parse("SHOW REPLICATION_SLOTS now").unwrap_err();
+        assert!(e.message.contains("\"now\""), "{}", e.message);
+        let e = parse("replicat prod shards pub").unwrap_err();
+        assert!(e.hint.starts_with("did you mean \"REPLICATE"), "{e:?}");
+        for command in [
+            "SHOW REPLICATION",
+            "SHOW REPLICATION_SLOTS",
+            "REPLICATE <source> <destination> <publication> [slot]",
+            "DROP_SLOT <slot>",
+        ] {
+            assert!(COMMANDS.contains(&command), "{command}");
         }
     }
 

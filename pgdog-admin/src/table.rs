@@ -12,6 +12,8 @@ pub enum ColumnType {
     Numeric,
     /// `bool`
     Bool,
+    /// `float8`
+    Double,
 }
 
 impl ColumnType {
@@ -22,6 +24,7 @@ impl ColumnType {
             ColumnType::BigInt => 20,
             ColumnType::Numeric => 1700,
             ColumnType::Bool => 16,
+            ColumnType::Double => 701,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The pooler's live, shared state: pools (swapped atomically on reload), the prepared
-//! statement cache, cancel keys, connected clients, traffic gates, the admin password, TLS and
-//! the shutdown signal. Passed explicitly as an `Arc`.
+//! statement cache, cancel keys, connected clients, traffic gates, the admin password, TLS,
+//! the resharding tasks with their progress (schema sync, table copies, replication streams,
+//! the slots they use) and the shutdown signal. Passed explicitly as an `Arc`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -52,6 +53,10 @@ pub struct PoolerState {
     pub schema_sync: crate::reshard::schema::SchemaSyncLog,
     /// Every table copy of data-copy tasks, for `SHOW TABLE_COPIES`.
     pub table_copies: crate::reshard::copy::TableCopies,
+    /// Every replication stream of this process, for `SHOW REPLICATION`.
+    pub replication: crate::reshard::stream::ReplicationStats,
+    /// The replication slots this process's tasks use (`DROP_SLOT` refuses those).
+    pub slot_claims: crate::admin::claims::SlotClaims,
     /// Connected clients, for `SHOW CLIENTS`.
     pub clients: Arc<ClientRegistry>,
     tls: ArcSwapOption<TlsAcceptor>,
@@ -86,6 +91,8 @@ impl PoolerState {
             tasks: crate::reshard::TaskRegistry::default(),
             schema_sync: crate::reshard::schema::SchemaSyncLog::default(),
             table_copies: crate::reshard::copy::TableCopies::default(),
+            replication: crate::reshard::stream::ReplicationStats::default(),
+            slot_claims: crate::admin::claims::SlotClaims::default(),
             clients: Arc::new(ClientRegistry::default()),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
             shutdown,

@@ -1,11 +1,17 @@
 //! The admin database: commands parsed by `pgdog-admin` run here against the live state.
 //! [`execute`] is the one place that turns a command into a reply; [`show`] builds every
-//! result table; [`session`] speaks the wire protocol to the operator's client.
+//! result table; [`session`] speaks the wire protocol to the operator's client. Commands that
+//! need the servers (`SHOW REPLICATION_SLOTS`, `DROP_SLOT`, `PAUSE`) are awaited here, in the
+//! admin client's own task, each server bounded by a time limit.
 
+pub mod claims;
+pub mod primaries;
+pub mod replication;
 pub mod resharding;
 pub mod session;
 pub mod set;
 pub mod show;
+pub mod slots;
 pub mod wire;
 
 use std::sync::Arc;
@@ -43,7 +49,7 @@ impl Reply {
 pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Reply, ErrorResponse> {
     match command {
         Command::Show(what) => Ok(Reply::Table {
-            table: show::table(state, *what),
+            table: show::table(state, *what).await,
             tag: "SHOW".into(),
         }),
         Command::Reload => {
@@ -122,6 +128,8 @@ pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Repl
         },
         Command::SchemaSync(command) => resharding::schema_sync(state, command),
         Command::CopyData(command) => resharding::copy_data(state, command),
+        Command::Replicate(command) => resharding::replicate(state, command),
+        Command::DropSlot(slot) => slots::drop(state, slot).await,
         Command::Shutdown => {
             info!("SHUTDOWN requested from the admin database");
             state.begin_shutdown();

@@ -1,16 +1,19 @@
-//! Admin commands that start resharding tasks (`SCHEMA_SYNC`): checked against the
-//! configuration at once (so a typo is an error now, not a failed task later), then run in
-//! the background; the reply is the task's id.
+//! Admin commands that start resharding tasks (`SCHEMA_SYNC`, `COPY_DATA`, `REPLICATE`):
+//! checked against the configuration at once (so a typo is an error now, not a failed task
+//! later), then run in the background; the reply is the task's id. `COPY_DATA` goes on
+//! streaming changes after the copy; `REPLICATE` only streams. Both run until `STOP_TASK`.
 
 use std::sync::Arc;
 
 use pgdog_admin::{ColumnType, CopyData, ResultTable, SchemaSync, SyncPhase};
-use tracing::warn;
+use pgdog_config::ConfigAndUsers;
+use tracing::{info, warn};
 
 use super::Reply;
 use crate::net::{sqlstate, ErrorResponse};
 use crate::reshard::copy::{self, slot, DataSyncOptions};
 use crate::reshard::schema::{self, Phase, SchemaSyncOptions};
+use crate::reshard::stream::{self, StreamOptions};
 use crate::reshard::{ClusterEndpoints, EndpointError, TaskKind};
 use crate::state::PoolerState;
 
@@ -82,17 +85,91 @@ pub fn schema_sync(state: &Arc<PoolerState>, command: &SchemaSync) -> Result<Rep
     Ok(task_reply(id))
 }
 
-/// `COPY_DATA`: starts the data copy (pre-flight, schema sync, copy, schema sync after it) as
-/// a background task; replies with its id and the replication slot it uses.
-pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, ErrorResponse> {
-    let config = state.databases().config().clone();
+/// SQLSTATE `object_in_use`.
+pub const OBJECT_IN_USE: &str = "55006";
+
+/// The slot a `COPY_DATA` / `REPLICATE` uses, after checking both databases resolve and no
+/// running task of this process already uses that slot of the source.
+fn checked_slot(
+    state: &PoolerState,
+    config: &ConfigAndUsers,
+    command: &CopyData,
+) -> Result<String, ErrorResponse> {
     for database in [&command.from, &command.to] {
-        ClusterEndpoints::resolve(&config, database).map_err(endpoint_error)?;
+        ClusterEndpoints::resolve(config, database).map_err(endpoint_error)?;
     }
     let slot = command
         .slot
         .clone()
         .unwrap_or_else(|| slot::default_name(&command.publication));
+    let holders =
+        state
+            .slot_claims
+            .holders(&state.tasks, std::slice::from_ref(&command.from), &slot);
+    if let Some(task) = holders.first() {
+        return Err(ErrorResponse::error(
+            OBJECT_IN_USE,
+            format!(
+                "replication slot \"{slot}\" of database \"{}\" is in use by task {task}",
+                command.from
+            ),
+        )
+        .hint(format!(
+            "stop task {task} first (STOP_TASK {task}), or choose another slot"
+        )));
+    }
+    Ok(slot)
+}
+
+/// What `COPY_DATA` and `REPLICATE` reply: `task_id`, `replication_slot`.
+fn stream_reply(id: u64, slot: String) -> Reply {
+    let mut table = ResultTable::new(&[
+        ("task_id", ColumnType::BigInt),
+        ("replication_slot", ColumnType::Text),
+    ]);
+    let _ = table.push(vec![Some(id.to_string()), Some(slot)]);
+    Reply::Table {
+        table,
+        tag: "SELECT 1".into(),
+    }
+}
+
+/// The stream of a `COPY_DATA` / `REPLICATE` task: reports its step, streams until the task
+/// is stopped, and says where the slot was left.
+async fn stream_step(
+    config: &ConfigAndUsers,
+    options: &StreamOptions,
+    stats: &stream::ReplicationStats,
+    task: &crate::reshard::TaskHandle,
+    step: String,
+) -> Result<(), String> {
+    let slot = options.slot.clone().unwrap_or_default();
+    task.set_step(step);
+    stream::run(config, options, stats, Some(task))
+        .await
+        .map_err(|e| format!("replication from slot {slot}: {e}"))?;
+    info!("task {}: stream from slot {slot} stopped", task.id());
+    task.set_step(format!(
+        "stopped streaming; slot {slot} keeps its place (REPLICATE {} {} {} {slot} resumes)",
+        options.from, options.to, options.publication
+    ));
+    Ok(())
+}
+
+/// `COPY_DATA`: starts the data copy (pre-flight, schema sync, copy, schema sync after it) as
+/// a background task that then streams changes from the slot until `STOP_TASK`; replies with
+/// its id and the replication slot it uses.
+pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, ErrorResponse> {
+    let config = state.databases().config().clone();
+    let slot = checked_slot(state, &config, command)?;
+    let stream_options = StreamOptions {
+        from: command.from.clone(),
+        to: command.to.clone(),
+        publication: command.publication.clone(),
+        slot: Some(slot.clone()),
+        ..Default::default()
+    };
+    let stats = state.replication.clone();
     let options = DataSyncOptions {
         from: command.from.clone(),
         to: command.to.clone(),
@@ -120,22 +197,53 @@ pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, 
             .await
             .map_err(|e| e.to_string())?;
             let rows: u64 = report.copied.iter().map(|(_, rows, _)| rows).sum();
-            task.set_step(format!(
-                "done: {} table(s) copied ({rows} rows), {} already copied; slot {} at {}",
+            let copied = format!(
+                "{} table(s) copied ({rows} rows), {} already copied",
                 report.copied.len(),
                 report.skipped.len(),
+            );
+            info!(
+                "task {}: copy done: {copied}; slot {} at {}",
+                task.id(),
                 report.slot,
                 report.slot_lsn
-            ));
-            Ok(())
+            );
+            if task.is_stopping() {
+                task.set_step(format!("copy done: {copied}; stopped before streaming"));
+                return Ok(());
+            }
+            let step = format!(
+                "streaming changes from slot {} (copy done: {copied})",
+                report.slot
+            );
+            stream_step(&config, &stream_options, &stats, &task, step).await
         });
-    let mut table = ResultTable::new(&[
-        ("task_id", ColumnType::BigInt),
-        ("replication_slot", ColumnType::Text),
-    ]);
-    let _ = table.push(vec![Some(id.to_string()), Some(slot)]);
-    Ok(Reply::Table {
-        table,
-        tag: "SELECT 1".into(),
-    })
+    state.slot_claims.claim(id, &command.from, &slot);
+    Ok(stream_reply(id, slot))
+}
+
+/// `REPLICATE`: streams changes from the slot (left by `COPY_DATA` or `pgdog data-sync`) to
+/// the destination as a background task until `STOP_TASK`; replies like `COPY_DATA`.
+pub fn replicate(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, ErrorResponse> {
+    let config = state.databases().config().clone();
+    let slot = checked_slot(state, &config, command)?;
+    let options = StreamOptions {
+        from: command.from.clone(),
+        to: command.to.clone(),
+        publication: command.publication.clone(),
+        slot: Some(slot.clone()),
+        ..Default::default()
+    };
+    let stats = state.replication.clone();
+    let id = state
+        .tasks
+        .start(TaskKind::Replication, move |task| async move {
+            let step = format!(
+                "streaming changes from slot {}",
+                options.slot.as_deref().unwrap_or_default()
+            );
+            stream_step(&config, &options, &stats, &task, step).await
+        });
+    state.slot_claims.claim(id, &command.from, &slot);
+    Ok(stream_reply(id, slot))
 }

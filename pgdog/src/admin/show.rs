@@ -1,5 +1,6 @@
-//! `SHOW` commands: live state (pools, clients, servers, stats, config, bans) as result tables,
-//! with PgDog's column names where PgDog has the command.
+//! `SHOW` commands: live state (pools, clients, servers, stats, config, bans, tasks) as result
+//! tables, with PgDog's column names where PgDog has the command. The replication views live
+//! in [`super::replication`] and [`super::slots`].
 
 use std::collections::HashSet;
 use std::time::{Instant, SystemTime};
@@ -14,8 +15,9 @@ use crate::state::PoolerState;
 
 use ColumnType::{BigInt, Bool, Numeric, Text};
 
-/// The table for one `SHOW`.
-pub fn table(state: &PoolerState, what: Show) -> ResultTable {
+/// The table for one `SHOW` (`SHOW REPLICATION_SLOTS` asks the servers, the others read
+/// this process's state).
+pub async fn table(state: &PoolerState, what: Show) -> ResultTable {
     match what {
         Show::Pools => pools(state),
         Show::Clients => clients(state),
@@ -30,25 +32,30 @@ pub fn table(state: &PoolerState, what: Show) -> ResultTable {
         Show::Tasks => tasks(state),
         Show::SchemaSync => schema_sync(state),
         Show::TableCopies => table_copies(state),
+        Show::Replication => super::replication::table(state),
+        Show::ReplicationSlots => super::slots::table(state).await,
     }
 }
 
 /// A row of text values being built.
 #[derive(Default)]
-struct Row(Vec<Option<String>>);
+pub(super) struct Row(pub(super) Vec<Option<String>>);
 
 impl Row {
-    fn text(mut self, value: impl ToString) -> Self {
+    /// Adds a value.
+    pub(super) fn text(mut self, value: impl ToString) -> Self {
         self.0.push(Some(value.to_string()));
         self
     }
 
-    fn opt(mut self, value: Option<impl ToString>) -> Self {
+    /// Adds a value or NULL.
+    pub(super) fn opt(mut self, value: Option<impl ToString>) -> Self {
         self.0.push(value.map(|v| v.to_string()));
         self
     }
 
-    fn bool(self, value: bool) -> Self {
+    /// Adds a boolean (`t` / `f`).
+    pub(super) fn bool(self, value: bool) -> Self {
         self.text(if value { "t" } else { "f" })
     }
 
@@ -62,7 +69,8 @@ impl Row {
     }
 }
 
-fn push(table: &mut ResultTable, row: Row) {
+/// Appends a row built with the table's column count.
+pub(super) fn push(table: &mut ResultTable, row: Row) {
     // Every row below is built with the table's column count.
     let _ = table.push(row.0);
 }

@@ -66,7 +66,7 @@ pub fn result_formats(codes: &[i16], columns: usize) -> Result<Vec<Format>, Erro
 fn type_len(kind: ColumnType) -> i16 {
     match kind {
         ColumnType::Text | ColumnType::Numeric => -1,
-        ColumnType::BigInt => 8,
+        ColumnType::BigInt | ColumnType::Double => 8,
         ColumnType::Bool => 1,
     }
 }
@@ -172,6 +172,19 @@ pub fn encode_value(kind: ColumnType, format: Format, text: &str) -> Result<Vec<
             .map(|v| vec![u8::from(v)])
             .ok_or_else(|| "not a valid bool".to_string()),
         (Format::Binary, ColumnType::Numeric) => numeric_binary(text),
+        (Format::Binary, ColumnType::Double) => parse_double(text)
+            .map(|v| v.to_bits().to_be_bytes().to_vec())
+            .ok_or_else(|| "not a valid float8".to_string()),
+    }
+}
+
+/// A float8 as Postgres spells it (`1.5`, `-2e-3`, `NaN`, `Infinity`, `-Infinity`).
+fn parse_double(text: &str) -> Option<f64> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "nan" => Some(f64::NAN),
+        "infinity" | "inf" | "+infinity" | "+inf" => Some(f64::INFINITY),
+        "-infinity" | "-inf" => Some(f64::NEG_INFINITY),
+        other => other.parse::<f64>().ok().filter(|v| v.is_finite()),
     }
 }
 
@@ -419,6 +432,8 @@ mod tests {
         assert!(numeric_binary("1e-99999").is_err());
         assert!(encode_value(ColumnType::BigInt, Format::Binary, "x").is_err());
         assert!(encode_value(ColumnType::Bool, Format::Binary, "maybe").is_err());
+        assert!(encode_value(ColumnType::Double, Format::Binary, "fast").is_err());
+        assert!(encode_value(ColumnType::Double, Format::Binary, "1e999").is_err());
         // Text format sends the value as it is.
         assert_eq!(
             encode_value(ColumnType::BigInt, Format::Text, "x").unwrap(),
@@ -439,6 +454,14 @@ mod tests {
         assert_eq!(
             encode_value(ColumnType::Bool, Format::Binary, "false").unwrap(),
             [0]
+        );
+        assert_eq!(
+            encode_value(ColumnType::Double, Format::Binary, "12.25").unwrap(),
+            12.25f64.to_bits().to_be_bytes()
+        );
+        assert_eq!(
+            encode_value(ColumnType::Double, Format::Binary, "-Infinity").unwrap(),
+            f64::NEG_INFINITY.to_bits().to_be_bytes()
         );
         assert_eq!(
             encode_value(ColumnType::Text, Format::Binary, "héllo").unwrap(),
