@@ -227,6 +227,13 @@ pub async fn run(
         }
         to_copy.push(job);
     }
+    if existing.is_none() {
+        // A stream position recorded for an earlier slot of that name means nothing for
+        // the new one (it may even be of another source): forget it.
+        for conn in shards.iter_mut() {
+            crate::reshard::stream::state::forget(conn, &slot_name).await?;
+        }
+    }
     stopped(task)?;
 
     // The snapshot: the new slot's own, or (resuming) a fresh one from a temporary slot.

@@ -17,6 +17,42 @@ use crate::router::route::Shards;
 /// Types without an equality operator: rows are matched on their text form.
 const NO_EQUALITY: [u32; 9] = [114, 142, 600, 601, 602, 603, 604, 628, 718];
 
+/// Values of a statement: inlined as literals, or collected as parameters of a prepared
+/// statement (`$1`, `$2`, ... with their types).
+#[derive(Debug)]
+struct Params {
+    prepared: bool,
+    types: Vec<String>,
+    values: Vec<String>,
+}
+
+impl Params {
+    fn literal() -> Params {
+        Params {
+            prepared: false,
+            types: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    fn prepared() -> Params {
+        Params {
+            prepared: true,
+            ..Params::literal()
+        }
+    }
+
+    /// The SQL standing for `value` (a quoted literal) of type `sql_type`.
+    fn bind(&mut self, sql_type: &str, value: String) -> String {
+        if !self.prepared {
+            return value;
+        }
+        self.types.push(sql_type.to_string());
+        self.values.push(value);
+        format!("${}", self.values.len())
+    }
+}
+
 /// The SQL one shard gets in the current batch.
 #[derive(Debug, Default)]
 pub struct ShardSql {
@@ -26,6 +62,8 @@ pub struct ShardSql {
     pub rows: u64,
     /// The INSERT that the next row of the same table may extend (`relation`, columns).
     open_insert: Option<(String, usize)>,
+    /// Statements prepared on the shard's connection in this session, by text.
+    prepared: std::collections::HashMap<String, String>,
 }
 
 impl ShardSql {
@@ -42,6 +80,36 @@ impl ShardSql {
     pub fn take(&mut self) -> String {
         self.open_insert = None;
         std::mem::take(&mut self.sql)
+    }
+
+    /// Starts the next batch: no SQL, no rows; the prepared statements stay.
+    pub fn reset(&mut self) {
+        self.open_insert = None;
+        self.sql.clear();
+        self.rows = 0;
+    }
+
+    /// Runs `shape` (a statement with `$n` parameters) with `params`: prepared once per
+    /// session (planning is the costly part of a one-row UPDATE or DELETE), then EXECUTEd.
+    fn execute(&mut self, shape: &str, params: &Params) {
+        if !params.prepared || params.values.is_empty() {
+            self.statement(shape);
+            return;
+        }
+        let name = match self.prepared.get(shape) {
+            Some(name) => name.clone(),
+            None => {
+                let name = format!("pgdog_apply_{}", self.prepared.len() + 1);
+                self.statement(&format!(
+                    "PREPARE {name} ({}) AS {shape}",
+                    params.types.join(", ")
+                ));
+                self.rows -= 1;
+                self.prepared.insert(shape.to_string(), name.clone());
+                name
+            }
+        };
+        self.statement(&format!("EXECUTE {name}({})", params.values.join(", ")));
     }
 
     fn insert(&mut self, target: &Target, new: &[Value]) -> Result<(), StreamError> {
@@ -178,6 +246,14 @@ fn shard_of(target: &Target, values: &[Value]) -> Result<Option<Shards>, StreamE
 
 /// `WHERE` matching the row whose identity values are in `tuple`.
 fn identity(target: &Target, tuple: &[Value]) -> Result<String, StreamError> {
+    identity_with(target, tuple, &mut Params::literal())
+}
+
+fn identity_with(
+    target: &Target,
+    tuple: &[Value],
+    params: &mut Params,
+) -> Result<String, StreamError> {
     check_width(target, tuple)?;
     if target.identity.is_empty() {
         return Err(StreamError::Schema {
@@ -193,9 +269,13 @@ fn identity(target: &Target, tuple: &[Value]) -> Result<String, StreamError> {
             value => match text(target, value)? {
                 None => format!("{column} IS NULL"),
                 Some(text) if NO_EQUALITY.contains(&target.type_oids[i]) => {
-                    format!("{column}::text = {}", quote::literal(text))
+                    let value = params.bind("text", quote::literal(text));
+                    format!("{column}::text = {value}")
                 }
-                Some(text) => format!("{column} = {}", quote::literal(text)),
+                Some(text) => {
+                    let value = params.bind(&target.types[i], quote::literal(text));
+                    format!("{column} = {value}")
+                }
             },
         };
         conditions.push(condition);
@@ -288,19 +368,20 @@ pub fn insert(out: &mut Out<'_>, target: &Target, new: &[Value]) -> Result<(), S
 /// Writes a DELETE.
 pub fn delete(out: &mut Out<'_>, target: &Target, old: &OldTuple) -> Result<(), StreamError> {
     let old_values = old_identity(Some(old), &[]);
+    let mut params = Params::prepared();
     let statement = format!(
         "DELETE FROM {} WHERE {}",
         target.qualified,
-        identity(target, old_values)?
+        identity_with(target, old_values, &mut params)?
     );
     let shards = old_shard(target, Some(old), None)?.unwrap_or(Shards::All);
     out.each(&shards, |sql| {
-        sql.statement(&statement);
+        sql.execute(&statement, &params);
         Ok(())
     })
 }
 
-fn set_list(target: &Target, new: &[Value]) -> Result<String, StreamError> {
+fn set_list(target: &Target, new: &[Value], params: &mut Params) -> Result<String, StreamError> {
     let mut set = String::new();
     for (i, value) in new.iter().enumerate() {
         if *value == Value::Unchanged {
@@ -309,7 +390,11 @@ fn set_list(target: &Target, new: &[Value]) -> Result<String, StreamError> {
         if !set.is_empty() {
             set.push_str(", ");
         }
-        let _ = write!(set, "{} = {}", target.columns[i], literal(target, value)?);
+        let value = match value {
+            Value::Null => "NULL".to_string(),
+            value => params.bind(&target.types[i], literal(target, value)?),
+        };
+        let _ = write!(set, "{} = {value}", target.columns[i]);
     }
     Ok(set)
 }
@@ -324,17 +409,24 @@ pub fn update(
     check_width(target, new)?;
     let to = shard_of(target, new)?;
     let from = old_shard(target, old, Some(new))?;
-    let set = set_list(target, new)?;
+    let set = set_list(target, new, &mut Params::literal())?;
     let old_where = identity(target, old_identity(old, new))?;
     let update = format!("UPDATE {} SET {set} WHERE {old_where}", target.qualified);
     match (from, to) {
         // Same shard (or every shard): update in place.
-        (Some(from), Some(to)) if from == to => out.each(&to, |sql| {
-            if !set.is_empty() {
-                sql.statement(&update);
+        (Some(from), Some(to)) if from == to => {
+            if set.is_empty() {
+                return Ok(());
             }
-            Ok(())
-        }),
+            let mut params = Params::prepared();
+            let set = set_list(target, new, &mut params)?;
+            let condition = identity_with(target, old_identity(old, new), &mut params)?;
+            let shape = format!("UPDATE {} SET {set} WHERE {condition}", target.qualified);
+            out.each(&to, |sql| {
+                sql.execute(&shape, &params);
+                Ok(())
+            })
+        }
         // The row moves: delete it where it was, insert it where it goes.
         (Some(from), Some(Shards::One(to))) => {
             let delete = format!("DELETE FROM {} WHERE {old_where}", target.qualified);
@@ -389,4 +481,238 @@ pub fn truncate(out: &mut Out<'_>, tables: &[String]) -> Result<(), StreamError>
         sql.statement(&statement);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::reshard::publication::TableRef;
+    use crate::reshard::stream::tables::TableInfo;
+    use crate::reshard::stream::wal::Lsn;
+    use crate::router::plan::ShardingSchema;
+    use crate::router::sharding::shard_of;
+    use crate::router::sharding::KeyValue;
+
+    const SHARDS: usize = 2;
+
+    fn rule() -> crate::router::plan::TableRule {
+        let mut text = String::new();
+        for shard in 0..SHARDS {
+            text.push_str(&format!("[[databases]]\nname = \"db\"\nshard = {shard}\n"));
+        }
+        text.push_str(
+            "[[sharded_tables]]\ndatabase = \"db\"\nname = \"t\"\ncolumn = \"k\"\ndata_type = \"bigint\"\n",
+        );
+        let config = pgdog_config::Config::from_str(&text, "pgdog.toml").unwrap();
+        ShardingSchema::new(&config, "db")
+            .table_rule(None, "t", &[])
+            .unwrap()
+    }
+
+    /// Table `t (id, k, body)`: identity `id`; sharded by `k` unless `everywhere`.
+    fn target(identity: &[usize], everywhere: bool, whole_row: bool) -> Target {
+        let rule = (!everywhere).then(rule);
+        let key = rule.as_ref().map(|_| 1);
+        Target {
+            info: Arc::new(TableInfo {
+                table: TableRef {
+                    schema: "public".into(),
+                    name: "t".into(),
+                    oid: 1,
+                },
+                rule,
+                primary_key: vec!["id".into()],
+                types: HashMap::new(),
+                watermark: Lsn::ZERO,
+            }),
+            qualified: "\"public\".\"t\"".into(),
+            columns: vec!["id".into(), "k".into(), "body".into()],
+            identity: identity.to_vec(),
+            whole_row,
+            full_old_tuple: whole_row,
+            key,
+            identity_has_key: whole_row || key.is_some_and(|k| identity.contains(&k)),
+            type_oids: vec![20, 20, 25],
+            types: vec!["bigint".into(), "bigint".into(), "text".into()],
+        }
+    }
+
+    fn t(text: &str) -> Value {
+        Value::Text(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    fn shard(k: i64) -> usize {
+        shard_of(&KeyValue::Int(k), SHARDS)
+    }
+
+    /// Two keys on different shards.
+    fn keys_on_two_shards() -> (i64, i64) {
+        let a = 1;
+        let b = (2..100).find(|k| shard(*k) != shard(a)).unwrap();
+        (a, b)
+    }
+
+    fn run(write: impl FnOnce(&mut Out<'_>) -> Result<(), StreamError>) -> Vec<String> {
+        let mut shards: Vec<ShardSql> = (0..SHARDS).map(|_| ShardSql::default()).collect();
+        let active = vec![true; SHARDS];
+        let mut out = Out {
+            shards: &mut shards,
+            active: &active,
+        };
+        write(&mut out).unwrap();
+        shards.into_iter().map(|s| s.sql).collect()
+    }
+
+    #[test]
+    fn inserts_go_to_their_shard_and_merge() {
+        let target = target(&[0], false, false);
+        let (a, _) = keys_on_two_shards();
+        let sql = run(|out| {
+            insert(out, &target, &[t("1"), t(&a.to_string()), t("it's")])?;
+            insert(out, &target, &[t("2"), t(&a.to_string()), Value::Null])
+        });
+        assert_eq!(
+            sql[shard(a)],
+            format!(
+                "INSERT INTO \"public\".\"t\" (id, k, body) VALUES ('1', '{a}', 'it''s'),\n('2', '{a}', NULL)"
+            )
+        );
+        assert!(sql[1 - shard(a)].is_empty());
+    }
+
+    #[test]
+    fn updates_in_place_are_prepared_once_and_skip_unchanged_toast() {
+        let target = target(&[0, 1], false, false);
+        let (a, _) = keys_on_two_shards();
+        let sql = run(|out| {
+            update(
+                out,
+                &target,
+                None,
+                &[t("1"), t(&a.to_string()), Value::Unchanged],
+            )?;
+            update(
+                out,
+                &target,
+                None,
+                &[t("2"), t(&a.to_string()), Value::Unchanged],
+            )
+        });
+        let on = &sql[shard(a)];
+        assert_eq!(on.matches("PREPARE").count(), 1, "{on}");
+        assert!(
+            on.contains("AS UPDATE \"public\".\"t\" SET id = $1, k = $2 WHERE id = $3 AND k = $4"),
+            "{on}"
+        );
+        assert!(
+            on.contains(&format!("EXECUTE pgdog_apply_1('2', '{a}', '2', '{a}')")),
+            "{on}"
+        );
+        assert!(!on.contains("body"), "{on}");
+    }
+
+    #[test]
+    fn a_key_change_with_the_key_in_the_identity_moves_the_row() {
+        let target = target(&[0, 1], false, false);
+        let (a, b) = keys_on_two_shards();
+        let old = OldTuple::Key(vec![t("1"), t(&a.to_string()), Value::Null]);
+        let sql = run(|out| {
+            update(
+                out,
+                &target,
+                Some(&old),
+                &[t("1"), t(&b.to_string()), t("x")],
+            )
+        });
+        assert_eq!(
+            sql[shard(a)],
+            format!("DELETE FROM \"public\".\"t\" WHERE id = '1' AND k = '{a}'")
+        );
+        assert_eq!(
+            sql[shard(b)],
+            format!("INSERT INTO \"public\".\"t\" (id, k, body) VALUES ('1', '{b}', 'x')")
+        );
+    }
+
+    #[test]
+    fn an_unknown_old_shard_updates_or_inserts_there_and_deletes_elsewhere() {
+        let target = target(&[0], false, false);
+        let (a, _) = keys_on_two_shards();
+        let new = [t("1"), t(&a.to_string()), t("x")];
+        assert!(!missing_values(&target, None, &new).unwrap());
+        let sql = run(|out| update(out, &target, None, &new));
+        let there = &sql[shard(a)];
+        assert!(
+            there.starts_with("UPDATE \"public\".\"t\" SET id = '1'"),
+            "{there}"
+        );
+        assert!(
+            there.contains("INSERT INTO \"public\".\"t\" (id, k, body) SELECT '1'::bigint"),
+            "{there}"
+        );
+        assert!(there.contains("WHERE NOT EXISTS (SELECT 1 FROM \"public\".\"t\" WHERE id = '1')"));
+        assert_eq!(
+            sql[1 - shard(a)],
+            "DELETE FROM \"public\".\"t\" WHERE id = '1'"
+        );
+        // With an unchanged TOAST value the row must be completed first.
+        let partial = [t("1"), t(&a.to_string()), Value::Unchanged];
+        assert!(missing_values(&target, None, &partial).unwrap());
+        assert_eq!(
+            lookup_sql(&target, &partial).unwrap(),
+            "SELECT id::text, k::text, body::text FROM ONLY \"public\".\"t\" WHERE id = '1' LIMIT 1"
+        );
+    }
+
+    #[test]
+    fn deletes_without_the_key_go_everywhere_and_whole_rows_match_one() {
+        let keyed = target(&[0], false, false);
+        let sql = run(|out| {
+            delete(
+                out,
+                &keyed,
+                &OldTuple::Key(vec![t("5"), Value::Null, Value::Null]),
+            )
+        });
+        assert!(sql
+            .iter()
+            .all(|s| s.contains("PREPARE pgdog_apply_1 (bigint) AS DELETE")));
+        let full = target(&[0, 1, 2], true, true);
+        let sql = run(|out| {
+            delete(
+                out,
+                &full,
+                &OldTuple::Full(vec![t("5"), Value::Null, t("b")]),
+            )
+        });
+        assert!(
+            sql[0].contains(
+                "DELETE FROM \"public\".\"t\" WHERE ctid = (SELECT ctid FROM \"public\".\"t\" WHERE id = $1 AND k IS NULL AND body = $2 LIMIT 1)"
+            ),
+            "{}",
+            sql[0]
+        );
+        assert_eq!(sql[0], sql[1]);
+    }
+
+    #[test]
+    fn truncate_and_inactive_shards() {
+        let mut shards: Vec<ShardSql> = (0..SHARDS).map(|_| ShardSql::default()).collect();
+        let active = [true, false];
+        let mut out = Out {
+            shards: &mut shards,
+            active: &active,
+        };
+        truncate(&mut out, &["\"public\".\"t\"".into()]).unwrap();
+        assert_eq!(shards[0].sql, "TRUNCATE \"public\".\"t\"");
+        assert!(
+            shards[1].sql.is_empty(),
+            "a shard that has the transaction gets nothing"
+        );
+    }
 }

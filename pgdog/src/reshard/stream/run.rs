@@ -196,6 +196,18 @@ impl Batch {
         self.transactions == 0
     }
 
+    /// Empties it for the next transactions (the shards' prepared statements stay).
+    fn reset(&mut self) {
+        for shard in &mut self.shards {
+            shard.reset();
+        }
+        self.touched.fill(false);
+        self.last = None;
+        self.transactions = 0;
+        self.first_time = None;
+        self.started = None;
+    }
+
     fn largest(&self) -> usize {
         self.shards.iter().map(|s| s.sql.len()).max().unwrap_or(0)
     }
@@ -382,6 +394,9 @@ impl Stream<'_> {
                         }
                         Received::Keepalive { end, reply } => {
                             self.received = self.received.max(end);
+                            self.ctx.stats.update(self.ctx.id, |r| {
+                                r.received_lsn = r.received_lsn.max(end);
+                            });
                             if self.idle() && end > self.confirmed {
                                 // Everything the source sent is applied.
                                 self.confirmed = end;
@@ -447,7 +462,8 @@ impl Stream<'_> {
             .or(self.batch.first_time);
         let idle = self.idle();
         self.ctx.stats.update(self.ctx.id, |r| {
-            r.source_lsn = current;
+            // Sampled before the last feedback: never behind what is known applied.
+            r.source_lsn = current.max(r.applied_lsn);
             r.lag_bytes = current.0.saturating_sub(flushed.0);
             r.oldest_pending = pending_time.map(wal::to_system_time);
             r.status = if idle || r.lag() < Duration::from_secs(1) {
@@ -694,7 +710,7 @@ impl Stream<'_> {
             transactions: self.batch.transactions,
             rows,
         });
-        self.batch = Batch::new(self.batch.shards.len());
+        self.batch.reset();
         self.complete();
         Ok(())
     }
