@@ -427,8 +427,9 @@ impl DataSyncSetup {
             .collect()
     }
 
-    /// Waits until no other session is connected to any shard database (e.g. the server
-    /// side of a killed pgdog that was waiting on a test's lock).
+    /// Waits until no other client session is connected to any shard database (e.g. the
+    /// server side of a killed pgdog that was waiting on a test's lock); autovacuum workers
+    /// do not count.
     pub async fn wait_shards_idle(&self) {
         for k in 0..self.shards() {
             let client = self.shard_client(k).await;
@@ -442,7 +443,8 @@ impl DataSyncSetup {
                         let row = client
                             .query_one(
                                 "SELECT count(*) FROM pg_stat_activity \
-                                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                                 WHERE datname = $1 AND pid <> pg_backend_pid() \
+                                 AND backend_type = 'client backend'",
                                 &[database],
                             )
                             .await

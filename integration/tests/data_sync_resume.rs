@@ -294,8 +294,8 @@ async fn admin_stop_task_then_copy_again() {
 
     let second = admin::copy_data(&admin, &args).await;
     assert_eq!(second.replication_slot, DEFAULT_SLOT);
-    let done = admin::wait_task_end(&admin, &second.task_id, Duration::from_secs(180)).await;
-    assert_eq!(done.status, "finished", "{done:?}");
+    let done = admin::stop_when_streaming(&admin, &second.task_id, Duration::from_secs(180)).await;
+    assert_eq!(done.status, "stopped", "{done:?}");
     let copies = admin::of_task(&admin::table_copies(&admin).await, &second.task_id);
     for spec in TABLES {
         let status = (0..copies.rows.len())

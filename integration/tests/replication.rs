@@ -133,6 +133,18 @@ async fn a_write_workload_during_copy_and_streaming_ends_identical() {
     for k in 0..setup.shards() {
         assert_eq!(replication_state_rows(&setup, k).await, 1, "shard {k}");
     }
+    let cleanup = [
+        "cleanup",
+        "--from-database",
+        SOURCE,
+        "--to-database",
+        "destination",
+        "--publication",
+        "pub",
+    ];
+    let busy = setup.pgdog_cli(&cleanup);
+    assert_eq!(busy.code, 1, "{}", describe(&busy));
+    assert!(busy.stderr.contains("in use"), "{}", describe(&busy));
     run.terminate();
     let output = run.finish(Duration::from_secs(60)).await;
     assert_eq!(output.code, 0, "{}", describe(&output));
@@ -141,6 +153,19 @@ async fn a_write_workload_during_copy_and_streaming_ends_identical() {
         setup.slots().await.iter().any(|s| s.name == DEFAULT_SLOT),
         "the slot must survive a stop"
     );
+    // Abandoning the move: the slot and the shards' bookkeeping go, the rows stay.
+    let done = setup.pgdog_cli(&cleanup);
+    assert_eq!(done.code, 0, "{}", describe(&done));
+    assert!(
+        done.stdout.contains("dropped replication slot pgdog_pub"),
+        "{}",
+        describe(&done)
+    );
+    assert!(setup.slots().await.iter().all(|s| s.name != DEFAULT_SLOT));
+    for k in 0..setup.shards() {
+        assert_eq!(replication_state_rows(&setup, k).await, 0, "shard {k}");
+    }
+    assert!(setup.compare_with(SOURCE).await.is_empty());
 }
 
 /// Polls until some shard has committed a batch the source has not been told about (its

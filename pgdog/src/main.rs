@@ -47,6 +47,8 @@ fn main() -> ExitCode {
                 &mut std::io::stderr(),
             )
         }),
+        Some(Command::Cleanup(args)) => cli::load(&cli)
+            .and_then(|config| cli::cleanup::run(&config, args, &mut std::io::stdout())),
         None | Some(Command::Run) => cli::load(&cli).and_then(cli::run),
     };
     match result {

@@ -104,6 +104,26 @@ pub async fn wait_task_end(admin: &Client, task_id: &str, timeout: Duration) -> 
     .await
 }
 
+/// Waits until a `COPY_DATA` task has copied everything and streams (its step says so), then
+/// stops it with `STOP_TASK` and returns its final row (`stopped` when all went well; the
+/// task's row as it ended if it ended before streaming).
+pub async fn stop_when_streaming(admin: &Client, task_id: &str, timeout: Duration) -> TaskRow {
+    let row = crate::eventually(timeout, "the copy_data task to stream", || async move {
+        task(admin, task_id).await.filter(|row| {
+            row.step.starts_with("streaming changes")
+                || !matches!(row.status.as_str(), "running" | "stopping")
+        })
+    })
+    .await;
+    if row.status != "running" {
+        return row;
+    }
+    run_simple(admin, &format!("STOP_TASK {task_id}"))
+        .await
+        .unwrap_or_else(|e| panic!("STOP_TASK {task_id}: {e}"));
+    wait_task_end(admin, task_id, timeout).await
+}
+
 /// `SHOW TABLE_COPIES`, checking that its columns start with [`TABLE_COPIES_COLUMNS`].
 pub async fn table_copies(admin: &Client) -> QueryResult {
     let result = run_simple(admin, "SHOW TABLE_COPIES")

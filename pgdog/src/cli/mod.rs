@@ -1,6 +1,7 @@
 //! Command-line interface: `pgdog [run]`, `configcheck`, `hash`, `demo` and the resharding
 //! steps (`schema-sync`, `data-sync`).
 
+pub mod cleanup;
 pub mod data_sync;
 pub mod schema_sync;
 
@@ -67,6 +68,9 @@ pub enum Command {
     /// Copy every row of the publication's tables to the destination shards (resharding):
     /// pre-flight check, schema sync, copy in one snapshot, verification, indexes.
     DataSync(data_sync::DataSyncArgs),
+    /// Abandon a move: drop its replication slot on the source (so WAL stops piling up) and its
+    /// bookkeeping on the destination shards.
+    Cleanup(cleanup::CleanupArgs),
 }
 
 /// Errors that end a CLI command.

@@ -2,6 +2,7 @@
 //! that do it (schema sync, data copy, replication, cutover), the registry the admin database
 //! reads (`SHOW TASKS`, `STOP_TASK`), and the connections and checks they share.
 
+pub mod cleanup;
 pub mod conn;
 pub mod copy;
 pub mod endpoints;
