@@ -311,9 +311,19 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         last_message: Instant::now(),
         last_feedback: Instant::now(),
     };
-    let result = stream
+    let mut result = stream
         .run(&mut source, &mut source_sql, &mut tables, &mut reports)
         .await;
+    if result.is_err() && !matches!(result, Err(StreamError::Stopped)) {
+        // A shard applier that failed reported why before it ended: prefer that to the
+        // "applier ended" the stream saw when sending it more work.
+        while let Ok(report) = reports.try_recv() {
+            if let Report::Failed { shard, error } = report {
+                result = Err(StreamError::Apply { shard, error });
+                break;
+            }
+        }
+    }
     if result.is_ok() || matches!(result, Err(StreamError::Stopped)) {
         // Let the shards finish what they have, then confirm it.
         stream.workers.clear();
