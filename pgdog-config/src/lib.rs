@@ -21,6 +21,7 @@ mod hash;
 mod load;
 mod parse;
 mod replication;
+mod retarget;
 mod sharding;
 mod users;
 mod validate;
@@ -33,6 +34,7 @@ pub use general::{
 };
 pub use load::ConfigAndUsers;
 pub use replication::Replication;
+pub use retarget::RetargetError;
 pub use sharding::{
     parse_uuid, DataType, Hasher, MappingKind, MappingRule, OmnishardedTables, ShardedMapping,
     ShardedTable, ShardingValue,
