@@ -95,6 +95,9 @@ pub enum Command {
     Replicate(CopyData),
     /// `DROP_SLOT <slot>`: drop a logical replication slot on the configured primaries.
     DropSlot(String),
+    /// `CUTOVER [task_id]`: switch the clients of a stream's source to its destination (the
+    /// stream of task `task_id`, or the only running one).
+    Cutover(Option<u64>),
 }
 
 /// The arguments of `COPY_DATA` and `REPLICATE`.
@@ -162,6 +165,7 @@ pub const COMMANDS: &[&str] = &[
     "COPY_DATA <source> <destination> <publication> [slot]",
     "REPLICATE <source> <destination> <publication> [slot]",
     "DROP_SLOT <slot>",
+    "CUTOVER [task_id]",
     "RELOAD",
     "PAUSE [database]",
     "RESUME [database]",
@@ -259,6 +263,24 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
         Some("schema_sync") => schema_sync(tokens, text)?,
         Some("copy_data") => Command::CopyData(stream_args(tokens, text, "COPY_DATA")?),
         Some("replicate") => Command::Replicate(stream_args(tokens, text, "REPLICATE")?),
+        Some("cutover") => match tokens.get(1) {
+            None => Command::Cutover(None),
+            Some(Token::Word(w)) => match w.parse() {
+                Ok(id) => end(tokens, 2, text, Command::Cutover(Some(id)))?,
+                Err(_) => {
+                    return Err(error(
+                        format!("CUTOVER takes the task id of a stream (a number), not \"{w}\""),
+                        text,
+                    ))
+                }
+            },
+            Some(other) => return Err(error(
+                format!(
+                    "CUTOVER takes the task id of a stream (see SHOW REPLICATION), not {other:?}"
+                ),
+                text,
+            )),
+        },
         Some("drop_slot") => match tokens.get(1) {
             Some(Token::Word(slot)) | Some(Token::Quoted(slot)) | Some(Token::Literal(slot)) => {
                 end(tokens, 2, text, Command::DropSlot(slot.clone()))?
@@ -417,6 +439,13 @@ mod tests {
             vec![Command::Show(Show::Tasks)]
         );
         assert_eq!(parse("stop_task 12").unwrap(), vec![Command::StopTask(12)]);
+        assert_eq!(
+            parse("CUTOVER; cutover 7").unwrap(),
+            vec![Command::Cutover(None), Command::Cutover(Some(7))]
+        );
+        for bad in ["CUTOVER x", "CUTOVER 1 2", "CUTOVER 'x'"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             parse("SHOW SCHEMA_SYNC").unwrap(),
             vec![Command::Show(Show::SchemaSync)]

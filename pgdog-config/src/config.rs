@@ -115,8 +115,8 @@ impl Users {
 mod tests {
     use super::*;
     use crate::{
-        AuthType, DataType, Hasher, LoadBalancingStrategy, MappingKind, PoolerMode, ReadWriteSplit,
-        Role,
+        AuthType, CutoverTimeoutAction, DataType, Hasher, LoadBalancingStrategy, MappingKind,
+        PoolerMode, ReadWriteSplit, Role,
     };
 
     #[test]
@@ -219,6 +219,11 @@ mod tests {
                 resharding_parallel_copies: 3,
                 resharding_copy_retry_max_attempts: 7,
                 resharding_copy_range_bytes: 1 << 20,
+                cutover_timeout: 5000,
+                cutover_timeout_action: CutoverTimeoutAction::Cutover,
+                cutover_traffic_stop_threshold: 4096,
+                cutover_replication_lag_threshold: 16,
+                cutover_save_config: true,
             },
             databases: vec![
                 Database {

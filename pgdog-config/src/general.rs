@@ -87,6 +87,21 @@ pub struct General {
     /// Tables larger than this (heap plus TOAST bytes) are split into CTID ranges of about
     /// this size, copied in parallel and recorded one by one. Default 64 MiB.
     pub resharding_copy_range_bytes: u64,
+    /// Longest a cutover may pause client traffic (ms): waiting for transactions to finish and
+    /// for the shards to apply the source's last changes. Default 30000.
+    pub cutover_timeout: u64,
+    /// What a cutover does when `cutover_timeout` passes: `abort` (resume traffic on the
+    /// source, nothing changed; the default) or `cutover` (switch anyway).
+    pub cutover_timeout_action: CutoverTimeoutAction,
+    /// A cutover pauses traffic only once the stream's lag (bytes of the source's WAL not yet
+    /// applied) is at most this. Default 1000000.
+    pub cutover_traffic_stop_threshold: u64,
+    /// With traffic paused, the lag (bytes) at which the switch happens. Default 0: every
+    /// change applied.
+    pub cutover_replication_lag_threshold: u64,
+    /// Write the switched configuration back to pgdog.toml and users.toml after a cutover
+    /// (the previous files are kept as `.before-cutover` copies). Default false.
+    pub cutover_save_config: bool,
 }
 
 impl Default for General {
@@ -122,6 +137,11 @@ impl Default for General {
             resharding_parallel_copies: 2,
             resharding_copy_retry_max_attempts: 5,
             resharding_copy_range_bytes: 64 * 1024 * 1024,
+            cutover_timeout: 30_000,
+            cutover_timeout_action: CutoverTimeoutAction::Abort,
+            cutover_traffic_stop_threshold: 1_000_000,
+            cutover_replication_lag_threshold: 0,
+            cutover_save_config: false,
         }
     }
 }
@@ -203,6 +223,27 @@ impl AuthType {
 impl fmt::Display for AuthType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a cutover does when its timeout passes (`cutover_timeout_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CutoverTimeoutAction {
+    /// Resume traffic on the source; nothing changes.
+    #[default]
+    Abort,
+    /// Switch to the destination anyway (changes not yet applied are lost to it).
+    Cutover,
+}
+
+impl CutoverTimeoutAction {
+    /// The value as written in the config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Abort => "abort",
+            Self::Cutover => "cutover",
+        }
     }
 }
 

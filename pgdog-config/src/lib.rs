@@ -30,7 +30,8 @@ pub use config::{Config, Users};
 pub use database::{Database, Role};
 pub use error::{ConfigError, FileKind, ParseError, Problem};
 pub use general::{
-    as_duration, AuthType, General, LoadBalancingStrategy, PoolerMode, ReadWriteSplit,
+    as_duration, AuthType, CutoverTimeoutAction, General, LoadBalancingStrategy, PoolerMode,
+    ReadWriteSplit,
 };
 pub use load::ConfigAndUsers;
 pub use replication::Replication;

@@ -339,7 +339,9 @@ mod tests {
              healthcheck_timeout, ban_timeout, auth_type, prepared_statements_limit, \
              tls_certificate, tls_private_key, openmetrics_port, openmetrics_namespace, \
              two_phase_commit, resharding_parallel_copies, \
-             resharding_copy_retry_max_attempts, resharding_copy_range_bytes; \
+             resharding_copy_retry_max_attempts, resharding_copy_range_bytes, cutover_timeout, \
+             cutover_timeout_action, cutover_traffic_stop_threshold, \
+             cutover_replication_lag_threshold, cutover_save_config; \
              remove it or fix its spelling"
         );
     }

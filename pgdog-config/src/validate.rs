@@ -91,6 +91,13 @@ impl Checker<'_> {
                 self.config(key, Some("0".into()), "must be at least 1, e.g. 2");
             }
         }
+        if self.all.config.general.cutover_timeout == 0 {
+            self.config(
+                "general.cutover_timeout",
+                Some("0".into()),
+                "must be at least 1 (milliseconds), e.g. 30000",
+            );
+        }
         let range = self.all.config.general.resharding_copy_range_bytes;
         if range < 8192 {
             self.config(

@@ -5,6 +5,7 @@
 //! admin client's own task, each server bounded by a time limit.
 
 pub mod claims;
+pub mod cutover;
 pub mod primaries;
 pub mod replication;
 pub mod resharding;
@@ -130,6 +131,7 @@ pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Repl
         Command::CopyData(command) => resharding::copy_data(state, command),
         Command::Replicate(command) => resharding::replicate(state, command),
         Command::DropSlot(slot) => slots::drop(state, slot).await,
+        Command::Cutover(task_id) => cutover::start(state, *task_id),
         Command::Shutdown => {
             info!("SHUTDOWN requested from the admin database");
             state.begin_shutdown();

@@ -5,6 +5,7 @@
 pub mod cleanup;
 pub mod conn;
 pub mod copy;
+pub mod cutover;
 pub mod endpoints;
 pub mod human;
 pub mod pg_dump;

@@ -296,6 +296,11 @@ impl Client {
     /// Sends client messages on: through the sharding router for a database with several
     /// shards, straight to the client's server otherwise.
     async fn dispatch(&mut self, frames: Vec<Frame>) -> Result<(), Error> {
+        if self.server.is_none() {
+            // A reload or a cutover may have changed what this database is (one server or
+            // several shards): route by the current one. A failure is reported at checkout.
+            let _ = self.refresh_cluster();
+        }
         if self.cluster.is_sharded() && self.server.is_none() {
             self.sharded_frames(frames).await
         } else {
@@ -347,10 +352,22 @@ impl Client {
         if self.server.is_none() && self.answer_without_server(&frames) {
             return self.flush_client().await;
         }
-        if self.pass.is_none() && !self.begin_transaction().await {
-            let error = ErrorResponse::error(sqlstate::ADMIN_SHUTDOWN, "pgdog is shutting down")
-                .detail("the database was paused; the statement did not run");
-            return self.fail_batch(&frames, error).await;
+        if self.pass.is_none() {
+            let waited = self.gate.is_paused();
+            if !self.begin_transaction().await {
+                let error =
+                    ErrorResponse::error(sqlstate::ADMIN_SHUTDOWN, "pgdog is shutting down")
+                        .detail("the database was paused; the statement did not run");
+                return self.fail_batch(&frames, error).await;
+            }
+            if waited && self.server.is_none() {
+                // A cutover may have switched the database to shards while this client
+                // waited: its transaction must go through the router.
+                let _ = self.refresh_cluster();
+                if self.cluster.is_sharded() {
+                    return Box::pin(self.sharded_frames(frames)).await;
+                }
+            }
         }
         if self.server.is_none() {
             let read = self.read_only(&frames);
@@ -636,10 +653,10 @@ impl Client {
         if generation == self.generation {
             return Ok(());
         }
-        self.generation = generation;
         match self.state.databases().cluster(&self.login.user, &self.login.database) {
             Some(cluster) => {
                 self.cluster = cluster.clone();
+                self.generation = generation;
                 Ok(())
             }
             None => Err(ErrorResponse::error(

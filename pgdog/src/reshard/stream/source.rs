@@ -55,7 +55,7 @@ impl Source {
         // 0/0: the server starts at the slot's confirmed_flush_lsn; every shard skips what it
         // already has.
         let start = format!(
-            "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '2', publication_names {})",
+            "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '2', messages 'true', publication_names {})",
             quote::ident(slot),
             quote::literal(&quote::ident(publication))
         );
