@@ -274,12 +274,14 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
                     ))
                 }
             },
-            Some(other) => return Err(error(
-                format!(
+            Some(other) => {
+                return Err(error(
+                    format!(
                     "CUTOVER takes the task id of a stream (see SHOW REPLICATION), not {other:?}"
                 ),
-                text,
-            )),
+                    text,
+                ))
+            }
         },
         Some("drop_slot") => match tokens.get(1) {
             Some(Token::Word(slot)) | Some(Token::Quoted(slot)) | Some(Token::Literal(slot)) => {
