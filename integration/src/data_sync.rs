@@ -429,6 +429,7 @@ impl DataSyncSetup {
 
     /// Waits until no other client session is connected to any shard database (e.g. the
     /// server side of a killed pgdog that was waiting on a test's lock); autovacuum workers
+    /// and the idle connections of pgdog's pools (their last query is the health check `;`)
     /// do not count.
     pub async fn wait_shards_idle(&self) {
         for k in 0..self.shards() {
@@ -440,16 +441,19 @@ impl DataSyncSetup {
                 || {
                     let (client, database) = (&client, &database);
                     async move {
-                        let row = client
-                            .query_one(
-                                "SELECT count(*) FROM pg_stat_activity \
+                        let rows = client
+                            .query(
+                                "SELECT format('pid %s, %s, %s, waiting on %s: %s', pid, \
+                                 application_name, state, coalesce(wait_event, '-'), \
+                                 left(query, 120)) FROM pg_stat_activity \
                                  WHERE datname = $1 AND pid <> pg_backend_pid() \
-                                 AND backend_type = 'client backend'",
+                                 AND backend_type = 'client backend' \
+                                 AND NOT (state = 'idle' AND query = ';')",
                                 &[database],
                             )
                             .await
                             .ok()?;
-                        (row.get::<_, i64>(0) == 0).then_some(())
+                        rows.is_empty().then_some(())
                     }
                 },
             )
