@@ -51,12 +51,15 @@ pub enum Report {
 }
 
 /// Session settings of an applier: values read like the source printed them, no timeouts,
-/// and (where the role may) triggers and foreign keys off like PostgreSQL's own apply workers.
+/// row lookups by index, and (where the role may) triggers and foreign keys off like
+/// PostgreSQL's own apply workers.
 pub async fn prepare(conn: &mut Conn) -> Result<(), ConnError> {
     conn.execute(super::source::VALUE_SETTINGS).await?;
+    // Every UPDATE and DELETE finds one row by its key: always through the key's index, like
+    // PostgreSQL's apply workers (the planner would scan small, bloated tables instead).
     conn.execute(
         "SET statement_timeout = 0; SET lock_timeout = 0; \
-         SET idle_in_transaction_session_timeout = 0",
+         SET idle_in_transaction_session_timeout = 0; SET enable_seqscan = off",
     )
     .await?;
     if let Err(e) = conn.execute("SET session_replication_role = replica").await {
