@@ -345,6 +345,39 @@ impl PgbenchRun {
     }
 }
 
+/// The test harness's cluster settings every bench cluster starts with, for the reports.
+pub const HARNESS_SETTINGS: &str = "fsync = off, synchronous_commit = off, \
+full_page_writes = off, wal_level = logical, shared_buffers = 128MB";
+
+/// Superuser name on every bench cluster.
+pub const SUPERUSER: &str = "postgres";
+/// Password of [`SUPERUSER`].
+pub const SUPERUSER_PASSWORD: &str = "postgres";
+
+/// A bench's scratch directory (config files, dumps), removed on drop.
+pub struct WorkDir(PathBuf);
+
+impl WorkDir {
+    /// A fresh `<tmp>/<prefix>-<pid>` directory.
+    pub fn new(prefix: &str) -> Result<WorkDir, String> {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        Ok(WorkDir(path))
+    }
+
+    /// `name` inside the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

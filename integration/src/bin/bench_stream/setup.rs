@@ -5,8 +5,6 @@
 //! directory for config files. Dropping a [`Bench`] stops the clusters and removes the
 //! directory.
 
-use std::path::PathBuf;
-
 use integration::bench::PgbenchRun;
 use integration::tools::pgbench;
 use pgdog::local::{LocalCluster, LocalOptions};
@@ -22,14 +20,9 @@ pub(crate) const SETTINGS: [(&str, &str); 3] = [
     ("maintenance_work_mem", "256MB"),
 ];
 
-/// The harness's settings, for the report.
-pub(crate) const HARNESS_SETTINGS: &str = "fsync = off, synchronous_commit = off, \
-full_page_writes = off, wal_level = logical, shared_buffers = 128MB";
+pub(crate) use integration::bench::HARNESS_SETTINGS;
 
-/// Superuser name and password on every cluster.
-pub(crate) const USER: &str = "postgres";
-/// Password of [`USER`].
-pub(crate) const PASSWORD: &str = "postgres";
+pub(crate) use integration::bench::{SUPERUSER as USER, SUPERUSER_PASSWORD as PASSWORD};
 /// The source database.
 pub(crate) const SOURCE_DB: &str = "source";
 /// The publication naming every table of the source.
@@ -48,28 +41,7 @@ pub(crate) const SOURCE_SCHEMA: &str =
                              at timestamptz NOT NULL DEFAULT now()); \
      CREATE PUBLICATION pub FOR ALL TABLES";
 
-/// A directory removed on drop.
-pub(crate) struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn new() -> Result<WorkDir, String> {
-        let path = std::env::temp_dir().join(format!("pgdog-bench-stream-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
-        Ok(WorkDir(path))
-    }
-
-    /// `name` inside the directory.
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub(crate) use integration::bench::WorkDir;
 
 /// The clusters and the source's numbers. Fields drop in order.
 pub(crate) struct Bench {
@@ -104,7 +76,7 @@ impl Bench {
         };
         let source = start("source")?;
         let dests = [start("destination 0")?, start("destination 1")?];
-        let dir = WorkDir::new()?;
+        let dir = WorkDir::new("pgdog-bench-stream")?;
         let pg_version = source
             .psql("postgres", "SHOW server_version")
             .map_err(|e| format!("SHOW server_version: {e}"))?;
