@@ -4,7 +4,7 @@
 # while the applier is stopped (changes/s, MB/s of WAL), lag at half the source's maximum TPS
 # (p50/p99/max from a 100 ms heartbeat, max lag bytes), and row counts and balance sums checked.
 #
-#   bash benches/stream.sh                # scale 10, 1M changes, 30 s steady state (~10 min on 2 cores)
+#   bash benches/stream.sh                # scale 10, 1M changes, 30 s steady state (~15 min on 2 cores)
 #   bash benches/stream.sh --quick        # scale 1, 50k changes, 10 s: a smoke run (~2 min)
 #   bash benches/stream.sh --tools pgdog2,native --changes 200000 --logs /tmp/stream-logs
 #

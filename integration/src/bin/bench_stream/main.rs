@@ -24,6 +24,8 @@
 //! - `--changes N`: row changes in each catch-up backlog (default 1,000,000);
 //! - `--seconds S`: length of each steady-state run (default 30);
 //! - `--tools LIST`: which tools, in order (default `pgdog1,pgdog2,native`);
+//! - `--rate TPS`: steady-state rate instead of half the measured maximum (for comparing runs
+//!   on a machine whose maximum moves with other work);
 //! - `--quick`: `--scale 1 --changes 50000 --seconds 10` unless those are given too;
 //! - `--out PATH`: where to write the report (default `benches/results/stream.md`);
 //! - `--logs DIR`: also write what each pgdog run printed to `DIR/<tool>-<step>.log`;
@@ -108,6 +110,8 @@ pub(crate) struct Args {
     pub(crate) scale: u64,
     pub(crate) changes: u64,
     pub(crate) seconds: u64,
+    /// `--rate`: the steady-state TPS (default: half the measured maximum).
+    pub(crate) rate: Option<u64>,
     pub(crate) tools: Vec<Tool>,
     pub(crate) out: PathBuf,
     pub(crate) logs: Option<PathBuf>,
@@ -115,17 +119,18 @@ pub(crate) struct Args {
     pub(crate) dest_settings: Vec<(String, String)>,
 }
 
-const USAGE: &str = "usage: bench_stream [--scale N] [--changes N] [--seconds S] \
+const USAGE: &str = "usage: bench_stream [--scale N] [--changes N] [--seconds S] [--rate TPS] \
 [--tools pgdog1,pgdog2,native] [--quick] [--out PATH] [--logs DIR] [--dest-setting NAME=VALUE]...";
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
-    let (mut scale, mut changes, mut seconds) = (None, None, None);
+    let (mut scale, mut changes, mut seconds, mut rate) = (None, None, None, None);
     let (mut tools, mut out, mut logs, mut quick) = (TOOLS.to_vec(), None, None, false);
     let mut dest_settings = Vec::new();
     let with_value = [
         "--scale",
         "--changes",
         "--seconds",
+        "--rate",
         "--tools",
         "--out",
         "--logs",
@@ -137,6 +142,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--scale" => scale = Some(positive(&flag, &value)?),
             "--changes" => changes = Some(positive(&flag, &value)?),
             "--seconds" => seconds = Some(positive(&flag, &value)?),
+            "--rate" => rate = Some(positive(&flag, &value)?),
             "--quick" => quick = true,
             "--tools" => {
                 tools = value
@@ -163,6 +169,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         scale: scale.unwrap_or(default_scale),
         changes: changes.unwrap_or(default_changes),
         seconds: seconds.unwrap_or(default_seconds),
+        rate,
         tools,
         out: out.unwrap_or_else(|| workspace_root().join("benches/results/stream.md")),
         logs,
@@ -200,6 +207,8 @@ fn run(args: &Args, argv: &[String]) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
     let load_before = load_average();
+    // The revision the binaries were built from (others may commit while the bench runs).
+    let pgdog_rev = git_describe();
     let bench = Bench::start(args.scale)?;
     interrupted()?;
     let mut outcomes: Vec<Outcome> = Vec::new();
@@ -222,7 +231,7 @@ fn run(args: &Args, argv: &[String]) -> Result<(), String> {
         cores: cores(),
         cpu: cpu_model(),
         pg_version: bench.pg_version.clone(),
-        pgdog_rev: git_describe(),
+        pgdog_rev,
         load: (load_before, load_average()),
         command: bench_command("bench_stream", argv),
     };
@@ -253,6 +262,9 @@ mod tests {
         assert_eq!((quick.scale, quick.changes, quick.seconds), (1, 50_000, 5));
         let some = parse_args(&argv(&["--tools", "native,pgdog2"])).unwrap();
         assert_eq!(some.tools, vec![Tool::Native, Tool::Pgdog2]);
+        assert_eq!(some.rate, None);
+        let fixed = parse_args(&argv(&["--rate", "1500"])).unwrap();
+        assert_eq!(fixed.rate, Some(1500));
         assert!(parse_args(&argv(&["--tools", "nope"])).is_err());
         assert!(parse_args(&argv(&["--scale", "0"])).is_err());
         let set = parse_args(&argv(&["--dest-setting", "enable_seqscan=off"])).unwrap();

@@ -1,7 +1,7 @@
 //! The markdown report: machine, versions and settings, the catch-up table (changes/s and
 //! MB/s of WAL, with where the CPU went), the steady-state table (time lag p50/p99/max and
-//! the largest byte lag at half the source's maximum TPS), the issue's two goals evaluated,
-//! how each figure was measured, and every failure.
+//! the largest byte lag at half the source's maximum TPS, or `--rate`), the issue's two goals
+//! evaluated, how each figure was measured, and every failure.
 
 use std::fmt::Write as _;
 
@@ -75,8 +75,8 @@ pub(crate) fn render(
     let mut out = String::new();
     header(&mut out, args, machine, bench);
     catch_up(&mut out, outcomes);
-    steady(&mut out, bench, outcomes);
-    goals(&mut out, outcomes);
+    steady(&mut out, args, bench, outcomes);
+    goals(&mut out, args, bench, outcomes);
     details(&mut out, outcomes);
     out
 }
@@ -123,10 +123,14 @@ fn header(out: &mut String, args: &Args, machine: &Machine, bench: &Bench) {
     let _ = writeln!(
         out,
         "Source maximum: **{:.0} TPS** (`-T {MAX_TPS_SECONDS}`, unthrottled, no slot); \
-         steady-state rate: **{} TPS** (`-R`, half), for {} s per tool. Catch-up backlog: \
+         steady-state rate: **{} TPS** (`-R`, {}), for {} s per tool. Catch-up backlog: \
          about {} row changes per tool.\n",
         bench.max_tps(),
-        bench.half_tps(),
+        args.rate.unwrap_or_else(|| bench.half_tps()),
+        match args.rate {
+            Some(_) => "fixed by `--rate`",
+            None => "half",
+        },
         args.seconds,
         args.changes
     );
@@ -204,8 +208,8 @@ fn catch_up(out: &mut String, outcomes: &[Outcome]) {
     );
 }
 
-fn steady(out: &mut String, bench: &Bench, outcomes: &[Outcome]) {
-    let _ = writeln!(out, "### Steady state at half the source's maximum TPS\n");
+fn steady(out: &mut String, args: &Args, bench: &Bench, outcomes: &[Outcome]) {
+    let _ = writeln!(out, "### Steady state at {}\n", rate_text(args, bench));
     let _ = writeln!(
         out,
         "| tool | target TPS | achieved TPS | lag p50 ms | lag p99 ms | lag max ms | max lag bytes | samples | CPU: applier / walsender / dest. backends (machine) | drained in s |"
@@ -226,7 +230,7 @@ fn steady(out: &mut String, bench: &Bench, outcomes: &[Outcome]) {
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             outcome.tool.name(),
-            bench.half_tps(),
+            args.rate.unwrap_or_else(|| bench.half_tps()),
             num(steady.and_then(|s| s.run.as_ref()?.tps), 0),
             ms(0.5),
             ms(0.99),
@@ -251,13 +255,21 @@ fn steady(out: &mut String, bench: &Bench, outcomes: &[Outcome]) {
     );
 }
 
+/// The steady-state rate and where it came from.
+fn rate_text(args: &Args, bench: &Bench) -> String {
+    match args.rate {
+        Some(rate) => format!("{rate} TPS (fixed by `--rate`)"),
+        None => format!("{} TPS (half the source's maximum)", bench.half_tps()),
+    }
+}
+
 fn find(outcomes: &[Outcome], tool: Tool) -> Option<&Outcome> {
     outcomes
         .iter()
         .find(|o| o.tool == tool && o.error.is_none())
 }
 
-fn goals(out: &mut String, outcomes: &[Outcome]) {
+fn goals(out: &mut String, args: &Args, bench: &Bench, outcomes: &[Outcome]) {
     let native = find(outcomes, Tool::Native).and_then(Outcome::changes_per_second);
     let _ = writeln!(out, "### Goals of the replication stream\n");
     for tool in [Tool::Pgdog1, Tool::Pgdog2] {
@@ -296,8 +308,9 @@ fn goals(out: &mut String, outcomes: &[Outcome]) {
         };
         let _ = writeln!(
             out,
-            "- {} lag p99 at half the source's maximum TPS{reference}: {verdict}",
-            outcome.tool.name()
+            "- {} lag p99 at {}{reference}: {verdict}",
+            outcome.tool.name(),
+            rate_text(args, bench)
         );
     }
     let _ = writeln!(out);

@@ -229,7 +229,7 @@ async fn measure(
     );
     integration::bench::interrupted()?;
 
-    let rate = bench.half_tps();
+    let rate = args.rate.unwrap_or_else(|| bench.half_tps());
     eprintln!(
         "  steady state: pgbench -R {rate} -T {} with a heartbeat every 100 ms...",
         args.seconds
