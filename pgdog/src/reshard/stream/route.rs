@@ -64,6 +64,10 @@ pub struct ShardSql {
     open_insert: Option<(String, usize)>,
     /// Statements prepared on the shard's connection in this session, by text.
     prepared: std::collections::HashMap<String, String>,
+    /// PREPAREs the shard must run before `sql`, each as a query of its own: a PREPARE inside
+    /// a multi-statement query keeps the whole query text as its source, which PostgreSQL
+    /// then copies on every EXECUTE.
+    pub prepares: Vec<String>,
 }
 
 impl ShardSql {
@@ -100,11 +104,10 @@ impl ShardSql {
             Some(name) => name.clone(),
             None => {
                 let name = format!("pgdog_apply_{}", self.prepared.len() + 1);
-                self.statement(&format!(
+                self.prepares.push(format!(
                     "PREPARE {name} ({}) AS {shape}",
                     params.types.join(", ")
                 ));
-                self.rows -= 1;
                 self.prepared.insert(shape.to_string(), name.clone());
                 name
             }
@@ -565,7 +568,15 @@ mod tests {
             active: &active,
         };
         write(&mut out).unwrap();
-        shards.into_iter().map(|s| s.sql).collect()
+        // The PREPAREs a shard runs first, then its batch.
+        shards
+            .into_iter()
+            .map(|s| {
+                let mut all: String = s.prepares.iter().map(|p| format!("{p};\n")).collect();
+                all.push_str(&s.sql);
+                all
+            })
+            .collect()
     }
 
     #[test]
@@ -606,7 +617,9 @@ mod tests {
         let on = &sql[shard(a)];
         assert_eq!(on.matches("PREPARE").count(), 1, "{on}");
         assert!(
-            on.contains("AS UPDATE \"public\".\"t\" SET id = $1, k = $2 WHERE id = $3 AND k = $4"),
+            on.contains(
+                "AS UPDATE \"public\".\"t\" SET id = $1, k = $2 WHERE id = $3 AND k = $4;\n"
+            ),
             "{on}"
         );
         assert!(

@@ -670,8 +670,9 @@ impl Stream<'_> {
                 self.batch.touched[shard] = true;
             }
             if self.batch.shards[shard].sql.len() >= CHUNK_BYTES {
+                let prepare = std::mem::take(&mut self.batch.shards[shard].prepares);
                 let sql = self.batch.shards[shard].take();
-                self.send(shard, Work::Sql(sql)).await?;
+                self.send(shard, Work::Sql { prepare, sql }).await?;
             }
         }
         Ok(())
@@ -699,10 +700,12 @@ impl Stream<'_> {
                 continue;
             }
             pending.insert(shard);
+            let prepare = std::mem::take(&mut self.batch.shards[shard].prepares);
             let sql = self.batch.shards[shard].take();
             self.send(
                 shard,
                 Work::Commit {
+                    prepare,
                     sql,
                     batch,
                     commit_lsn,

@@ -14,10 +14,18 @@ use crate::reshard::conn::{Conn, ConnError};
 /// What the stream sends a shard.
 #[derive(Debug)]
 pub enum Work {
-    /// Statements of a batch still open (a large transaction, sent before it ends).
-    Sql(String),
+    /// Statements of a batch still open (a large transaction, sent before it ends), after
+    /// the PREPAREs they need (each run as a query of its own).
+    Sql {
+        /// PREPAREs to run first.
+        prepare: Vec<String>,
+        /// Statements.
+        sql: String,
+    },
     /// The batch's last statements; commit it, recording the position.
     Commit {
+        /// PREPAREs to run first.
+        prepare: Vec<String>,
         /// Statements (may be empty).
         sql: String,
         /// The batch.
@@ -96,13 +104,25 @@ async fn apply(
 ) {
     let mut open = false;
     while let Some(item) = work.recv().await {
+        let prepares = match &item {
+            Work::Sql { prepare, .. } | Work::Commit { prepare, .. } => prepare,
+        };
+        for statement in prepares {
+            if let Err(error) = conn.execute(statement).await {
+                let _ = reports.send(Report::Failed { shard, error });
+                conn.close().await;
+                return;
+            }
+        }
         let mut sql = String::new();
         if !open {
             sql.push_str("BEGIN;\n");
             open = true;
         }
         let committed = match item {
-            Work::Sql(statements) => {
+            Work::Sql {
+                sql: statements, ..
+            } => {
                 sql.push_str(&statements);
                 None
             }
@@ -112,6 +132,7 @@ async fn apply(
                 commit_lsn,
                 end_lsn,
                 commit_time,
+                ..
             } => {
                 if !statements.is_empty() {
                     sql.push_str(&statements);
