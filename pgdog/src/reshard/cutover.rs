@@ -203,11 +203,7 @@ async fn switch(
         .saturating_sub(general.cutover_replication_lag_threshold));
     let mut forced = false;
     loop {
-        let applied = state
-            .replication
-            .all()
-            .into_iter()
-            .find(|r| r.task_id == stream.task_id && r.slot == stream.slot)
+        let applied = live(state, stream)
             .map(|r| r.applied_lsn)
             .unwrap_or_default();
         if applied >= target {
@@ -284,12 +280,17 @@ async fn switch(
     Ok((lsn, forced))
 }
 
-fn healthy(state: &PoolerState, stream: &ReplicationRecord) -> Result<(), CutoverError> {
-    let current = state
+/// The stream's record as it is now (`stream` is a copy taken when the cutover started).
+fn live(state: &PoolerState, stream: &ReplicationRecord) -> Option<ReplicationRecord> {
+    state
         .replication
         .all()
         .into_iter()
         .find(|r| r.task_id == stream.task_id && r.slot == stream.slot)
+}
+
+fn healthy(state: &PoolerState, stream: &ReplicationRecord) -> Result<(), CutoverError> {
+    let current = live(state, stream)
         .map(|r| r.status)
         .unwrap_or(StreamStatus::Stopped);
     match current {
@@ -350,11 +351,7 @@ async fn wait_lag(
 ) -> Result<(), CutoverError> {
     let started = Instant::now();
     loop {
-        let record = state
-            .replication
-            .all()
-            .into_iter()
-            .find(|r| r.task_id == stream.task_id && r.slot == stream.slot);
+        let record = live(state, stream);
         let Some(record) = record else {
             return Err(CutoverError::NotStreaming {
                 slot: stream.slot.clone(),
