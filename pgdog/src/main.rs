@@ -8,9 +8,14 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo shows its own progress on stdout; pgdog's info logs would drown it.
+    let default_log = match cli.command {
+        Some(Command::Demo(_)) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -27,10 +32,11 @@ fn main() -> ExitCode {
                 cli.users.display()
             );
         }),
-        Some(Command::Demo { port }) => pgdog::demo::Demo::start(*port).and_then(|demo| {
-            eprintln!("\n{}", demo.instructions());
-            demo.run()
-        }),
+        Some(Command::Demo(args)) => pgdog::demo::run(
+            args,
+            Box::new(std::io::stdout()),
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        ),
         Some(Command::SchemaSync(args)) => cli::load(&cli).and_then(|config| {
             cli::schema_sync::run(
                 &config,

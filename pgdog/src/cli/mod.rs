@@ -56,12 +56,9 @@ pub enum Command {
         /// The password to hash.
         password: String,
     },
-    /// Start a throwaway local Postgres with sample data and pgdog in front of it.
-    Demo {
-        /// Port for pgdog to listen on.
-        #[arg(long, default_value_t = 6432)]
-        port: u16,
-    },
+    /// Start throwaway local Postgres clusters (a source with sample data, two empty shards),
+    /// pgdog in front of them and a small write workload; `--reshard` moves the data live.
+    Demo(crate::demo::DemoArgs),
     /// Recreate the source schema on the destination shards (resharding). Without a phase flag:
     /// before the copy (schemas, types, tables, primary keys, sequences).
     SchemaSync(schema_sync::SchemaSyncArgs),
@@ -110,6 +107,17 @@ pub fn load(cli: &Cli) -> Result<ConfigAndUsers, CliError> {
 /// its own single-threaded runtime and accepts on its own SO_REUSEPORT socket: a client lives
 /// on one thread, so its traffic never crosses threads. Pools are shared by all threads.
 pub fn run(config: ConfigAndUsers) -> Result<(), CliError> {
+    run_with(config, |_| {})
+}
+
+/// [`run`], calling `ready` with the live state once pgdog listens. `ready` runs inside
+/// pgdog's main runtime, so it may `tokio::spawn` work that lives as long as pgdog (the demo
+/// drives its workload and the admin commands this way); calling
+/// [`PoolerState::begin_shutdown`] stops pgdog as SIGINT does.
+pub fn run_with(
+    config: ConfigAndUsers,
+    ready: impl FnOnce(&Arc<PoolerState>),
+) -> Result<(), CliError> {
     raise_open_files_limit();
     let workers = config.config.general.workers.max(1);
     let addr = format!(
@@ -163,6 +171,7 @@ pub fn run(config: ConfigAndUsers) -> Result<(), CliError> {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let accept = tokio::spawn(listener::accept(main_listener, state.clone()));
+        ready(&state);
         let mut shutdown = state.shutdown_signal();
         tokio::select! {
             _ = interrupt.recv() => info!("SIGINT received"),
