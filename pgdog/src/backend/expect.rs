@@ -24,8 +24,9 @@ pub enum Expect {
     Synthetic(Bytes),
     /// `Bind`: BindComplete.
     Bind,
-    /// `Describe`: `[ParameterDescription]` + RowDescription or NoData.
-    Describe,
+    /// `Describe`: `[ParameterDescription]` + RowDescription or NoData. Carries the global
+    /// statement described, whose parameter types the ParameterDescription pins.
+    Describe(Option<Arc<Statement>>),
     /// `Execute`: rows, then CommandComplete / EmptyQueryResponse / PortalSuspended.
     Execute,
     /// `Close` of a portal: CloseComplete.
@@ -116,8 +117,15 @@ impl Pending {
                 self.pop_unless_query();
                 route
             }
+            // ParameterDescription of a described global statement: what the client now believes.
+            b't' => {
+                if let Some(Expect::Describe(Some(statement))) = self.queue.front() {
+                    statement.pin_described(frame);
+                }
+                route
+            }
             b'T' => {
-                if matches!(self.queue.front(), Some(Expect::Describe)) {
+                if matches!(self.queue.front(), Some(Expect::Describe(_))) {
                     self.queue.pop_front();
                 }
                 route
@@ -155,7 +163,7 @@ impl Pending {
                 }
                 route
             }
-            // DataRow, ParameterDescription, COPY, notices, notifications, ParameterStatus.
+            // DataRow, COPY, notices, notifications, ParameterStatus.
             _ => route,
         }
     }
@@ -292,5 +300,37 @@ mod tests {
         for tag in [b'T', b'D', b'C', b'Z'] {
             assert_eq!(p.route(&f(tag), &mut prepared), Route::Forward);
         }
+    }
+
+    #[test]
+    fn parameter_description_pins_the_described_statement() {
+        let mut p = Pending::default();
+        let mut prepared = ServerStatements::new(100);
+        let stmt = statement("s3");
+        let other = statement("s4");
+        for e in [
+            Expect::Describe(Some(stmt.clone())),
+            Expect::Describe(None),
+            Expect::Sync,
+        ] {
+            p.push(e);
+        }
+        // int8 for $1.
+        let t = Frame::new(b't', b"\0\x01\0\0\0\x14");
+        assert_eq!(p.route(&t, &mut prepared), Route::Forward);
+        assert_eq!(p.route(&f(b'n'), &mut prepared), Route::Forward);
+        let pinned = Frame {
+            tag: b'P',
+            bytes: stmt.server_parse().clone(),
+        };
+        let parse = crate::net::messages::Parse::decode(&pinned).unwrap();
+        assert_eq!(parse.param_types, b"\0\x01\0\0\0\x14");
+        assert_eq!(parse.name, &*stmt.name);
+        // A Describe of a portal (or unnamed statement) pins nothing.
+        assert_eq!(p.route(&t, &mut prepared), Route::Forward);
+        assert_eq!(p.route(&f(b'T'), &mut prepared), Route::Forward);
+        assert_eq!(other.server_parse(), &other.parse);
+        assert_eq!(p.route(&f(b'Z'), &mut prepared), Route::Forward);
+        assert!(p.is_empty());
     }
 }

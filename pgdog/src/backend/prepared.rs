@@ -2,6 +2,11 @@
 //! but the server it gets changes every transaction. Every distinct (SQL, parameter types) gets
 //! one global name (`__pgdog_N`) and its `Parse` message; each server remembers which global
 //! names it has prepared, and pgdog prepares missing ones on demand.
+//!
+//! Drivers leave parameter types unspecified, Describe the statement and then encode binary
+//! parameters by the types the server described. Once a server described a statement, the types
+//! it gave are pinned: every later Parse of the statement declares them, so a server whose schema
+//! would infer other types (e.g. `bigint` after a resharding cutover) still accepts the bytes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -10,15 +15,23 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use crate::net::frame::Reader;
-use crate::net::messages::Parse;
+use crate::net::messages::{self, Parse};
+use crate::net::Frame;
+
+/// The first OID of user-defined objects (`FirstNormalObjectId`): types below it are built in and
+/// have the same OID on every server; types at or above it may differ between servers.
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
 /// One statement known to pgdog under its global name.
 #[derive(Debug)]
 pub struct Statement {
     /// The global name used on servers.
     pub name: Arc<str>,
-    /// A `Parse` message creating it under that name.
+    /// The client's `Parse` under that name, with the parameter types the client declared. Send
+    /// [`Statement::server_parse`] to servers instead.
     pub parse: Bytes,
+    /// The `Parse` declaring the types a server described for the statement, built once.
+    pinned: OnceLock<Bytes>,
     /// Some server accepted it (ParseComplete): a client's Parse of it outside a transaction can
     /// be answered without a server.
     validated: AtomicBool,
@@ -44,12 +57,82 @@ impl Statement {
             .get_or_init(|| self.query().is_some_and(classify))
     }
 
+    /// The `Parse` to send to a server that lacks the statement: the one declaring the described
+    /// parameter types once a server described them, the client's before that.
+    pub fn server_parse(&self) -> &Bytes {
+        self.pinned.get().unwrap_or(&self.parse)
+    }
+
+    /// Pins the parameter types of a ParameterDescription (`t`) a server returned for a Describe
+    /// of this statement. The first description wins; a malformed one is ignored.
+    pub fn pin_described(&self, description: &Frame) {
+        if self.pinned.get().is_some() {
+            return;
+        }
+        match pinned_parse(&self.parse, description.body()) {
+            Ok(parse) => {
+                let _ = self.pinned.set(parse);
+            }
+            Err(e) => tracing::debug!(statement = %self.name, "parameter types not pinned: {e}"),
+        }
+    }
+
     /// The statement's SQL text, from its `Parse` message.
     pub fn query(&self) -> Option<&str> {
         let mut reader = Reader::new(self.parse.get(5..)?);
         reader.cstr().ok()?;
         reader.cstr().ok()
     }
+}
+
+/// `parse` (a whole Parse message) declaring the parameter types of `description` (a
+/// ParameterDescription body) where the client left them unspecified (0). Types the client
+/// declared stay; user-defined types (OID >= `FirstNormalObjectId`) stay unspecified, as their OIDs
+/// differ between servers. Returns `parse` itself when nothing changes.
+fn pinned_parse(parse: &Bytes, description: &[u8]) -> Result<Bytes, crate::net::Error> {
+    let frame = Frame {
+        tag: b'P',
+        bytes: parse.clone(),
+    };
+    let decoded = Parse::decode(&frame)?;
+    let described = described_types(description)?;
+    let declared = messages::param_type_oids(decoded.param_types);
+    let types = pinned_types(&declared, &described);
+    if types == declared {
+        return Ok(parse.clone());
+    }
+    Ok(messages::parse_with_types(
+        decoded.name,
+        decoded.query,
+        &types,
+    ))
+}
+
+/// The OIDs of a ParameterDescription body (int16 count, int32 OID each), checked.
+fn described_types(description: &[u8]) -> Result<Vec<u32>, crate::net::Error> {
+    let mut reader = Reader::new(description);
+    let count = reader.i16()?;
+    if count < 0 || reader.rest().len() != count as usize * 4 {
+        return Err(crate::net::Error::Malformed(
+            "ParameterDescription types do not match their count",
+        ));
+    }
+    Ok(messages::param_type_oids(description))
+}
+
+/// The parameter types to declare: the client's where it gave one, the described built-in type
+/// where it did not, unspecified (0) otherwise.
+fn pinned_types(declared: &[u32], described: &[u32]) -> Vec<u32> {
+    (0..declared.len().max(described.len()))
+        .map(|i| match declared.get(i).copied().unwrap_or(0) {
+            0 => described
+                .get(i)
+                .copied()
+                .filter(|oid| *oid < FIRST_NORMAL_OBJECT_ID)
+                .unwrap_or(0),
+            own => own,
+        })
+        .collect()
 }
 
 /// Past this many cached statements, those no client uses any more are dropped from the cache.
@@ -88,6 +171,7 @@ impl PreparedStatements {
                 Arc::new(Statement {
                     parse: parse.renamed(&name),
                     name,
+                    pinned: OnceLock::new(),
                     validated: AtomicBool::new(false),
                     read_only: OnceLock::new(),
                 })
@@ -134,6 +218,84 @@ mod tests {
             drop(cache.statement(&Parse::decode(&frame).unwrap()));
         }
         assert!(cache.len() < CACHE_PRUNE_THRESHOLD);
+    }
+
+    fn description(oids: &[u32]) -> Frame {
+        let mut body = (oids.len() as i16).to_be_bytes().to_vec();
+        for oid in oids {
+            body.extend_from_slice(&oid.to_be_bytes());
+        }
+        Frame::new(b't', &body)
+    }
+
+    fn server_types(statement: &Statement) -> Vec<u32> {
+        let frame = Frame {
+            tag: b'P',
+            bytes: statement.server_parse().clone(),
+        };
+        let parse = Parse::decode(&frame).unwrap();
+        assert_eq!(parse.name, &*statement.name);
+        assert_eq!(Some(parse.query), statement.query());
+        messages::param_type_oids(parse.param_types)
+    }
+
+    #[test]
+    fn pinned_types_keep_declared_and_skip_user_types() {
+        // Built-in types are pinned; user types (enum, domain: OIDs differ per server) are not.
+        assert_eq!(
+            pinned_types(&[], &[23, 16_384, 20, 16_383]),
+            vec![23, 0, 20, 16_383]
+        );
+        // A type the client declared wins over the described one, even a user type.
+        assert_eq!(
+            pinned_types(&[20, 0, 90_000], &[23, 25, 90_000]),
+            vec![20, 25, 90_000]
+        );
+        // The client may declare fewer types than there are parameters.
+        assert_eq!(
+            pinned_types(&[0, 1043], &[23, 1043, 16]),
+            vec![23, 1043, 16]
+        );
+        assert_eq!(pinned_types(&[], &[]), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn described_statement_is_parsed_with_its_types_once() {
+        let cache = PreparedStatements::default();
+        let client = Frame::new(
+            b'P',
+            b"s\0insert into t values ($1, $2, $3)\0\0\x01\0\0\0\x15",
+        );
+        let statement = cache.statement(&Parse::decode(&client).unwrap());
+        // Nobody described it: the client's Parse.
+        assert_eq!(server_types(&statement), vec![21]);
+        assert_eq!(statement.server_parse(), &statement.parse);
+        // A malformed description pins nothing.
+        statement.pin_described(&Frame::new(b't', b"\0\x02\0\0\0\x17"));
+        assert_eq!(statement.server_parse(), &statement.parse);
+        statement.pin_described(&description(&[21, 23, 70_000]));
+        assert_eq!(server_types(&statement), vec![21, 23, 0]);
+        // The first description wins (a server with another schema does not re-pin it).
+        statement.pin_described(&description(&[21, 20, 20]));
+        assert_eq!(server_types(&statement), vec![21, 23, 0]);
+        // The cache key stays the client's Parse.
+        let again = cache.statement(&Parse::decode(&client).unwrap());
+        assert!(Arc::ptr_eq(&statement, &again));
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn description_adding_nothing_keeps_the_clients_parse() {
+        let cache = PreparedStatements::default();
+        let client = Frame::new(b'P', b"s\0select $1\0\0\x01\0\0\0\x14");
+        let statement = cache.statement(&Parse::decode(&client).unwrap());
+        statement.pin_described(&description(&[20]));
+        // The same bytes, not a copy.
+        assert_eq!(statement.server_parse().as_ptr(), statement.parse.as_ptr());
+        let user_type =
+            cache.statement(&Parse::decode(&Frame::new(b'P', b"s\0select $1\0\0\0")).unwrap());
+        user_type.pin_described(&description(&[40_000]));
+        assert_eq!(server_types(&user_type), vec![0]);
     }
 }
 

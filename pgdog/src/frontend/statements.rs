@@ -36,7 +36,7 @@ impl ClientStatements {
             server.pending.push(synthetic_parse_complete());
         } else {
             record_parse(server, &statement, to_server);
-            to_server.extend_from_slice(&statement.parse);
+            to_server.extend_from_slice(statement.server_parse());
             server.pending.push(Expect::Parse(Some(statement)));
         }
     }
@@ -83,7 +83,8 @@ impl ClientStatements {
         Ok(())
     }
 
-    /// A `Describe`: statements are described under their global name.
+    /// A `Describe`: statements are described under their global name (the server's answer pins
+    /// their parameter types).
     pub fn describe(
         &self,
         frame: &Frame,
@@ -99,10 +100,15 @@ impl ClientStatements {
             Some(statement) => {
                 prepare_on_server(server, statement, to_server);
                 to_server.extend_from_slice(&target.renamed(b'D', &statement.name));
+                server
+                    .pending
+                    .push(Expect::Describe(Some(statement.clone())));
             }
-            None => to_server.extend_from_slice(&frame.bytes),
+            None => {
+                to_server.extend_from_slice(&frame.bytes);
+                server.pending.push(Expect::Describe(None));
+            }
         }
-        server.pending.push(Expect::Describe);
         Ok(())
     }
 
@@ -193,14 +199,15 @@ enum Reply {
     Ready,
 }
 
-/// Makes sure `statement` exists on `server`, injecting its Parse ahead of the message using it.
+/// Makes sure `statement` exists on `server`, injecting its Parse (with the pinned parameter
+/// types, if any) ahead of the message using it.
 fn prepare_on_server(server: &mut Server, statement: &Arc<Statement>, to_server: &mut BytesMut) {
     if !server.prepared.contains(&statement.name) {
         record_parse(server, statement, to_server);
         server
             .pending
             .push(Expect::InjectedParse(statement.clone()));
-        to_server.extend_from_slice(&statement.parse);
+        to_server.extend_from_slice(statement.server_parse());
     }
 }
 

@@ -310,6 +310,18 @@ pub fn parse_message(name: &str, query: &str, param_types: &[u8]) -> Bytes {
     .renamed(name)
 }
 
+/// A `Parse` of `query` as statement `name` declaring parameter types `oids` (0: unspecified).
+pub fn parse_with_types(name: &str, query: &str, oids: &[u32]) -> Bytes {
+    let mut types = BytesMut::with_capacity(2 + oids.len() * 4);
+    // The type count is an Int16: no more types than fit are declared (the rest stay inferred).
+    let oids = &oids[..oids.len().min(i16::MAX as usize)];
+    types.extend_from_slice(&(oids.len() as i16).to_be_bytes());
+    for oid in oids {
+        types.extend_from_slice(&oid.to_be_bytes());
+    }
+    parse_message(name, query, &types)
+}
+
 /// A `Describe` of portal `name`.
 pub fn describe_portal(name: &str) -> Bytes {
     let mut body = BytesMut::with_capacity(name.len() + 2);

@@ -437,7 +437,7 @@ impl Client {
                     server.unsynced = true;
                     server.pending.push(match frame.tag {
                         b'B' => Expect::Bind,
-                        b'D' => Expect::Describe,
+                        b'D' => Expect::Describe(None),
                         _ => Expect::Close,
                     });
                     to_server.extend_from_slice(&frame.bytes);

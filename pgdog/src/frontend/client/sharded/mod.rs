@@ -483,7 +483,8 @@ impl Client {
             let parse = in_batch.cloned().or_else(|| {
                 self.statements.get(bind.statement).map(|statement| Frame {
                     tag: b'P',
-                    bytes: statement.parse.clone(),
+                    // With the types a Describe told the client, if one did.
+                    bytes: statement.server_parse().clone(),
                 })
             });
             match parse {

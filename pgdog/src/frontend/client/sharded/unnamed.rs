@@ -53,7 +53,7 @@ impl UnnamedRun<'_> {
         server.pending.push(Expect::Bind);
         if self.describe {
             to_server.extend_from_slice(&messages::describe_portal(""));
-            server.pending.push(Expect::Describe);
+            server.pending.push(Expect::Describe(None));
         }
         to_server.extend_from_slice(&messages::execute(""));
         server.pending.push(Expect::Execute);
