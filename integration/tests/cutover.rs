@@ -1,9 +1,11 @@
 //! Cutover end to end: applications write through pgdog to the source database while it is
 //! copied and streamed to two shards; `CUTOVER` pauses them at transaction boundaries, waits for
 //! the shards to apply everything, moves the sequences and swaps the configuration; the same
-//! client connections go on writing, now to the shards. No client sees an error, every
-//! committed write is on the shards exactly once and on its hash-correct shard, and the source
-//! holds exactly what was committed before the switch.
+//! client connections go on writing, now to the shards, while a stream carries their writes
+//! back to the old database. `CUTOVER` of that stream rolls back, and the forward stream runs
+//! again. No client sees an error, ids handed out by the shards are unique and above the
+//! source's, and every committed write ends up in the old database and on its hash-correct shard
+//! exactly once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,15 +80,6 @@ async fn start_writers(clients: Vec<Client>) -> Writers {
     }
 }
 
-fn failed_customer(error: &str) -> i32 {
-    error
-        .split("(customer_id)=(")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn sum_balance_and_orders(client: &Client) -> (String, i64) {
     let row = client
         .query_one(
@@ -102,7 +95,7 @@ async fn sum_balance_and_orders(client: &Client) -> (String, i64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cutover_under_load_loses_nothing_and_fails_no_client() {
+async fn cutover_and_rollback_under_load_lose_nothing_and_fail_no_client() {
     let mut setup = DataSyncSetup::start(DataSyncOptions::default()).await;
     let source = setup.source_client(SOURCE).await;
     let (initial_balance, _) = sum_balance_and_orders(&source).await;
@@ -118,6 +111,11 @@ async fn cutover_under_load_loses_nothing_and_fails_no_client() {
                 .unwrap_or_else(|e| panic!("connect through pgdog: {e}")),
         );
     }
+    // One more client, for single statements along the way.
+    let app = pgdog
+        .connect(SCHEMA_ADMIN, SCHEMA_ADMIN_PASSWORD, SOURCE)
+        .await
+        .unwrap_or_else(|e| panic!("connect through pgdog: {e}"));
     let writers = start_writers(clients).await;
 
     // Copy and stream while the writers run.
@@ -138,54 +136,142 @@ async fn cutover_under_load_loses_nothing_and_fails_no_client() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let before = writers.committed.load(Ordering::Relaxed);
-    let result = run_simple(&admin_client, "CUTOVER")
-        .await
-        .unwrap_or_else(|e| panic!("CUTOVER: {e}"));
-    let cutover_id = result.rows[0][0].clone().unwrap_or_default();
-    let done = admin::wait_task_end(&admin_client, &cutover_id, Duration::from_secs(120)).await;
-    assert_eq!(done.status, "finished", "{done:?}");
-    assert!(done.step.contains("now reach destination"), "{done:?}");
-    eprintln!("cutover: {}", done.step);
+    let (cutover_id, reverse_task) =
+        cut_over(&admin_client, "CUTOVER", "now reach destination").await;
     // The writers go on, now against the shards.
     let at_switch = writers.committed.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Ids after the cutover: each shard's sequence hands out ids no other shard and no source
+    // row has; rows with them written through pgdog reach the old database without conflict.
+    let source_max: i64 = source
+        .query_one("SELECT max(id)::int8 FROM public.customers", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .get(0);
+    let mut new_ids = Vec::new();
+    for k in 0..setup.shards() {
+        let shard = setup.shard_client(k).await;
+        for _ in 0..3 {
+            let id: i64 = shard
+                .query_one("SELECT nextval('public.customers_id_seq')", &[])
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}"))
+                .get(0);
+            assert!(
+                id > source_max,
+                "shard {k} hands out {id}, the source used up to {source_max}"
+            );
+            new_ids.push(id);
+        }
+    }
+    let mut unique = new_ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        new_ids.len(),
+        "ids handed out twice: {new_ids:?}"
+    );
+    for id in &new_ids {
+        app.execute(
+            "INSERT INTO public.customers (id, name, email) VALUES ($1::int8, 'after cutover', 'new@example.com')",
+            &[id],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("insert customer {id} through pgdog after the cutover: {e:?}"));
+    }
+
+    // Roll back: the stream back is the task to cut over; the writers keep going.
+    let (_, forward_again) = cut_over(
+        &admin_client,
+        &format!("CUTOVER {reverse_task}"),
+        &format!("now reach {SOURCE}_before_cutover"),
+    )
+    .await;
+    let at_rollback = writers.committed.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(2)).await;
     writers.stop.store(true, Ordering::Relaxed);
     let mut committed = Vec::new();
     for handle in writers.handles {
         match handle.await {
             Ok(Ok(ids)) => committed.extend(ids),
-            Ok(Err(e)) => {
-                for k in 0..setup.shards() {
-                    let shard = setup.shard_client(k).await;
-                    let rows = shard
-                        .query(
-                            "SELECT 'customer', id::text FROM public.customers WHERE id = $1 \
-                             UNION ALL SELECT 'order', id::text || '/' || customer_id FROM \"Sales\".orders WHERE id >= 50000000 AND customer_id = $1",
-                            &[&i64::from(failed_customer(&e))],
-                        )
-                        .await
-                        .map(|rows| rows.iter().map(|r| format!("{}:{}", r.get::<_, String>(0), r.get::<_, String>(1))).collect::<Vec<_>>());
-                    eprintln!("shard {k}: {rows:?}");
-                }
-                panic!("a client saw an error: {e}")
-            }
+            Ok(Err(e)) => panic!("a client saw an error: {e}"),
             Err(e) => panic!("writer panicked: {e}"),
         }
     }
     let after = committed.len() as u64;
     assert!(
-        before > 0 && after > at_switch,
-        "writes before the cutover: {before}, at the switch: {at_switch}, in all: {after}"
+        before > 0 && at_switch > before && at_rollback > at_switch && after > at_rollback,
+        "writes before the cutover: {before}, at the switch: {at_switch}, at the rollback: {at_rollback}, in all: {after}"
     );
 
-    // The shards hold every committed write exactly once, each row on its shard.
-    let mut shard_orders = 0;
-    let mut shard_balance = 0.0;
+    // The old database has every write: its own before the cutover, the shards' (streamed
+    // back) until the rollback, and its own since.
+    let (balance, orders) = sum_balance_and_orders(&source).await;
+    assert_eq!(
+        orders, after as i64,
+        "orders on the old database after the rollback"
+    );
+    assert!(
+        (balance.parse::<f64>().unwrap_or(0.0) - (initial + after as f64)).abs() < 0.001,
+        "balance on the old database {balance}, expected {}",
+        initial + after as f64
+    );
+    let streamed_back: i64 = source
+        .query_one(
+            "SELECT count(*) FROM public.customers WHERE id = ANY($1)",
+            &[&new_ids.iter().map(|i| *i as i32).collect::<Vec<i32>>()],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .get(0);
+    assert_eq!(
+        streamed_back,
+        new_ids.len() as i64,
+        "customers inserted on the shards, on the old database"
+    );
+    // New ids on the old database stay above everything the shards handed out.
+    let fresh: i32 = app
+        .query_one(
+            "INSERT INTO public.customers (name, email) VALUES ('after rollback', 'back@example.com') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("insert with a default id after the rollback: {e:?}"))
+        .get(0);
+    assert!(
+        i64::from(fresh) > *unique.last().unwrap_or(&0),
+        "id {fresh} after the rollback, the shards handed out up to {unique:?}"
+    );
+
+    // The forward stream runs again: the shards catch up with the old database, each row on
+    // its shard.
+    integration::eventually(
+        Duration::from_secs(60),
+        "the shards to catch up again",
+        || {
+            let (setup, admin_client, forward_again) = (&setup, &admin_client, &forward_again);
+            async move {
+                let replication = run_simple(admin_client, "SHOW REPLICATION").await.ok()?;
+                let lagging = (0..replication.rows.len()).any(|r| {
+                    replication.cell(r, "task_id") == Some(forward_again.as_str())
+                        && replication.cell(r, "lag_bytes") != Some("0")
+                });
+                if lagging {
+                    return None;
+                }
+                let mut orders = 0;
+                for k in 0..setup.shards() {
+                    orders += sum_balance_and_orders(&setup.shard_client(k).await).await.1;
+                }
+                (orders == after as i64).then_some(())
+            }
+        },
+    )
+    .await;
     for k in 0..setup.shards() {
         let shard = setup.shard_client(k).await;
-        let (balance, orders) = sum_balance_and_orders(&shard).await;
-        shard_orders += orders;
-        shard_balance += balance.parse::<f64>().unwrap_or(0.0);
         for spec in TABLES {
             assert_eq!(
                 misplaced(&shard, &spec, setup.shards(), k).await,
@@ -195,21 +281,39 @@ async fn cutover_under_load_loses_nothing_and_fails_no_client() {
             );
         }
     }
-    assert_eq!(shard_orders, after as i64, "orders on the shards");
-    assert!(
-        (shard_balance - (initial + after as f64)).abs() < 0.001,
-        "balance on the shards {shard_balance}, expected {}",
-        initial + after as f64
-    );
-    // The source got only what was committed before the switch.
-    let (_, source_orders) = sum_balance_and_orders(&source).await;
-    assert!(
-        source_orders as u64 >= before && (source_orders as u64) <= at_switch,
-        "orders on the source {source_orders}: before the cutover {before}, at the switch {at_switch}"
-    );
-    let tasks = run_simple(&admin_client, "SHOW TASKS")
+    let cutovers = run_simple(&admin_client, "SHOW CUTOVER")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("{tasks:?}");
+    eprintln!("{cutovers:?} (first cutover task {cutover_id})");
     drop(setup);
+}
+
+/// Runs a cutover command, waits for its task to finish, and returns its task id and the
+/// task id of the stream back (from SHOW CUTOVER).
+async fn cut_over(admin_client: &Client, command: &str, done: &str) -> (String, String) {
+    let result = run_simple(admin_client, command)
+        .await
+        .unwrap_or_else(|e| panic!("{command}: {e}"));
+    let id = result.rows[0][0].clone().unwrap_or_default();
+    let task = admin::wait_task_end(admin_client, &id, Duration::from_secs(120)).await;
+    assert_eq!(task.status, "finished", "{command}: {task:?}");
+    assert!(task.step.contains(done), "{command}: {task:?}");
+    eprintln!("{command}: {}", task.step);
+    let cutovers = run_simple(admin_client, "SHOW CUTOVER")
+        .await
+        .unwrap_or_else(|e| panic!("SHOW CUTOVER: {e}"));
+    let row = (0..cutovers.rows.len())
+        .find(|r| cutovers.cell(*r, "task_id") == Some(id.as_str()))
+        .unwrap_or_else(|| panic!("cutover {id} not in SHOW CUTOVER: {cutovers:?}"));
+    assert_eq!(cutovers.cell(row, "status"), Some("done"), "{cutovers:?}");
+    let pause: u64 = cutovers
+        .cell(row, "pause_ms")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pause in {cutovers:?}"));
+    eprintln!("{command}: traffic paused {pause} ms");
+    let reverse = cutovers
+        .cell(row, "reverse_task_id")
+        .unwrap_or_else(|| panic!("no stream back in {cutovers:?}"))
+        .to_string();
+    (id, reverse)
 }

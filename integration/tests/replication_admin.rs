@@ -22,9 +22,10 @@ const WAIT: Duration = Duration::from_secs(120);
 const ORDER_BASE: i64 = 8_000_000;
 
 /// The columns of `SHOW REPLICATION`.
-const REPLICATION_COLUMNS: [&str; 25] = [
+const REPLICATION_COLUMNS: [&str; 26] = [
     "task_id",
     "source",
+    "source_shard",
     "destination",
     "shards",
     "slot",

@@ -36,10 +36,12 @@ pub enum Show {
     Replication,
     /// Logical replication slots on the configured databases' primaries.
     ReplicationSlots,
+    /// Cutovers of this process: their steps and the pause each caused.
+    Cutover,
 }
 
 impl Show {
-    const ALL: [(&'static str, Show); 15] = [
+    const ALL: [(&'static str, Show); 16] = [
         ("pools", Show::Pools),
         ("clients", Show::Clients),
         ("servers", Show::Servers),
@@ -55,6 +57,7 @@ impl Show {
         ("table_copies", Show::TableCopies),
         ("replication", Show::Replication),
         ("replication_slots", Show::ReplicationSlots),
+        ("cutover", Show::Cutover),
     ];
 }
 
@@ -98,6 +101,22 @@ pub enum Command {
     /// `CUTOVER [task_id]`: switch the clients of a stream's source to its destination (the
     /// stream of task `task_id`, or the only running one).
     Cutover(Option<u64>),
+    /// `RESHARD <source> <destination> <publication> [slot]`: the whole move, unattended
+    /// (pre-flight, schema, copy, streaming, then cutover once the lag is small).
+    Reshard(CopyData),
+    /// `VERIFY <source> <destination> [table]`: compare row counts and checksums per table.
+    Verify(Verify),
+}
+
+/// `VERIFY`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verify {
+    /// Source database.
+    pub from: String,
+    /// Destination database.
+    pub to: String,
+    /// One table (`name` or `schema.name`), or every table both have.
+    pub table: Option<String>,
 }
 
 /// The arguments of `COPY_DATA` and `REPLICATE`.
@@ -166,6 +185,9 @@ pub const COMMANDS: &[&str] = &[
     "REPLICATE <source> <destination> <publication> [slot]",
     "DROP_SLOT <slot>",
     "CUTOVER [task_id]",
+    "SHOW CUTOVER",
+    "RESHARD <source> <destination> <publication> [slot]",
+    "VERIFY <source> <destination> [table]",
     "RELOAD",
     "PAUSE [database]",
     "RESUME [database]",
@@ -263,6 +285,8 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
         Some("schema_sync") => schema_sync(tokens, text)?,
         Some("copy_data") => Command::CopyData(stream_args(tokens, text, "COPY_DATA")?),
         Some("replicate") => Command::Replicate(stream_args(tokens, text, "REPLICATE")?),
+        Some("reshard") => Command::Reshard(stream_args(tokens, text, "RESHARD")?),
+        Some("verify") => verify(tokens, text)?,
         Some("cutover") => match tokens.get(1) {
             None => Command::Cutover(None),
             Some(Token::Word(w)) => match w.parse() {
@@ -350,6 +374,25 @@ fn schema_sync(tokens: &[Token], text: &str) -> Result<Command, ParseError> {
         }
     }
     Ok(Command::SchemaSync(command))
+}
+
+/// `VERIFY <source> <destination> [table]`; the table may be `schema.name` (each part quoted
+/// or not) or a quoted identifier.
+fn verify(tokens: &[Token], text: &str) -> Result<Command, ParseError> {
+    let usage = "VERIFY needs <source> <destination> [table]";
+    let name = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w)) | Some(Token::Quoted(w)) | Some(Token::Literal(w)) => Some(w.clone()),
+        _ => None,
+    };
+    let (Some(from), Some(to)) = (name(1), name(2)) else {
+        return Err(error(usage.into(), text));
+    };
+    let table = match tokens.get(3) {
+        None => None,
+        Some(_) => Some(name(3).ok_or_else(|| error(usage.into(), text))?),
+    };
+    expect_end(tokens, 4, text)?;
+    Ok(Command::Verify(Verify { from, to, table }))
 }
 
 /// `<source> <destination> <publication> [slot]` after `COPY_DATA` or `REPLICATE` (`command`).
@@ -575,6 +618,48 @@ mod tests {
         ] {
             assert!(COMMANDS.contains(&command), "{command}");
         }
+    }
+
+    #[test]
+    fn move_commands() {
+        assert_eq!(
+            parse("RESHARD prod shards pub; show cutover").unwrap(),
+            vec![
+                Command::Reshard(CopyData {
+                    from: "prod".into(),
+                    to: "shards".into(),
+                    publication: "pub".into(),
+                    slot: None,
+                }),
+                Command::Show(Show::Cutover)
+            ]
+        );
+        assert_eq!(
+            parse("verify prod shards; VERIFY prod shards \"Sales.orders\"").unwrap(),
+            vec![
+                Command::Verify(Verify {
+                    from: "prod".into(),
+                    to: "shards".into(),
+                    table: None,
+                }),
+                Command::Verify(Verify {
+                    from: "prod".into(),
+                    to: "shards".into(),
+                    table: Some("Sales.orders".into()),
+                })
+            ]
+        );
+        for bad in ["VERIFY", "VERIFY prod", "VERIFY prod shards ="] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(
+                e.message, "VERIFY needs <source> <destination> [table]",
+                "{bad}"
+            );
+        }
+        let e = parse("VERIFY a b c d").unwrap_err();
+        assert!(e.message.contains("\"d\""), "{}", e.message);
+        let e = parse("RESHARD prod shards").unwrap_err();
+        assert!(e.message.starts_with("RESHARD needs"), "{}", e.message);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod lexer;
 mod table;
 
 pub use command::{
-    edit_distance, parse, Command, CopyData, ParseError, SchemaSync, Show, SyncPhase, COMMANDS,
+    edit_distance, parse, Command, CopyData, ParseError, SchemaSync, Show, SyncPhase, Verify,
+    COMMANDS,
 };
 pub use table::{Column, ColumnType, ResultTable};

@@ -19,6 +19,46 @@ pub enum RetargetError {
 }
 
 impl ConfigAndUsers {
+    /// The database of `other` (other than `name`) whose entries reach exactly the servers
+    /// (host, port, server database, shard, role) that `name` reaches here.
+    pub fn same_servers(&self, name: &str, other: &ConfigAndUsers) -> Option<String> {
+        let servers = |config: &ConfigAndUsers, name: &str| {
+            let mut list: Vec<_> = config
+                .config
+                .databases
+                .iter()
+                .filter(|d| d.name == name)
+                .map(|d| {
+                    (
+                        d.host.clone(),
+                        d.port,
+                        d.database_name.clone().unwrap_or_else(|| d.name.clone()),
+                        d.shard,
+                        format!("{:?}", d.role),
+                    )
+                })
+                .collect();
+            list.sort();
+            list
+        };
+        let wanted = servers(self, name);
+        if wanted.is_empty() {
+            return None;
+        }
+        let mut names: Vec<&str> = other
+            .config
+            .databases
+            .iter()
+            .map(|d| d.name.as_str())
+            .filter(|n| *n != name)
+            .collect();
+        names.dedup();
+        names
+            .into_iter()
+            .find(|n| servers(other, n) == wanted)
+            .map(str::to_string)
+    }
+
     /// The configuration where clients of database `clients` reach the servers of database
     /// `servers` (its `[[databases]]` entries copied under the name `clients`, and its sharded
     /// and omnisharded tables with them). The entries `clients` had before are kept under the
@@ -51,18 +91,30 @@ impl ConfigAndUsers {
         let mut next = self.clone();
         let config = &mut next.config;
 
+        // Entries keep the server database they reach whatever their new name.
+        let renamed = |database: &crate::Database, name: String| {
+            let mut copy = database.clone();
+            copy.database_name = Some(
+                database
+                    .database_name
+                    .clone()
+                    .unwrap_or_else(|| database.name.clone()),
+            );
+            copy.name = name;
+            copy
+        };
         let mut databases = Vec::new();
         for database in &self.config.databases {
             if let Some(name) = rename(&database.name) {
-                let mut kept = database.clone();
-                kept.name = name;
-                databases.push(kept);
+                if name == database.name {
+                    databases.push(database.clone());
+                } else {
+                    databases.push(renamed(database, name));
+                }
             }
         }
         for database in self.config.databases.iter().filter(|d| d.name == servers) {
-            let mut copy = database.clone();
-            copy.name = clients.into();
-            databases.push(copy);
+            databases.push(renamed(database, clients.into()));
         }
         config.databases = databases;
 
@@ -245,9 +297,34 @@ schema_admin = true
             .collect();
         assert_eq!(kept, ["app", "admin"]);
 
+        // Renamed entries still reach the server databases they reached.
+        let server_db = |config: &ConfigAndUsers, name: &str| -> Vec<String> {
+            config
+                .config
+                .databases
+                .iter()
+                .filter(|d| d.name == name)
+                .map(|d| d.database_name.clone().unwrap_or_else(|| d.name.clone()))
+                .collect()
+        };
+        assert_eq!(server_db(&after, "prod"), ["sharded", "sharded"]);
+        assert_eq!(server_db(&after, "prod_before_cutover"), ["prod"]);
+        assert_eq!(server_db(&after, "sharded"), ["sharded", "sharded"]);
+        // The old servers are found under their new name; the shards under the name that
+        // still has them.
+        assert_eq!(
+            before.same_servers("prod", &after).as_deref(),
+            Some("prod_before_cutover")
+        );
+
         // Rolling back serves prod from the old servers again.
         let back = after.retarget("prod", "prod_before_cutover", None).unwrap();
         assert_eq!(hosts(&back, "prod"), ["old"]);
+        assert_eq!(server_db(&back, "prod"), ["prod"]);
+        assert_eq!(
+            after.same_servers("prod", &back).as_deref(),
+            Some("sharded")
+        );
         assert!(back
             .config
             .sharded_tables

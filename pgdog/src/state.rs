@@ -55,6 +55,8 @@ pub struct PoolerState {
     pub table_copies: crate::reshard::copy::TableCopies,
     /// Every replication stream of this process, for `SHOW REPLICATION`.
     pub replication: crate::reshard::stream::ReplicationStats,
+    /// Every cutover of this process, for `SHOW CUTOVER`.
+    pub cutovers: crate::reshard::cutover::CutoverLog,
     /// The replication slots this process's tasks use (`DROP_SLOT` refuses those).
     pub slot_claims: crate::admin::claims::SlotClaims,
     /// Connected clients, for `SHOW CLIENTS`.
@@ -93,6 +95,7 @@ impl PoolerState {
             table_copies: crate::reshard::copy::TableCopies::default(),
             replication: crate::reshard::stream::ReplicationStats::default(),
             slot_claims: crate::admin::claims::SlotClaims::default(),
+            cutovers: Default::default(),
             clients: Arc::new(ClientRegistry::default()),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
             shutdown,

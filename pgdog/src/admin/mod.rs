@@ -13,6 +13,7 @@ pub mod session;
 pub mod set;
 pub mod show;
 pub mod slots;
+pub mod verify;
 pub mod wire;
 
 use std::sync::Arc;
@@ -132,6 +133,8 @@ pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Repl
         Command::Replicate(command) => resharding::replicate(state, command),
         Command::DropSlot(slot) => slots::drop(state, slot).await,
         Command::Cutover(task_id) => cutover::start(state, *task_id),
+        Command::Reshard(command) => cutover::reshard(state, command),
+        Command::Verify(command) => verify::run(state, command).await,
         Command::Shutdown => {
             info!("SHUTDOWN requested from the admin database");
             state.begin_shutdown();

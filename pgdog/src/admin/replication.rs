@@ -13,9 +13,10 @@ use crate::state::PoolerState;
 use ColumnType::{BigInt, Double, Text};
 
 /// The columns, in order.
-pub const COLUMNS: [(&str, ColumnType); 25] = [
+pub const COLUMNS: [(&str, ColumnType); 26] = [
     ("task_id", BigInt),
     ("source", Text),
+    ("source_shard", BigInt),
     ("destination", Text),
     ("shards", BigInt),
     ("slot", Text),
@@ -56,6 +57,7 @@ fn row(record: &ReplicationRecord, lag: Duration, elapsed: Duration) -> Row {
     Row::default()
         .opt(record.task_id)
         .text(&record.source)
+        .text(record.source_shard)
         .text(&record.destination)
         .text(record.shards)
         .text(&record.slot)

@@ -90,7 +90,7 @@ pub const OBJECT_IN_USE: &str = "55006";
 
 /// The slot a `COPY_DATA` / `REPLICATE` uses, after checking both databases resolve and no
 /// running task of this process already uses that slot of the source.
-fn checked_slot(
+pub(super) fn checked_slot(
     state: &PoolerState,
     config: &ConfigAndUsers,
     command: &CopyData,
@@ -122,7 +122,7 @@ fn checked_slot(
 }
 
 /// What `COPY_DATA` and `REPLICATE` reply: `task_id`, `replication_slot`.
-fn stream_reply(id: u64, slot: String) -> Reply {
+pub(super) fn stream_reply(id: u64, slot: String) -> Reply {
     let mut table = ResultTable::new(&[
         ("task_id", ColumnType::BigInt),
         ("replication_slot", ColumnType::Text),
@@ -234,7 +234,21 @@ pub fn replicate(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, 
         slot: Some(slot.clone()),
         ..Default::default()
     };
+    let id = start_stream(state, config, options);
+    Ok(stream_reply(id, slot))
+}
+
+/// Starts a stream as a task of its own (its slot claimed by it); the task's id.
+pub(super) fn start_stream(
+    state: &Arc<PoolerState>,
+    config: Arc<ConfigAndUsers>,
+    options: StreamOptions,
+) -> u64 {
     let stats = state.replication.clone();
+    let (from, slot) = (
+        options.from.clone(),
+        options.slot.clone().unwrap_or_default(),
+    );
     let id = state
         .tasks
         .start(TaskKind::Replication, move |task| async move {
@@ -244,6 +258,6 @@ pub fn replicate(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, 
             );
             stream_step(&config, &options, &stats, &task, step).await
         });
-    state.slot_claims.claim(id, &command.from, &slot);
-    Ok(stream_reply(id, slot))
+    state.slot_claims.claim(id, &from, &slot);
+    id
 }

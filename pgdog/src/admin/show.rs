@@ -34,6 +34,7 @@ pub async fn table(state: &PoolerState, what: Show) -> ResultTable {
         Show::TableCopies => table_copies(state),
         Show::Replication => super::replication::table(state),
         Show::ReplicationSlots => super::slots::table(state).await,
+        Show::Cutover => super::cutover::table(state),
     }
 }
 
@@ -605,7 +606,7 @@ fn version() -> ResultTable {
 }
 
 /// `2026-11-27 05:28:08.123 UTC`.
-fn timestamp(time: SystemTime) -> String {
+pub(super) fn timestamp(time: SystemTime) -> String {
     let ms = unix_ms(time);
     let secs = (ms / 1000) as i64;
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -151,6 +151,7 @@ fn stream(
         to_user: args.to_user.clone(),
         publication: args.publication.clone(),
         slot: args.replication_slot.clone(),
+        ..Default::default()
     };
     let stats = ReplicationStats::default();
     let task = TaskHandle::standalone(TaskKind::Replication);

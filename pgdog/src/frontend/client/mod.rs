@@ -296,6 +296,11 @@ impl Client {
     /// Sends client messages on: through the sharding router for a database with several
     /// shards, straight to the client's server otherwise.
     async fn dispatch(&mut self, frames: Vec<Frame>) -> Result<(), Error> {
+        if self.server.is_none() && self.pass.is_none() && self.gate.is_paused() {
+            // Wait before routing: a cutover switches what this database is (one server or
+            // several shards) while its clients wait.
+            self.wait_gate_open().await;
+        }
         if self.server.is_none() {
             // A reload or a cutover may have changed what this database is (one server or
             // several shards): route by the current one. A failure is reported at checkout.
@@ -518,6 +523,20 @@ impl Client {
         self.pass = Some(pass);
         self.xact_start = Some(Instant::now());
         true
+    }
+
+    /// Waits until the database's traffic gate is open, without starting a transaction (or
+    /// until pgdog shuts down: the transaction's start then reports it).
+    async fn wait_gate_open(&mut self) {
+        let stats = &self.registered.info().stats;
+        stats.set_state(ConnState::Waiting);
+        let mut shutdown = self.state.shutdown_signal();
+        tokio::select! {
+            biased;
+            pass = self.gate.enter() => drop(pass),
+            _ = shutdown.wait_for(|down| *down) => {}
+        }
+        stats.set_state(ConnState::Idle);
     }
 
     /// The transaction is over (committed, rolled back or lost): counts it and lets a paused

@@ -33,4 +33,7 @@ pub mod run;
 pub mod sequences;
 
 pub use log::{SchemaSyncLog, StatementRecord, StatementState};
-pub use run::{run, KeyPlacement, SchemaSyncError, SchemaSyncOptions, SchemaSyncReport};
+pub use run::{
+    prepare_cutover, run, run_cutover, KeyPlacement, PreparedCutover, SchemaSyncError,
+    SchemaSyncOptions, SchemaSyncReport,
+};

@@ -11,7 +11,7 @@ use tracing::info;
 use super::apply::{self, RunOptions, ShardOutcome, Step};
 use super::dump::{self, DumpError};
 use super::facts::{Name, SourceFacts};
-use super::log::{SchemaSyncLog, StatementState};
+use super::log::SchemaSyncLog;
 use super::plan;
 pub use super::plan::KeyPlacement;
 use super::sequences;
@@ -189,56 +189,122 @@ pub async fn run(
         }
         Phase::Cutover => {
             step("reading sequence values");
-            let margin = options
-                .sequence_margin
-                .unwrap_or(config.config.replication.sequence_margin);
-            let sharded = sharded_tables(config, &options.to, &mut conn, &facts).await?;
-            let sharded_sequences =
-                sequences::of_tables(facts.table_sequences.iter(), |t| sharded.contains(t));
-            let mut positions = Vec::new();
-            for sequence in &facts.sequences {
-                positions.push((sequence, sequences::position(&mut conn, sequence).await?));
-            }
-            for shard in 0..shards {
-                let mut target = destination.connect_primary(shard).await?;
-                let mut steps = Vec::new();
-                for (sequence, source_position) in &positions {
-                    let here = match sequences::position(&mut target, sequence).await {
-                        Ok(here) => here,
-                        Err(ConnError::Sql { .. }) => {
-                            let mut missing = Step::run(
-                                "SEQUENCE VALUE",
-                                &format!("{}.{}", sequence.0, sequence.1),
-                                String::new(),
-                            );
-                            missing.state = StatementState::Differs;
-                            missing.note = Some(
-                                "the sequence does not exist on the shard; run the pre phase first"
-                                    .into(),
-                            );
-                            steps.push(missing);
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    steps.push(sequences::step(
-                        sequence,
-                        *source_position,
-                        here,
-                        margin,
-                        sharded_sequences.contains(*sequence),
-                        shard,
-                        shards,
-                    ));
-                }
-                target.close().await;
-                steps_per_shard.push(steps);
-            }
+            let plan = cutover_plan(config, options, &mut conn, &facts).await?;
+            steps_per_shard = plan.steps(&source, &destination).await?;
         }
     }
     conn.close().await;
     stopped(task)?;
+    apply_all(
+        config,
+        options,
+        &destination,
+        steps_per_shard,
+        log,
+        task,
+        &mut report,
+    )
+    .await?;
+    Ok(report)
+}
 
+/// The cutover phase with the catalog read beforehand ([`prepare_cutover`]): moving the
+/// sequences while traffic is paused then takes a few short queries per server.
+#[derive(Debug, Clone)]
+pub struct PreparedCutover {
+    options: SchemaSyncOptions,
+    source: ClusterEndpoints,
+    destination: ClusterEndpoints,
+    plan: sequences::CutoverPlan,
+}
+
+/// Reads what the cutover phase of `options` will move (no pre-flight: the caller checked).
+pub async fn prepare_cutover(
+    config: &ConfigAndUsers,
+    options: &SchemaSyncOptions,
+) -> Result<PreparedCutover, SchemaSyncError> {
+    let source = ClusterEndpoints::resolve(config, &options.from)?;
+    let destination = ClusterEndpoints::resolve(config, &options.to)?;
+    let mut conn = source.connect_primary(0).await?;
+    let tables = publication::tables(&mut conn, &options.publication).await?;
+    let facts = SourceFacts::read(&mut conn, &tables).await?;
+    let plan = cutover_plan(config, options, &mut conn, &facts).await;
+    conn.close().await;
+    Ok(PreparedCutover {
+        options: SchemaSyncOptions {
+            phase: Phase::Cutover,
+            ..options.clone()
+        },
+        source,
+        destination,
+        plan: plan?,
+    })
+}
+
+/// Runs a prepared cutover phase (the sequences' values are read now).
+pub async fn run_cutover(
+    config: &ConfigAndUsers,
+    prepared: &PreparedCutover,
+    log: &SchemaSyncLog,
+    task: Option<&TaskHandle>,
+) -> Result<SchemaSyncReport, SchemaSyncError> {
+    let steps = prepared
+        .plan
+        .steps(&prepared.source, &prepared.destination)
+        .await?;
+    let mut report = SchemaSyncReport::default();
+    apply_all(
+        config,
+        &prepared.options,
+        &prepared.destination,
+        steps,
+        log,
+        task,
+        &mut report,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// The sequences of the moved tables, and which belong to sharded tables of the destination.
+async fn cutover_plan(
+    config: &ConfigAndUsers,
+    options: &SchemaSyncOptions,
+    conn: &mut crate::reshard::conn::Conn,
+    facts: &SourceFacts,
+) -> Result<sequences::CutoverPlan, ConnError> {
+    let sharded = sharded_tables(config, &options.to, conn, facts).await?;
+    let sharded_sequences =
+        sequences::of_tables(facts.table_sequences.iter(), |t| sharded.contains(t));
+    Ok(sequences::CutoverPlan {
+        sequences: facts
+            .sequences
+            .iter()
+            .map(|s| (s.clone(), sharded_sequences.contains(s)))
+            .collect(),
+        margin: options
+            .sequence_margin
+            .unwrap_or(config.config.replication.sequence_margin),
+    })
+}
+
+/// Runs each shard's steps, every shard at once, recording the outcomes in `report`.
+async fn apply_all(
+    config: &ConfigAndUsers,
+    options: &SchemaSyncOptions,
+    destination: &ClusterEndpoints,
+    steps_per_shard: Vec<Vec<Step>>,
+    log: &SchemaSyncLog,
+    task: Option<&TaskHandle>,
+    report: &mut SchemaSyncReport,
+) -> Result<(), SchemaSyncError> {
+    let step = |text: &str| {
+        info!("schema sync {}: {text}", options.phase.as_str());
+        if let Some(task) = task {
+            task.set_step(text);
+        }
+    };
+    let shards = destination.shards.len();
     step(&format!(
         "{} on {shards} destination shard(s)",
         if options.dry_run {
@@ -281,8 +347,7 @@ pub async fn run(
         }
     }
     report.shards.sort_by_key(|s| s.shard);
-    stopped(task)?;
-    Ok(report)
+    stopped(task)
 }
 
 fn stopped(task: Option<&TaskHandle>) -> Result<(), SchemaSyncError> {

@@ -10,6 +10,149 @@ use super::facts::Name;
 use super::log::StatementState;
 use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
+use crate::reshard::endpoints::ClusterEndpoints;
+
+/// The sequences a cutover moves, found in the catalog beforehand: moving them while traffic
+/// is paused then takes two short queries per server.
+#[derive(Debug, Clone)]
+pub struct CutoverPlan {
+    /// Each sequence and whether a sharded table of the destination uses it.
+    pub sequences: Vec<(Name, bool)>,
+    /// Added above the last value the source handed out.
+    pub margin: i64,
+}
+
+impl CutoverPlan {
+    /// The steps for each destination shard: the source's position of each sequence is the
+    /// furthest of its shards' (after a cutover the source may be sharded itself).
+    pub async fn steps(
+        &self,
+        source: &ClusterEndpoints,
+        destination: &ClusterEndpoints,
+    ) -> Result<Vec<Vec<Step>>, ConnError> {
+        let names: Vec<Name> = self.sequences.iter().map(|(n, _)| n.clone()).collect();
+        let mut furthest: Vec<Option<Position>> = vec![None; names.len()];
+        for shard in 0..source.shards.len() {
+            let mut conn = source.connect_primary(shard).await?;
+            let here = positions(&mut conn, &names).await;
+            conn.close().await;
+            for (best, found) in furthest.iter_mut().zip(here?) {
+                if let Some(found) = found {
+                    if best.is_none_or(|b| used(found) > used(b)) {
+                        *best = Some(found);
+                    }
+                }
+            }
+        }
+        let shards = destination.shards.len();
+        let mut steps_per_shard = Vec::with_capacity(shards);
+        for shard in 0..shards {
+            let mut conn = destination.connect_primary(shard).await?;
+            let here = positions(&mut conn, &names).await;
+            conn.close().await;
+            let mut steps = Vec::new();
+            for (((sequence, sharded), source), here) in
+                self.sequences.iter().zip(&furthest).zip(here?)
+            {
+                let Some(source) = source else { continue };
+                let Some(here) = here else {
+                    let mut missing = Step::run(
+                        "SEQUENCE VALUE",
+                        &format!("{}.{}", sequence.0, sequence.1),
+                        String::new(),
+                    );
+                    missing.state = StatementState::Differs;
+                    missing.note = Some(
+                        "the sequence does not exist on the shard; run the pre phase first".into(),
+                    );
+                    steps.push(missing);
+                    continue;
+                };
+                steps.push(step(
+                    sequence,
+                    *source,
+                    here,
+                    self.margin,
+                    *sharded,
+                    shard,
+                    shards,
+                ));
+            }
+            steps_per_shard.push(steps);
+        }
+        Ok(steps_per_shard)
+    }
+}
+
+/// The last value a sequence handed out.
+fn used(position: Position) -> i64 {
+    position.next.saturating_sub(position.increment)
+}
+
+/// The positions of `names` on one server, `None` for those it does not have: two queries
+/// whatever the number of sequences.
+pub async fn positions(
+    conn: &mut Conn,
+    names: &[Name],
+) -> Result<Vec<Option<Position>>, ConnError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let qualified: Vec<String> = names
+        .iter()
+        .map(|(schema, name)| quote::qualified(schema, name))
+        .collect();
+    let list = qualified
+        .iter()
+        .map(|n| quote::literal(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let found = conn
+        .query(&format!(
+            "SELECT u.i, p.seqincrement FROM unnest(ARRAY[{list}]::text[]) WITH ORDINALITY AS u(n, i) \
+             JOIN pg_catalog.pg_sequence p ON p.seqrelid = pg_catalog.to_regclass(u.n) ORDER BY u.i"
+        ))
+        .await?;
+    let mut increments: Vec<Option<i64>> = vec![None; names.len()];
+    let mut selects = Vec::new();
+    for r in 0..found.rows.len() {
+        let index = found
+            .get(r, 0)
+            .and_then(|v| v.parse::<usize>().ok())
+            .and_then(|i| i.checked_sub(1));
+        let increment = found.get(r, 1).and_then(|v| v.parse::<i64>().ok());
+        if let (Some(index), Some(increment)) = (index, increment) {
+            if let (Some(slot), Some(name)) = (increments.get_mut(index), qualified.get(index)) {
+                *slot = Some(increment);
+                selects.push(format!("SELECT {index}, last_value, is_called FROM {name}"));
+            }
+        }
+    }
+    let mut out = vec![None; names.len()];
+    if selects.is_empty() {
+        return Ok(out);
+    }
+    let values = conn.query(&selects.join(" UNION ALL ")).await?;
+    for r in 0..values.rows.len() {
+        let index = values.get(r, 0).and_then(|v| v.parse::<usize>().ok());
+        let last = values.get(r, 1).and_then(|v| v.parse::<i64>().ok());
+        let called = values.get(r, 2) == Some("t");
+        if let (Some(index), Some(last)) = (index, last) {
+            let increment = increments.get(index).copied().flatten().unwrap_or(1);
+            if let Some(slot) = out.get_mut(index) {
+                *slot = Some(Position {
+                    increment,
+                    next: if called {
+                        last.saturating_add(increment)
+                    } else {
+                        last
+                    },
+                });
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// A sequence's position: its increment and the next value it would hand out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,30 +161,6 @@ pub struct Position {
     pub increment: i64,
     /// The value `nextval` returns next.
     pub next: i64,
-}
-
-/// Reads a sequence's position.
-pub async fn position(conn: &mut Conn, sequence: &Name) -> Result<Position, ConnError> {
-    let name = quote::qualified(&sequence.0, &sequence.1);
-    let rows = conn
-        .query(&format!(
-            "SELECT s.last_value, s.is_called, p.seqincrement FROM {name} s, pg_catalog.pg_sequence p \
-             WHERE p.seqrelid = {}::regclass",
-            quote::literal(&name)
-        ))
-        .await?;
-    let number = |column: usize| rows.get(0, column).and_then(|v| v.parse::<i64>().ok());
-    let last = number(0).unwrap_or(0);
-    let increment = number(2).unwrap_or(1);
-    let called = rows.get(0, 1) == Some("t");
-    Ok(Position {
-        increment,
-        next: if called {
-            last.saturating_add(increment)
-        } else {
-            last
-        },
-    })
 }
 
 /// What shard `shard` of `shards` should do with a sequence whose source is at `source`.

@@ -82,6 +82,14 @@ pub enum StreamError {
         /// What it said.
         error: ConnError,
     },
+    /// The source shard asked for is not configured.
+    #[error("database {database} has no shard {shard}")]
+    NoShard {
+        /// The source database.
+        database: String,
+        /// The shard asked for.
+        shard: usize,
+    },
     /// The task was stopped.
     #[error("stopped")]
     Stopped,

@@ -44,6 +44,10 @@ pub struct ReplicationRecord {
     pub task_id: Option<u64>,
     /// Source database.
     pub source: String,
+    /// The source shard it reads (a stream back from N shards runs one per shard).
+    pub source_shard: usize,
+    /// Started by a cutover (the reverse stream): the copy it continues was checked then.
+    pub from_cutover: bool,
     /// Destination database.
     pub destination: String,
     /// Destination shards.
@@ -128,6 +132,8 @@ impl ReplicationStats {
         let record = ReplicationRecord {
             task_id,
             source: source.into(),
+            source_shard: 0,
+            from_cutover: false,
             destination: destination.into(),
             shards,
             slot: slot.into(),

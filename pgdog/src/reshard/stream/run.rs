@@ -57,6 +57,10 @@ pub struct StreamOptions {
     pub publication: String,
     /// Slot (default `pgdog_<publication>`).
     pub slot: Option<String>,
+    /// Which shard of the source to read (a stream back from N shards is N streams).
+    pub source_shard: usize,
+    /// Started by a cutover (the reverse stream), not after a copy.
+    pub from_cutover: bool,
 }
 
 /// Streams until the task is stopped (Ok) or a non-retryable error (Err). Servers that go
@@ -83,7 +87,20 @@ pub async fn run(
         &slot_name,
         &options.publication,
     );
+    stats.update(id, |r| {
+        r.source_shard = options.source_shard;
+        r.from_cutover = options.from_cutover;
+    });
+    if options.source_shard >= source.shards.len() {
+        let e = StreamError::NoShard {
+            database: options.from.clone(),
+            shard: options.source_shard,
+        };
+        stats.update(id, |r| r.status = StreamStatus::Failed(e.to_string()));
+        return Err(e);
+    }
     let context = Context {
+        source_shard: options.source_shard,
         source,
         destination,
         slot: slot_name,
@@ -144,6 +161,7 @@ pub async fn run(
 
 struct Context {
     source: ClusterEndpoints,
+    source_shard: usize,
     destination: ClusterEndpoints,
     slot: String,
     publication: String,
@@ -225,7 +243,7 @@ struct InFlight {
 
 async fn session(ctx: &Context) -> Result<(), StreamError> {
     let timeout = ctx.source.connect_timeout;
-    let primary = ctx.source.shards[0].primary.clone();
+    let primary = ctx.source.shards[ctx.source_shard].primary.clone();
     let mut source_sql = Conn::connect(&primary, timeout).await?;
     source_sql.execute(VALUE_SETTINGS).await?;
     let Some(existing) = slot::find(&mut source_sql, &ctx.slot).await? else {
