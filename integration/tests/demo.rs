@@ -277,9 +277,6 @@ async fn move_under_load(flags: &[&str]) {
 }
 
 /// The README's first command: `pgdog demo --reshard` (RESHARD through the admin layer).
-// TODO(RESHARD): enable once RESHARD lands (until then it replies "not available yet" or is
-// being written); run it with `cargo test -p integration --test demo -- --ignored`.
-#[ignore = "TODO(RESHARD): enable once RESHARD lands"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_reshard_moves_the_data_under_load_and_cleans_up_on_ctrl_c() {
     move_under_load(&[]).await;
