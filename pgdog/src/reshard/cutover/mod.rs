@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 pub use log::{CutoverLog, CutoverRecord};
 
-use super::conn::ConnError;
+use super::conn::{Conn, ConnError};
 use super::endpoints::{ClusterEndpoints, EndpointError};
 use super::schema::{self, Phase, SchemaSyncOptions};
 use super::stream::wal::Lsn;
@@ -110,6 +110,9 @@ pub enum CutoverError {
     /// The stream back could not be prepared.
     #[error("preparing the stream back to the old database: {0}")]
     Reverse(String),
+    /// The source did not answer with its WAL position.
+    #[error("the source did not return its WAL position")]
+    NoWalPosition,
     /// The task has no stream.
     #[error("task {0} has no replication stream")]
     NoStream(u64),
@@ -211,26 +214,37 @@ async fn cut(
     )
     .await?;
 
+    // Everything the pause needs is connected beforehand.
+    let mut marks = Vec::with_capacity(streams.len());
+    for record in &streams {
+        let source = ClusterEndpoints::resolve(&config, &record.source)?;
+        marks.push(source.connect_primary(record.source_shard).await?);
+    }
+
     step(format!("pausing the clients of {source}"));
     let gate = state.gate(&source);
-    gate.pause(timeout)
-        .await
-        .map_err(|error| CutoverError::Pause {
+    // The clients' pause starts when the gate closes: new transactions wait from then on,
+    // while those in flight finish.
+    let paused = Instant::now();
+    if let Err(error) = gate.pause(timeout).await {
+        for conn in marks {
+            conn.close().await;
+        }
+        return Err(CutoverError::Pause {
             database: source.clone(),
             error,
-        })?;
-    let paused = Instant::now();
+        });
+    }
     let switch = Switch {
         state,
         config: &config,
         streams: &streams,
-        sequences: &sequences,
-        reverse: reverse.as_ref(),
         task,
         paused,
         timeout,
     };
-    let result = switch.run(after).await;
+    let mut reverse = reverse;
+    let result = switch.run(after, marks, sequences, reverse.as_mut()).await;
     gate.resume();
     let pause = paused.elapsed();
     state.cutovers.update(task.id(), |r| r.pause = Some(pause));
@@ -272,22 +286,36 @@ struct Switch<'a> {
     state: &'a Arc<PoolerState>,
     config: &'a ConfigAndUsers,
     streams: &'a [ReplicationRecord],
-    sequences: &'a schema::PreparedCutover,
-    reverse: Option<&'a ReversePlan>,
     task: &'a TaskHandle,
     paused: Instant,
     timeout: Duration,
 }
 
 impl Switch<'_> {
-    /// Marks the WAL, waits for the shards, moves sequences, creates the slots of the stream
-    /// back and swaps in `after`. Returns the first source shard's mark and whether the
-    /// timeout forced the switch.
-    async fn run(&self, after: ConfigAndUsers) -> Result<(Lsn, bool), CutoverError> {
+    /// Marks the WAL (on `sources`, one connection per stream record), waits for the shards,
+    /// moves sequences, creates the slots of the stream back and swaps in `after`. Returns the
+    /// first source shard's mark and whether the timeout forced the switch.
+    async fn run(
+        &self,
+        after: ConfigAndUsers,
+        sources: Vec<Conn>,
+        sequences: schema::PreparedCutover,
+        reverse: Option<&mut ReversePlan>,
+    ) -> Result<(Lsn, bool), CutoverError> {
         let general = &self.config.config.general;
         let mut marks = Vec::with_capacity(self.streams.len());
-        for record in self.streams {
-            marks.push(mark(self.config, record).await?);
+        let mut failed = None;
+        for (record, mut conn) in self.streams.iter().zip(sources) {
+            if failed.is_none() {
+                match mark(&mut conn, record).await {
+                    Ok(lsn) => marks.push(lsn),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            conn.close().await;
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         self.task.set_step(format!(
             "traffic paused; waiting for every shard to apply up to {}",
@@ -300,25 +328,34 @@ impl Switch<'_> {
         let forced = self.wait_applied(&marks).await?;
 
         self.task.set_step("traffic paused; moving the sequences");
-        let report = schema::run_cutover(
-            self.config,
-            self.sequences,
-            &self.state.schema_sync,
-            Some(self.task),
-        )
-        .await
-        .map_err(|e| CutoverError::Sequences(e.to_string()))?;
-        if !report.is_clean() {
-            return Err(CutoverError::Sequences(format!(
-                "{} (SHOW SCHEMA_SYNC)",
-                report.summary()
-            )));
-        }
-        if let Some(reverse) = self.reverse {
-            self.task
-                .set_step("traffic paused; creating the slots of the stream back");
-            reverse.create_slots().await?;
-        }
+        // The sequences and the slots of the stream back at once: they touch different things.
+        let sequences = async {
+            let report = schema::run_cutover(
+                self.config,
+                sequences,
+                &self.state.schema_sync,
+                Some(self.task),
+            )
+            .await
+            .map_err(|e| CutoverError::Sequences(e.to_string()))?;
+            if report.is_clean() {
+                Ok(())
+            } else {
+                Err(CutoverError::Sequences(format!(
+                    "{} (SHOW SCHEMA_SYNC)",
+                    report.summary()
+                )))
+            }
+        };
+        let slots = async {
+            match reverse {
+                Some(reverse) => reverse.create_slots().await,
+                None => Ok(()),
+            }
+        };
+        let (sequences, slots) = tokio::join!(sequences, slots);
+        sequences?;
+        slots?;
 
         self.task
             .set_step("traffic paused; switching the configuration");
@@ -383,24 +420,18 @@ impl Switch<'_> {
 /// Writes a transactional logical message into the WAL of the record's source shard: the
 /// stream sees a transaction end past it once every change before the pause is in, and
 /// confirms it when every shard has them. Returns the WAL position after it.
-async fn mark(config: &ConfigAndUsers, record: &ReplicationRecord) -> Result<Lsn, CutoverError> {
-    let source = ClusterEndpoints::resolve(config, &record.source)?;
-    let mut conn = source.connect_primary(record.source_shard).await?;
-    let result = async {
-        conn.execute(&format!(
-            "SELECT pg_catalog.pg_logical_emit_message(true, 'pgdog', {})",
-            quote::literal(&format!("cutover of {}", record.source))
-        ))
+async fn mark(conn: &mut Conn, record: &ReplicationRecord) -> Result<Lsn, CutoverError> {
+    conn.execute(&format!(
+        "SELECT pg_catalog.pg_logical_emit_message(true, 'pgdog', {})",
+        quote::literal(&format!("cutover of {}", record.source))
+    ))
+    .await?;
+    let rows = conn
+        .query("SELECT pg_catalog.pg_current_wal_insert_lsn()::text")
         .await?;
-        conn.query("SELECT pg_catalog.pg_current_wal_insert_lsn()::text")
-            .await
-    }
-    .await;
-    conn.close().await;
-    Ok(result?
-        .scalar()
+    rows.scalar()
         .and_then(|l| l.parse().ok())
-        .unwrap_or_default())
+        .ok_or(CutoverError::NoWalPosition)
 }
 
 /// After the switch: stops the forward stream, drops its slot(s) (nothing reaches the old

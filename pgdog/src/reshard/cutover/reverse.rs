@@ -48,7 +48,6 @@ fn original_name(slot: &str) -> Option<&str> {
 }
 
 /// The stream back, ready to start once the swap is done.
-#[derive(Debug, Clone)]
 pub struct ReversePlan {
     /// Its source: the name clients use (after the swap it reaches the destination's servers).
     pub source: String,
@@ -58,8 +57,8 @@ pub struct ReversePlan {
     pub publication: String,
     /// One slot per shard of the destination.
     pub slots: Vec<String>,
-    /// The destination's servers, resolved before the swap.
-    servers: ClusterEndpoints,
+    /// Open to each shard of the destination, for creating the slots while traffic is paused.
+    conns: Vec<Conn>,
 }
 
 /// Prepares the stream back from the destination of `stream` to `target` (the name the
@@ -98,6 +97,7 @@ pub async fn prepare(
     }
     conn.close().await;
 
+    let mut conns: Vec<Conn> = Vec::with_capacity(slots.len());
     for (shard, slot) in slots.iter().enumerate() {
         let list: Vec<String> = tables
             .iter()
@@ -128,8 +128,14 @@ pub async fn prepare(
             Ok::<(), CutoverError>(())
         }
         .await;
-        conn.close().await;
-        result?;
+        if let Err(e) = result {
+            conn.close().await;
+            for conn in conns {
+                conn.close().await;
+            }
+            return Err(e);
+        }
+        conns.push(conn);
     }
     for shard in 0..reverse_target.shards.len() {
         let mut conn = reverse_target.connect_primary(shard).await?;
@@ -151,19 +157,18 @@ pub async fn prepare(
         target: target.to_string(),
         publication: stream.publication.clone(),
         slots,
-        servers,
+        conns,
     })
 }
 
 impl ReversePlan {
     /// Creates the slots (traffic paused, every change applied): they start exactly at the
     /// state the old database has.
-    pub async fn create_slots(&self) -> Result<(), CutoverError> {
+    pub async fn create_slots(&mut self) -> Result<(), CutoverError> {
         let mut set = tokio::task::JoinSet::new();
-        for (shard, slot) in self.slots.iter().enumerate() {
-            let (servers, slot) = (self.servers.clone(), slot.clone());
+        for (mut conn, slot) in std::mem::take(&mut self.conns).into_iter().zip(&self.slots) {
+            let slot = slot.clone();
             set.spawn(async move {
-                let mut conn = servers.connect_primary(shard).await?;
                 let result = conn
                     .execute(&format!(
                         "SELECT pg_catalog.pg_create_logical_replication_slot({}, 'pgoutput')",
@@ -187,7 +192,8 @@ impl ReversePlan {
     pub fn start(self, state: &Arc<PoolerState>) -> u64 {
         let config = state.databases().config().clone();
         let stats = state.replication.clone();
-        let plan = self.clone();
+        let plan = Arc::new(self);
+        let claimed = plan.clone();
         let id = state
             .tasks
             .start(TaskKind::Replication, move |task| async move {
@@ -228,8 +234,8 @@ impl ReversePlan {
                 ));
                 Ok(())
             });
-        for slot in &self.slots {
-            state.slot_claims.claim(id, &self.source, slot);
+        for slot in &claimed.slots {
+            state.slot_claims.claim(id, &claimed.source, slot);
         }
         id
     }

@@ -158,11 +158,13 @@ pub struct RunOptions {
     pub index_jobs: usize,
 }
 
-/// Runs `steps` on shard `shard` of `destination`, recording each in `log`.
+/// Runs `steps` on shard `shard` of `destination`, recording each in `log`; serial steps run
+/// on `conn` when given (opened with [`connect`]), else on a new connection.
 pub async fn run_steps(
     destination: &ClusterEndpoints,
     shard: usize,
     steps: Vec<Step>,
+    conn: Option<Conn>,
     options: &RunOptions,
     log: &SchemaSyncLog,
     task: Option<&TaskHandle>,
@@ -200,9 +202,16 @@ pub async fn run_steps(
         }
     }
     if options.dry_run || queue.is_empty() {
+        if let Some(conn) = conn {
+            conn.close().await;
+        }
         return outcome;
     }
-    let mut conn = match connect(destination, shard).await {
+    let opened = match conn {
+        Some(conn) => Ok(conn),
+        None => connect(destination, shard).await,
+    };
+    let mut conn = match opened {
         Ok(conn) => conn,
         Err(e) => {
             outcome.failed += 1;

@@ -17,7 +17,7 @@ pub use super::plan::KeyPlacement;
 use super::sequences;
 use super::Phase;
 use crate::quote;
-use crate::reshard::conn::ConnError;
+use crate::reshard::conn::{Conn, ConnError};
 use crate::reshard::endpoints::{ClusterEndpoints, EndpointError};
 use crate::reshard::pg_dump::{PgDump, PgDumpError};
 use crate::reshard::preflight::{self, PreflightFailed, PreflightInput, Problem};
@@ -190,11 +190,16 @@ pub async fn run(
         Phase::Cutover => {
             step("reading sequence values");
             let plan = cutover_plan(config, options, &mut conn, &facts).await?;
-            steps_per_shard = plan.steps(&source, &destination).await?;
+            let (mut sources, mut shards) = cutover_connections(&source, &destination).await?;
+            steps_per_shard = plan.steps(&mut sources, &mut shards).await?;
+            for conn in sources.into_iter().chain(shards) {
+                conn.close().await;
+            }
         }
     }
     conn.close().await;
     stopped(task)?;
+    let steps_per_shard = steps_per_shard.into_iter().map(|s| (s, None)).collect();
     apply_all(
         config,
         options,
@@ -210,12 +215,14 @@ pub async fn run(
 
 /// The cutover phase with the catalog read beforehand ([`prepare_cutover`]): moving the
 /// sequences while traffic is paused then takes a few short queries per server.
-#[derive(Debug, Clone)]
 pub struct PreparedCutover {
     options: SchemaSyncOptions,
-    source: ClusterEndpoints,
     destination: ClusterEndpoints,
     plan: sequences::CutoverPlan,
+    /// Open to every source shard and every destination shard (with pg_dump's session
+    /// settings): nothing connects while traffic is paused.
+    sources: Vec<Conn>,
+    shards: Vec<Conn>,
 }
 
 /// Reads what the cutover phase of `options` will move (no pre-flight: the caller checked).
@@ -230,28 +237,57 @@ pub async fn prepare_cutover(
     let facts = SourceFacts::read(&mut conn, &tables).await?;
     let plan = cutover_plan(config, options, &mut conn, &facts).await;
     conn.close().await;
+    let plan = plan?;
+    let (sources, shards) = cutover_connections(&source, &destination).await?;
     Ok(PreparedCutover {
         options: SchemaSyncOptions {
             phase: Phase::Cutover,
             ..options.clone()
         },
-        source,
         destination,
-        plan: plan?,
+        plan,
+        sources,
+        shards,
     })
 }
 
-/// Runs a prepared cutover phase (the sequences' values are read now).
+/// Connections to every source shard and to every destination shard.
+async fn cutover_connections(
+    source: &ClusterEndpoints,
+    destination: &ClusterEndpoints,
+) -> Result<(Vec<Conn>, Vec<Conn>), ConnError> {
+    let mut sources = Vec::with_capacity(source.shards.len());
+    for shard in 0..source.shards.len() {
+        sources.push(source.connect_primary(shard).await?);
+    }
+    let mut shards = Vec::with_capacity(destination.shards.len());
+    for shard in 0..destination.shards.len() {
+        shards.push(apply::connect(destination, shard).await?);
+    }
+    Ok((sources, shards))
+}
+
+/// Runs a prepared cutover phase on its open connections (the sequences' values are read
+/// now).
 pub async fn run_cutover(
     config: &ConfigAndUsers,
-    prepared: &PreparedCutover,
+    prepared: PreparedCutover,
     log: &SchemaSyncLog,
     task: Option<&TaskHandle>,
 ) -> Result<SchemaSyncReport, SchemaSyncError> {
-    let steps = prepared
-        .plan
-        .steps(&prepared.source, &prepared.destination)
-        .await?;
+    let PreparedCutover {
+        mut sources,
+        mut shards,
+        ..
+    } = prepared;
+    let steps = prepared.plan.steps(&mut sources, &mut shards).await;
+    for conn in sources {
+        conn.close().await;
+    }
+    let steps = steps?
+        .into_iter()
+        .zip(shards.into_iter().map(Some))
+        .collect();
     let mut report = SchemaSyncReport::default();
     apply_all(
         config,
@@ -293,7 +329,7 @@ async fn apply_all(
     config: &ConfigAndUsers,
     options: &SchemaSyncOptions,
     destination: &ClusterEndpoints,
-    steps_per_shard: Vec<Vec<Step>>,
+    steps_per_shard: Vec<(Vec<Step>, Option<Conn>)>,
     log: &SchemaSyncLog,
     task: Option<&TaskHandle>,
     report: &mut SchemaSyncReport,
@@ -324,7 +360,7 @@ async fn apply_all(
             .max(1),
     };
     let mut set = JoinSet::new();
-    for (shard, steps) in steps_per_shard.into_iter().enumerate() {
+    for (shard, (steps, conn)) in steps_per_shard.into_iter().enumerate() {
         let destination = destination.clone();
         let run_options = run_options.clone();
         let log = log.clone();
@@ -334,6 +370,7 @@ async fn apply_all(
                 &destination,
                 shard,
                 steps,
+                conn,
                 &run_options,
                 &log,
                 task.as_ref(),

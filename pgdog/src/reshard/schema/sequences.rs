@@ -10,7 +10,6 @@ use super::facts::Name;
 use super::log::StatementState;
 use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
-use crate::reshard::endpoints::ClusterEndpoints;
 
 /// The sequences a cutover moves, found in the catalog beforehand: moving them while traffic
 /// is paused then takes two short queries per server.
@@ -25,18 +24,17 @@ pub struct CutoverPlan {
 impl CutoverPlan {
     /// The steps for each destination shard: the source's position of each sequence is the
     /// furthest of its shards' (after a cutover the source may be sharded itself).
+    /// `sources` are open to every source shard, `shards` to every destination shard.
     pub async fn steps(
         &self,
-        source: &ClusterEndpoints,
-        destination: &ClusterEndpoints,
+        sources: &mut [Conn],
+        shards: &mut [Conn],
     ) -> Result<Vec<Vec<Step>>, ConnError> {
         let names: Vec<Name> = self.sequences.iter().map(|(n, _)| n.clone()).collect();
         let mut furthest: Vec<Option<Position>> = vec![None; names.len()];
-        for shard in 0..source.shards.len() {
-            let mut conn = source.connect_primary(shard).await?;
-            let here = positions(&mut conn, &names).await;
-            conn.close().await;
-            for (best, found) in furthest.iter_mut().zip(here?) {
+        for conn in sources.iter_mut() {
+            let here = positions(conn, &names).await?;
+            for (best, found) in furthest.iter_mut().zip(here) {
                 if let Some(found) = found {
                     if best.is_none_or(|b| used(found) > used(b)) {
                         *best = Some(found);
@@ -44,15 +42,13 @@ impl CutoverPlan {
                 }
             }
         }
-        let shards = destination.shards.len();
-        let mut steps_per_shard = Vec::with_capacity(shards);
-        for shard in 0..shards {
-            let mut conn = destination.connect_primary(shard).await?;
-            let here = positions(&mut conn, &names).await;
-            conn.close().await;
+        let count = shards.len();
+        let mut steps_per_shard = Vec::with_capacity(count);
+        for (shard, conn) in shards.iter_mut().enumerate() {
+            let here = positions(conn, &names).await?;
             let mut steps = Vec::new();
             for (((sequence, sharded), source), here) in
-                self.sequences.iter().zip(&furthest).zip(here?)
+                self.sequences.iter().zip(&furthest).zip(here)
             {
                 let Some(source) = source else { continue };
                 let Some(here) = here else {
@@ -75,7 +71,7 @@ impl CutoverPlan {
                     self.margin,
                     *sharded,
                     shard,
-                    shards,
+                    count,
                 ));
             }
             steps_per_shard.push(steps);
