@@ -55,6 +55,8 @@ fn main() -> ExitCode {
         }),
         Some(Command::Cleanup(args)) => cli::load(&cli)
             .and_then(|config| cli::cleanup::run(&config, args, &mut std::io::stdout())),
+        Some(Command::Verify(args)) => cli::load(&cli)
+            .and_then(|config| cli::verify::run(&config, args, &mut std::io::stdout())),
         None | Some(Command::Run) => cli::load(&cli).and_then(cli::run),
     };
     match result {

@@ -1,9 +1,10 @@
 //! Command-line interface: `pgdog [run]`, `configcheck`, `hash`, `demo` and the resharding
-//! steps (`schema-sync`, `data-sync`).
+//! steps (`schema-sync`, `data-sync`, `cleanup`, `verify`).
 
 pub mod cleanup;
 pub mod data_sync;
 pub mod schema_sync;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Abandon a move: drop its replication slot on the source (so WAL stops piling up) and its
     /// bookkeeping on the destination shards.
     Cleanup(cleanup::CleanupArgs),
+    /// Compare every table of two databases (row counts and checksums, shard by shard); exits
+    /// non-zero unless every table matches.
+    Verify(verify::VerifyArgs),
 }
 
 /// Errors that end a CLI command.

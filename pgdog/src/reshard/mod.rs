@@ -14,6 +14,7 @@ pub mod publication;
 pub mod schema;
 pub mod stream;
 pub mod tasks;
+pub mod verify;
 
 pub use endpoints::{ClusterEndpoints, EndpointError, ShardEndpoints};
 pub use tasks::{TaskHandle, TaskKind, TaskRegistry, TaskSnapshot, TaskStatus};

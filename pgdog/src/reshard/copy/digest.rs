@@ -1,18 +1,24 @@
 //! Row counts and order-independent digests of copied tuples: the stable 64-bit tuple hash
 //! ([`hash64`]), the [`Digest`] (row count and wrapping sum of the hashes) recorded for every
-//! range and shard, and the [`CopyDigester`] that computes the same digest over a table read
-//! back with `COPY ... TO STDOUT (FORMAT binary)` to verify it.
+//! range and shard, the [`CopyDigester`] that computes the same digest over a table read
+//! back with `COPY ... TO STDOUT (FORMAT binary)` to verify it, and [`read_copy`] /
+//! [`read_digest`], which read such a COPY from a server (the copy's verification and
+//! `VERIFY` both do).
 //!
 //! Digests are stored in the state tables and compared by later processes (after a restart,
 //! on another machine), so [`hash64`] depends only on the bytes: never on the process, the
 //! platform's endianness or the Rust version.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::net::ErrorResponse;
+use crate::reshard::conn::{Conn, ConnError};
 use crate::router::copy::{CopyPiece, CopySplitter};
 use crate::router::route::{CopyFormat, CopyOptions};
 
+use super::shape::TupleShape;
 use super::tuples::missing_trailer;
 
 /// The FNV-1a 64-bit offset basis: the state before any byte.
@@ -107,7 +113,7 @@ impl fmt::Display for Digest {
 pub struct CopyDigester {
     splitter: CopySplitter,
     digest: Digest,
-    shape: Option<std::sync::Arc<super::shape::TupleShape>>,
+    shape: Option<Arc<TupleShape>>,
     scratch: Vec<u8>,
 }
 
@@ -130,7 +136,7 @@ impl CopyDigester {
 
     /// A digester hashing tuples with the embedded OIDs of `shape` zeroed, like the
     /// [`super::tuples::TupleRouter`] given the same shape.
-    pub fn with_shape(shape: Option<std::sync::Arc<super::shape::TupleShape>>) -> CopyDigester {
+    pub fn with_shape(shape: Option<Arc<TupleShape>>) -> CopyDigester {
         CopyDigester {
             shape,
             ..CopyDigester::new()
@@ -167,6 +173,82 @@ impl CopyDigester {
             return Err(missing_trailer());
         }
         Ok(self.digest)
+    }
+}
+
+/// Why a `COPY ... TO STDOUT` could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The statement failed or the connection broke.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// The data could not be taken (a malformed stream, a row that cannot be placed). The
+    /// rest of the COPY was read and dropped: the connection is still usable.
+    #[error("{}", .0.message)]
+    Data(ErrorResponse),
+    /// The server sent nothing for `limit`.
+    #[error("{server}: no answer within {limit:?}")]
+    NoAnswer {
+        /// The server.
+        server: String,
+        /// How long it was given.
+        limit: Duration,
+    },
+}
+
+/// Runs `sql` (a `COPY ... TO STDOUT`) on `conn` and passes every CopyData payload to `sink`.
+/// Once `sink` fails, the rest of the stream is read and dropped and its error returned.
+/// `idle`: the longest wait for each message (`None`: no limit).
+pub async fn read_copy(
+    conn: &mut Conn,
+    sql: &str,
+    idle: Option<Duration>,
+    mut sink: impl FnMut(&[u8]) -> Result<(), ErrorResponse>,
+) -> Result<(), ReadError> {
+    let server = conn.addr().to_string();
+    bounded(idle, &server, conn.copy_out_start(sql)).await?;
+    let mut failed: Option<ErrorResponse> = None;
+    while let Some(frame) = bounded(idle, &server, conn.copy_out_next()).await? {
+        if failed.is_none() {
+            if let Err(error) = sink(frame.body()) {
+                failed = Some(error);
+            }
+        }
+    }
+    match failed {
+        Some(error) => Err(ReadError::Data(error)),
+        None => Ok(()),
+    }
+}
+
+/// The [`Digest`] of the tuples `sql` (a `COPY ... TO STDOUT (FORMAT binary)`) returns on
+/// `conn`, with the embedded OIDs of `shape` zeroed. `idle` as in [`read_copy`].
+pub async fn read_digest(
+    conn: &mut Conn,
+    sql: &str,
+    shape: Option<Arc<TupleShape>>,
+    idle: Option<Duration>,
+) -> Result<Digest, ReadError> {
+    let mut digester = CopyDigester::with_shape(shape);
+    read_copy(conn, sql, idle, |payload| digester.feed(payload)).await?;
+    digester.finish().map_err(ReadError::Data)
+}
+
+/// `work`, failing with [`ReadError::NoAnswer`] when `limit` passes first.
+async fn bounded<T>(
+    limit: Option<Duration>,
+    server: &str,
+    work: impl std::future::Future<Output = Result<T, ConnError>>,
+) -> Result<T, ReadError> {
+    match limit {
+        None => Ok(work.await?),
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ReadError::NoAnswer {
+                server: server.to_string(),
+                limit,
+            }),
+        },
     }
 }
 

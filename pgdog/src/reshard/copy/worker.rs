@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::digest::{CopyDigester, Digest};
+use super::digest::{read_digest, Digest, ReadError};
 use super::progress::{CopyId, CopyStatus, TableCopies};
 use super::state;
 use super::tables::TableJob;
@@ -473,19 +473,15 @@ async fn read_back(
             message: "no connection".into(),
         }));
     };
-    let table = job.table.qualified();
     let expected = state::table_digest(conn, &ctx.slot, &job.table).await?;
-    conn.copy_out_start(&job.read_back_sql()).await?;
-    let mut digester = CopyDigester::with_shape(job.shape.clone());
-    while let Some(frame) = conn.copy_out_next().await? {
-        digester.feed(frame.body()).map_err(|e| CopyError::Route {
-            table: table.clone(),
-            error: e.message,
+    let found = read_digest(conn, &job.read_back_sql(), job.shape.clone(), None)
+        .await
+        .map_err(|e| match e {
+            ReadError::Conn(e) => CopyError::Conn(e),
+            other => CopyError::Route {
+                table: job.table.qualified(),
+                error: other.to_string(),
+            },
         })?;
-    }
-    let found = digester.finish().map_err(|e| CopyError::Route {
-        table,
-        error: e.message,
-    })?;
     Ok((expected, found))
 }
