@@ -182,6 +182,32 @@ async fn cutover_and_rollback_under_load_lose_nothing_and_fail_no_client() {
         .unwrap_or_else(|e| panic!("insert customer {id} through pgdog after the cutover: {e:?}"));
     }
 
+    // Rows whose sharding key changes on the shards move between them (a delete on one, an
+    // insert on another); the streams back from the two shards race, yet the old database ends
+    // up with each row once, with its new key.
+    // (Orders of shard 1 get no customer: rows without a key live on shard 0.)
+    let moved: Vec<i64> = setup
+        .shard_client(1)
+        .await
+        .query(
+            "SELECT id FROM \"Sales\".orders WHERE customer_id IS NOT NULL AND id < 1000000 ORDER BY id LIMIT 20",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect();
+    assert!(!moved.is_empty());
+    for id in &moved {
+        app.execute(
+            "UPDATE \"Sales\".orders SET customer_id = NULL WHERE id = $1::int8",
+            &[id],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("move order {id} to shard 0 after the cutover: {e:?}"));
+    }
+
     // Roll back: the stream back is the task to cut over; the writers keep going.
     let (_, forward_again) = cut_over(
         &admin_client,
@@ -231,6 +257,23 @@ async fn cutover_and_rollback_under_load_lose_nothing_and_fail_no_client() {
         new_ids.len() as i64,
         "customers inserted on the shards, on the old database"
     );
+    for id in &moved {
+        let rows: Vec<Option<i32>> = source
+            .query(
+                "SELECT customer_id FROM \"Sales\".orders WHERE id = $1",
+                &[id],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            rows,
+            [None],
+            "order {id} on the old database after moving between shards"
+        );
+    }
     // New ids on the old database stay above everything the shards handed out.
     let fresh: i32 = app
         .query_one(

@@ -14,11 +14,15 @@ use crate::reshard::stream::{ReplicationRecord, StreamStatus};
 use crate::reshard::tasks::TaskHandle;
 use crate::state::PoolerState;
 
-/// Whether a stream in this status can be cut over.
+/// Whether a stream in this status can be cut over (one reconnecting after an error it may
+/// get past, such as a server restarting, is waited for).
 pub fn running(status: &StreamStatus) -> bool {
     matches!(
         status,
-        StreamStatus::Streaming | StreamStatus::CatchingUp | StreamStatus::Starting
+        StreamStatus::Streaming
+            | StreamStatus::CatchingUp
+            | StreamStatus::Starting
+            | StreamStatus::Retrying(_)
     )
 }
 
@@ -125,11 +129,11 @@ pub async fn wait_lag(
                 {
                     record.lag_bytes
                 }
-                StreamStatus::Streaming | StreamStatus::CatchingUp | StreamStatus::Starting => {
-                    u64::MAX
-                }
-                // Reconnecting: wait for it (a cutover run by RESHARD has no timeout).
-                StreamStatus::Retrying(_) if timeout.is_none() => u64::MAX,
+                // Starting or reconnecting: wait for it (up to the timeout).
+                StreamStatus::Streaming
+                | StreamStatus::CatchingUp
+                | StreamStatus::Starting
+                | StreamStatus::Retrying(_) => u64::MAX,
                 ref other => {
                     return Err(CutoverError::NotStreaming {
                         slot: record.slot.clone(),

@@ -96,6 +96,11 @@ pub enum StreamError {
 }
 
 impl StreamError {
+    /// A shard refused a row because its key is taken (unique violation).
+    pub fn key_conflict(&self) -> bool {
+        matches!(self, StreamError::Apply { error, .. } if error.code() == Some("23505"))
+    }
+
     /// Whether reconnecting later may fix it (a server restarting or unreachable).
     pub fn retryable(&self) -> bool {
         let conn = match self {

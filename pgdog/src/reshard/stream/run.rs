@@ -123,7 +123,10 @@ pub async fn run(
                 );
                 return Ok(());
             }
-            Err(e) if e.retryable() => {
+            // The stream back from several shards: a row whose sharding key changed is deleted
+            // on one shard and inserted on another, and the two streams race; an insert that
+            // arrives before its delete waits (the batch is retried) until the delete is in.
+            Err(e) if e.retryable() || (options.from_cutover && e.key_conflict()) => {
                 if started.elapsed() > Duration::from_secs(60) {
                     attempt = 0;
                 }

@@ -80,6 +80,9 @@ impl Client {
                 );
                 return Ok(());
             };
+            // Generated columns are computed again on the new shard; identity columns keep
+            // their values (OVERRIDING SYSTEM VALUE).
+            let mut generated: Option<Vec<String>> = None;
             for row in &answer.rows {
                 updated += 1;
                 let values = match columns(row) {
@@ -128,26 +131,49 @@ impl Client {
                     update.table,
                     quote_literal(&ctid)
                 );
-                let insert = format!(
-                    "INSERT INTO {} ({}) VALUES ({})",
-                    update.table,
-                    names
-                        .get(1..)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|n| quote_ident(n))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    values
-                        .get(1..)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|v| match v {
+                if generated.is_none() {
+                    let sql = format!(
+                        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = {}::regclass \
+                         AND attnum > 0 AND attgenerated <> ''",
+                        quote_literal(&update.table)
+                    );
+                    match self.run_on(shard, &sql, &Wire::Simple).await {
+                        Ok(answer) => {
+                            let mut list = Vec::new();
+                            for row in &answer.rows {
+                                if let Ok(values) = columns(row) {
+                                    if let Some(Some(name)) = values.first() {
+                                        list.push(String::from_utf8_lossy(name).into_owned());
+                                    }
+                                }
+                            }
+                            generated = Some(list);
+                        }
+                        Err(error) => {
+                            self.fail(wire, error);
+                            return Ok(());
+                        }
+                    }
+                }
+                let skip = generated.as_deref().unwrap_or_default();
+                let (kept_names, kept_values): (Vec<String>, Vec<String>) = names
+                    .iter()
+                    .zip(values.iter())
+                    .skip(1)
+                    .filter(|(n, _)| !skip.contains(n))
+                    .map(|(n, v)| {
+                        let value = match v {
                             Some(v) => quote_literal(&String::from_utf8_lossy(v)),
                             None => "NULL".to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                        };
+                        (quote_ident(n), value)
+                    })
+                    .unzip();
+                let insert = format!(
+                    "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})",
+                    update.table,
+                    kept_names.join(", "),
+                    kept_values.join(", ")
                 );
                 if let Err(error) = self.run_internal_on(shard, &delete).await {
                     self.fail(wire, error);
