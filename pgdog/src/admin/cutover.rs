@@ -8,11 +8,11 @@ use std::time::Duration;
 use pgdog_admin::{ColumnType, CopyData, ResultTable};
 use tracing::{info, warn};
 
-use super::resharding::{checked_slot, start_stream, stream_reply, task_reply};
+use super::resharding::{checked_slot, copy_step, start_stream, stream_reply, task_reply};
 use super::show::{push, timestamp, Row};
 use super::Reply;
 use crate::net::{sqlstate, ErrorResponse};
-use crate::reshard::copy::{self, DataSyncOptions};
+use crate::reshard::copy::DataSyncOptions;
 use crate::reshard::cutover::{self, checks, CutoverError, CutoverReport};
 use crate::reshard::stream::StreamOptions;
 use crate::reshard::{TaskHandle, TaskKind};
@@ -117,30 +117,13 @@ pub fn reshard(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, Er
     let id = state
         .tasks
         .start(TaskKind::Reshard, move |task| async move {
-            let report = copy::run(
-                &config,
-                &options,
-                &shared.table_copies,
-                &shared.schema_sync,
-                Some(&task),
-                |problems| {
-                    for problem in problems {
-                        warn!("task {}: pre-flight: {problem}", task.id());
-                    }
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let rows: u64 = report.copied.iter().map(|(_, rows, _)| rows).sum();
+            let (_, copied) = copy_step(&shared, &config, &options, &task).await?;
             if task.is_stopping() {
-                task.set_step(format!("copy done ({rows} rows); stopped before streaming"));
+                task.set_step(format!("copy done: {copied}; stopped before streaming"));
                 return Ok(());
             }
             let stream_task = start_stream(&shared, config.clone(), stream);
-            info!(
-                "task {}: copy done ({rows} rows); streaming as task {stream_task}",
-                task.id()
-            );
+            info!("task {}: streaming as task {stream_task}", task.id());
             switch_when_ready(&shared, stream_task, &task).await
         });
     state.slot_claims.claim(id, &command.from, &slot);

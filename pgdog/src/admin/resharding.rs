@@ -177,37 +177,11 @@ pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, 
         slot: Some(slot.clone()),
         ..Default::default()
     };
-    let progress = state.table_copies.clone();
-    let log = state.schema_sync.clone();
+    let shared = state.clone();
     let id = state
         .tasks
         .start(TaskKind::CopyData, move |task| async move {
-            let report = copy::run(
-                &config,
-                &options,
-                &progress,
-                &log,
-                Some(&task),
-                |problems| {
-                    for problem in problems {
-                        warn!("task {}: pre-flight: {problem}", task.id());
-                    }
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let rows: u64 = report.copied.iter().map(|(_, rows, _)| rows).sum();
-            let copied = format!(
-                "{} table(s) copied ({rows} rows), {} already copied",
-                report.copied.len(),
-                report.skipped.len(),
-            );
-            info!(
-                "task {}: copy done: {copied}; slot {} at {}",
-                task.id(),
-                report.slot,
-                report.slot_lsn
-            );
+            let (report, copied) = copy_step(&shared, &config, &options, &task).await?;
             if task.is_stopping() {
                 task.set_step(format!("copy done: {copied}; stopped before streaming"));
                 return Ok(());
@@ -220,6 +194,43 @@ pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, 
         });
     state.slot_claims.claim(id, &command.from, &slot);
     Ok(stream_reply(id, slot))
+}
+
+/// The copy of a `COPY_DATA` / `RESHARD` task (pre-flight, schema sync, copy, verification,
+/// indexes): its report and a one-line summary for the task's step.
+pub(super) async fn copy_step(
+    state: &PoolerState,
+    config: &ConfigAndUsers,
+    options: &DataSyncOptions,
+    task: &crate::reshard::TaskHandle,
+) -> Result<(copy::DataSyncReport, String), String> {
+    let report = copy::run(
+        config,
+        options,
+        &state.table_copies,
+        &state.schema_sync,
+        Some(task),
+        |problems| {
+            for problem in problems {
+                warn!("task {}: pre-flight: {problem}", task.id());
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let rows: u64 = report.copied.iter().map(|(_, rows, _)| rows).sum();
+    let copied = format!(
+        "{} table(s) copied ({rows} rows), {} already copied",
+        report.copied.len(),
+        report.skipped.len(),
+    );
+    info!(
+        "task {}: copy done: {copied}; slot {} at {}",
+        task.id(),
+        report.slot,
+        report.slot_lsn
+    );
+    Ok((report, copied))
 }
 
 /// `REPLICATE`: streams changes from the slot (left by `COPY_DATA` or `pgdog data-sync`) to

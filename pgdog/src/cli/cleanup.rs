@@ -12,18 +12,9 @@ use crate::reshard::cleanup::{self, CleanupOptions};
 /// Arguments of `pgdog cleanup`.
 #[derive(Debug, Clone, Args)]
 pub struct CleanupArgs {
-    /// The source database (its name in pgdog.toml).
-    #[arg(long)]
-    pub from_database: String,
-    /// The users.toml user for the source (default: its schema_admin user).
-    #[arg(long)]
-    pub from_user: Option<String>,
-    /// The destination (sharded) database.
-    #[arg(long)]
-    pub to_database: String,
-    /// The users.toml user for the destination (default: its schema_admin user).
-    #[arg(long)]
-    pub to_user: Option<String>,
+    /// The source and the destination.
+    #[command(flatten)]
+    pub databases: super::databases::MoveDatabases,
     /// The move's publication.
     #[arg(long)]
     pub publication: String,
@@ -39,10 +30,10 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let options = CleanupOptions {
-        from: args.from_database.clone(),
-        to: args.to_database.clone(),
-        from_user: args.from_user.clone(),
-        to_user: args.to_user.clone(),
+        from: args.databases.from_database.clone(),
+        to: args.databases.to_database.clone(),
+        from_user: args.databases.from_user.clone(),
+        to_user: args.databases.to_user.clone(),
         publication: args.publication.clone(),
         slot: args.replication_slot.clone(),
     };
@@ -54,20 +45,20 @@ pub fn run(
         writeln!(
             out,
             "dropped replication slot {} on {}",
-            report.slot, args.from_database
+            report.slot, args.databases.from_database
         )?;
     } else {
         writeln!(
             out,
             "replication slot {} does not exist on {} (nothing to drop)",
-            report.slot, args.from_database
+            report.slot, args.databases.from_database
         )?;
     }
     for (shard, rows) in report.shard_rows.iter().enumerate() {
         writeln!(
             out,
             "shard {shard} of {}: forgot {rows} bookkeeping row(s) of the move (its copied rows stay)",
-            args.to_database
+            args.databases.to_database
         )?;
     }
     Ok(())

@@ -21,18 +21,9 @@ use crate::reshard::{TaskHandle, TaskKind};
 /// Arguments of `pgdog data-sync`.
 #[derive(Debug, Clone, Args)]
 pub struct DataSyncArgs {
-    /// The source database (its name in pgdog.toml).
-    #[arg(long)]
-    pub from_database: String,
-    /// The users.toml user to read the source as (default: its schema_admin user).
-    #[arg(long)]
-    pub from_user: Option<String>,
-    /// The destination (sharded) database (its name in pgdog.toml).
-    #[arg(long)]
-    pub to_database: String,
-    /// The users.toml user to write the destination as (default: its schema_admin user).
-    #[arg(long)]
-    pub to_user: Option<String>,
+    /// The source and the destination.
+    #[command(flatten)]
+    pub databases: super::databases::MoveDatabases,
     /// The publication on the source naming the tables to move.
     #[arg(long)]
     pub publication: String,
@@ -68,10 +59,10 @@ pub fn run(
         return stream(config, args, out, err);
     }
     let options = DataSyncOptions {
-        from: args.from_database.clone(),
-        to: args.to_database.clone(),
-        from_user: args.from_user.clone(),
-        to_user: args.to_user.clone(),
+        from: args.databases.from_database.clone(),
+        to: args.databases.to_database.clone(),
+        from_user: args.databases.from_user.clone(),
+        to_user: args.databases.to_user.clone(),
         publication: args.publication.clone(),
         slot: args.replication_slot.clone(),
         table_jobs: args.table_jobs,
@@ -145,10 +136,10 @@ fn stream(
     err: &mut impl Write,
 ) -> Result<(), CliError> {
     let options = StreamOptions {
-        from: args.from_database.clone(),
-        to: args.to_database.clone(),
-        from_user: args.from_user.clone(),
-        to_user: args.to_user.clone(),
+        from: args.databases.from_database.clone(),
+        to: args.databases.to_database.clone(),
+        from_user: args.databases.from_user.clone(),
+        to_user: args.databases.to_user.clone(),
         publication: args.publication.clone(),
         slot: args.replication_slot.clone(),
         ..Default::default()

@@ -3,6 +3,7 @@
 
 pub mod cleanup;
 pub mod data_sync;
+pub mod databases;
 pub mod schema_sync;
 pub mod verify;
 

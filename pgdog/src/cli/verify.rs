@@ -13,18 +13,9 @@ use crate::reshard::verify::{self, VerifyOptions};
 /// Arguments of `pgdog verify`.
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// The source database (its name in pgdog.toml).
-    #[arg(long)]
-    pub from_database: String,
-    /// The users.toml user for the source (default: its schema_admin user).
-    #[arg(long)]
-    pub from_user: Option<String>,
-    /// The destination database.
-    #[arg(long)]
-    pub to_database: String,
-    /// The users.toml user for the destination (default: its schema_admin user).
-    #[arg(long)]
-    pub to_user: Option<String>,
+    /// The source and the destination.
+    #[command(flatten)]
+    pub databases: super::databases::MoveDatabases,
     /// Only this table (`name` or `schema.name`; a partitioned table stands for its
     /// partitions).
     #[arg(long)]
@@ -37,9 +28,10 @@ pub fn run(
     args: &VerifyArgs,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let mut options = VerifyOptions::new(&args.from_database, &args.to_database);
-    options.from_user = args.from_user.clone();
-    options.to_user = args.to_user.clone();
+    let mut options =
+        VerifyOptions::new(&args.databases.from_database, &args.databases.to_database);
+    options.from_user = args.databases.from_user.clone();
+    options.to_user = args.databases.to_user.clone();
     options.table = args.table.clone();
     let runtime = super::current_thread()?;
     let report = runtime
@@ -52,8 +44,8 @@ pub fn run(
     } else {
         Err(CliError::Resharding(format!(
             "{} and {} differ: {}",
-            args.from_database,
-            args.to_database,
+            args.databases.from_database,
+            args.databases.to_database,
             report.summary()
         )))
     }

@@ -63,9 +63,25 @@ pub async fn tables(conn: &mut Conn, publication: &str) -> Result<Vec<TableRef>,
         ORDER BY 1, 2",
         pub = quote::literal(publication)
     );
-    let rows = conn.query(&sql).await?;
-    Ok(rows
-        .rows
+    Ok(table_refs(conn.query(&sql).await?))
+}
+
+/// The tables the publication lists itself (leaves or roots of partition trees, as it
+/// publishes them), ordered by schema and name.
+pub async fn published(conn: &mut Conn, publication: &str) -> Result<Vec<TableRef>, ConnError> {
+    let sql = format!(
+        "SELECT t.schemaname, t.tablename, c.oid FROM pg_catalog.pg_publication_tables t \
+         JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname \
+         JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename \
+         WHERE t.pubname = {} ORDER BY 1, 2",
+        quote::literal(publication)
+    );
+    Ok(table_refs(conn.query(&sql).await?))
+}
+
+/// Rows of (schema, name, oid).
+fn table_refs(rows: super::conn::Rows) -> Vec<TableRef> {
+    rows.rows
         .iter()
         .filter_map(|row| {
             Some(TableRef {
@@ -74,5 +90,5 @@ pub async fn tables(conn: &mut Conn, publication: &str) -> Result<Vec<TableRef>,
                 oid: row.get(2)?.as_deref()?.parse().ok()?,
             })
         })
-        .collect())
+        .collect()
 }

@@ -15,7 +15,7 @@ use crate::quote;
 use crate::reshard::conn::Conn;
 use crate::reshard::copy::tables::rule_of;
 use crate::reshard::endpoints::ClusterEndpoints;
-use crate::reshard::publication::TableRef;
+use crate::reshard::publication;
 use crate::reshard::stream::state;
 use crate::reshard::stream::{self, ReplicationRecord, StreamOptions};
 use crate::reshard::TaskKind;
@@ -84,7 +84,7 @@ pub async fn prepare(
         .await?
         .scalar()
         == Some("t");
-    let published = published(&mut conn, &stream.publication).await;
+    let published = publication::published(&mut conn, &stream.publication).await;
     let sharding = ShardingSchema::new(&config.config, &stream.destination);
     let mut tables = Vec::new();
     for table in published? {
@@ -119,7 +119,7 @@ pub async fn prepare(
             // A single database that has the publication (the old one, after a rollback)
             // keeps it as its owner made it.
             let keep = servers.shards.len() == 1
-                && crate::reshard::publication::exists(&mut conn, &stream.publication).await?;
+                && publication::exists(&mut conn, &stream.publication).await?;
             if !keep {
                 conn.execute(&format!("DROP PUBLICATION IF EXISTS {publication}"))
                     .await?;
@@ -268,30 +268,6 @@ pub async fn drop_slot(conn: &mut Conn, slot: &str) -> Result<(), CutoverError> 
             Ok(())
         }
     }
-}
-
-/// The tables the publication lists itself (leaves or roots, as it publishes them).
-async fn published(conn: &mut Conn, publication: &str) -> Result<Vec<TableRef>, CutoverError> {
-    let rows = conn
-        .query(&format!(
-            "SELECT t.schemaname, t.tablename, c.oid FROM pg_catalog.pg_publication_tables t \
-             JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname \
-             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename \
-             WHERE t.pubname = {} ORDER BY 1, 2",
-            quote::literal(publication)
-        ))
-        .await?;
-    Ok(rows
-        .rows
-        .iter()
-        .filter_map(|row| {
-            Some(TableRef {
-                schema: row.first()?.clone()?,
-                name: row.get(1)?.clone()?,
-                oid: row.get(2)?.as_deref()?.parse().ok()?,
-            })
-        })
-        .collect())
 }
 
 /// A table's column names.
