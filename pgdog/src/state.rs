@@ -85,7 +85,7 @@ impl PoolerState {
             );
         }
         Ok(Arc::new(PoolerState {
-            databases: ArcSwap::from_pointee(Databases::new(config, None)),
+            databases: ArcSwap::from_pointee(Databases::new(config, &[])),
             generation: AtomicU64::new(0),
             prepared: PreparedStatements::default(),
             cancels: CancelRegistry::default(),
@@ -145,11 +145,22 @@ impl PoolerState {
 
     /// Swaps in a new configuration; unchanged pools keep their connections.
     pub fn reload(&self, config: ConfigAndUsers) -> Result<(), TlsError> {
+        self.reload_with(config, None)
+    }
+
+    /// Swaps in a new configuration, taking its pools (with their connections) from the
+    /// current ones and from `warmed` (pools opened for it beforehand: a cutover's).
+    pub fn reload_with(
+        &self,
+        config: ConfigAndUsers,
+        warmed: Option<&Databases>,
+    ) -> Result<(), TlsError> {
         let tls = load_tls(&config)?;
         let (admin_password, _) = admin_password(&config, &self.generated_admin_password);
         self.admin_password.store(Arc::new(admin_password));
         let old = self.databases.load_full();
-        let new = Arc::new(Databases::new(config, Some(&old)));
+        let previous: Vec<&Databases> = std::iter::once(old.as_ref()).chain(warmed).collect();
+        let new = Arc::new(Databases::new(config, &previous));
         self.databases.store(new.clone());
         self.tls.store(tls.map(Arc::new));
         self.generation.fetch_add(1, Ordering::AcqRel);

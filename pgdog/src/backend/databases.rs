@@ -111,10 +111,11 @@ pub struct Databases {
 impl Databases {
     /// Builds pools for every user of every database. Pools of `previous` with the same
     /// server and settings are reused.
-    pub fn new(config: ConfigAndUsers, previous: Option<&Databases>) -> Databases {
+    pub fn new(config: ConfigAndUsers, previous: &[&Databases]) -> Databases {
         let reusable: Vec<Pool> = previous
-            .map(|p| p.all_pools().cloned().collect())
-            .unwrap_or_default();
+            .iter()
+            .flat_map(|p| p.all_pools().cloned())
+            .collect();
         let mut clusters = HashMap::new();
         // One schema and plan cache per database, shared by its users.
         let mut routing: HashMap<String, (Arc<ShardingSchema>, Arc<PlanCache>)> = HashMap::new();

@@ -13,6 +13,7 @@ pub mod checks;
 pub mod log;
 pub mod reverse;
 pub mod save;
+pub mod warm;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ use super::schema::{self, Phase, SchemaSyncOptions};
 use super::stream::wal::Lsn;
 use super::stream::ReplicationRecord;
 use super::tasks::TaskHandle;
+use crate::backend::databases::Databases;
 use crate::quote;
 use crate::state::PoolerState;
 use reverse::ReversePlan;
@@ -221,6 +223,10 @@ async fn cut(
         marks.push(source.connect_primary(record.source_shard).await?);
     }
 
+    let current = Arc::clone(&state.databases());
+    let warmed = warm::warm(&current, after.clone(), &source).await;
+    drop(current);
+
     step(format!("pausing the clients of {source}"));
     let gate = state.gate(&source);
     // The clients' pause starts when the gate closes: new transactions wait from then on,
@@ -230,6 +236,7 @@ async fn cut(
         for conn in marks {
             conn.close().await;
         }
+        warmed.close_unused(&state.databases());
         return Err(CutoverError::Pause {
             database: source.clone(),
             error,
@@ -244,8 +251,13 @@ async fn cut(
         timeout,
     };
     let mut reverse = reverse;
-    let result = switch.run(after, marks, sequences, reverse.as_mut()).await;
+    let result = switch
+        .run(after, &warmed, marks, sequences, reverse.as_mut())
+        .await;
     gate.resume();
+    // Pools warmed for the new configuration that it does not use (all of them, when the
+    // switch failed).
+    warmed.close_unused(&state.databases());
     let pause = paused.elapsed();
     state.cutovers.update(task.id(), |r| r.pause = Some(pause));
     let (lsn, forced) = match result {
@@ -298,6 +310,7 @@ impl Switch<'_> {
     async fn run(
         &self,
         after: ConfigAndUsers,
+        warmed: &Databases,
         sources: Vec<Conn>,
         sequences: schema::PreparedCutover,
         reverse: Option<&mut ReversePlan>,
@@ -362,7 +375,7 @@ impl Switch<'_> {
         if general.cutover_save_config {
             save::save(&after);
         }
-        if let Err(e) = self.state.reload(after) {
+        if let Err(e) = self.state.reload_with(after, Some(warmed)) {
             // TLS files unreadable now: the same files the running config uses.
             warn!("cutover: reloading TLS files failed ({e}); keeping the current ones");
         }
