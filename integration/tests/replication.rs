@@ -31,7 +31,10 @@ const EXTRA_CHANGES: &[&str] = &[
      WHERE serial_no % 5 = 0",
     "DELETE FROM public.events_2024 WHERE id % 11 = 0",
     "TRUNCATE public.settings",
-    "INSERT INTO public.settings (id, value, updated_at) VALUES (1, 'after truncate', now()), (2, NULL, NULL)",
+    "INSERT INTO public.settings (id, value, updated_at) OVERRIDING SYSTEM VALUE \
+     VALUES (1, 'after truncate', now()), (2, NULL, NULL)",
+    // GENERATED ALWAYS identity: the shards take the source's values.
+    "INSERT INTO public.settings (value) VALUES ('generated id')",
     // One transaction of 120k rows.
     "INSERT INTO public.events (id, device_id, at, kind, payload) \
      SELECT 5000000 + i, md5('dev-' || (i % 50 + 1))::uuid, \

@@ -297,7 +297,7 @@ async fn verify_finds_what_differs_and_where() {
     })
     .await;
     setup.psql_source(
-        "INSERT INTO public.settings SELECT i, 'streamed', now() FROM generate_series(100, 119) AS i",
+        "INSERT INTO public.settings OVERRIDING SYSTEM VALUE SELECT i, 'streamed', now() FROM generate_series(100, 119) AS i",
     );
     let rows = verify(
         &admin,

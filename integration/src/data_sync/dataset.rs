@@ -15,7 +15,8 @@
 //! * `public.events`: partitioned by range (`events_2024`, `events_2025`), sharded on
 //!   `device_id` (uuid) through the parent's name.
 //! * `public.countries`: omnisharded (every row on every shard).
-//! * `public.settings`: no sharding key and not omnisharded (every row on every shard).
+//! * `public.settings`: no sharding key and not omnisharded (every row on every shard); an
+//!   identity column `GENERATED ALWAYS`.
 
 use std::fmt::Write as _;
 
@@ -315,14 +316,15 @@ SELECT 'C' || i, 'Country ' || i, CASE WHEN i % 6 = 0 THEN NULL ELSE i * 1000000
 FROM generate_series(0, {countries_last}) AS i;
 
 CREATE TABLE public.settings (
-    id integer PRIMARY KEY,
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     value text,
     updated_at timestamptz
 );
-INSERT INTO public.settings
+INSERT INTO public.settings OVERRIDING SYSTEM VALUE
 SELECT i, CASE WHEN i % 5 = 0 THEN NULL ELSE 'value ' || i END,
        timestamptz '2024-06-01 00:00:00+00' + i * interval '1 day'
 FROM generate_series(1, {SETTINGS}) AS i;
+SELECT setval(pg_get_serial_sequence('public.settings', 'id'), {SETTINGS});
 
 CREATE PUBLICATION pub FOR TABLE public.customers, "Sales".orders, public.documents,
     public.devices, public.events, public.countries, public.settings;

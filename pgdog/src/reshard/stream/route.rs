@@ -125,7 +125,8 @@ impl ShardSql {
             return Ok(());
         }
         let sql = format!(
-            "INSERT INTO {} ({}) VALUES {values}",
+            // Identity columns GENERATED ALWAYS take the source's values too.
+            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES {values}",
             target.qualified,
             target.columns.join(", ")
         );
@@ -453,7 +454,7 @@ pub fn update(
                 typed.push(format!("{}::{}", literal(target, value)?, target.types[i]));
             }
             let insert = format!(
-                "INSERT INTO {table} ({columns}) SELECT {typed} WHERE NOT EXISTS \
+                "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {typed} WHERE NOT EXISTS \
                  (SELECT 1 FROM {table} WHERE {new_where})",
                 table = target.qualified,
                 columns = target.columns.join(", "),
@@ -590,7 +591,7 @@ mod tests {
         assert_eq!(
             sql[shard(a)],
             format!(
-                "INSERT INTO \"public\".\"t\" (id, k, body) VALUES ('1', '{a}', 'it''s'),\n('2', '{a}', NULL)"
+                "INSERT INTO \"public\".\"t\" (id, k, body) OVERRIDING SYSTEM VALUE VALUES ('1', '{a}', 'it''s'),\n('2', '{a}', NULL)"
             )
         );
         assert!(sql[1 - shard(a)].is_empty());
@@ -648,7 +649,7 @@ mod tests {
         );
         assert_eq!(
             sql[shard(b)],
-            format!("INSERT INTO \"public\".\"t\" (id, k, body) VALUES ('1', '{b}', 'x')")
+            format!("INSERT INTO \"public\".\"t\" (id, k, body) OVERRIDING SYSTEM VALUE VALUES ('1', '{b}', 'x')")
         );
     }
 
@@ -665,7 +666,7 @@ mod tests {
             "{there}"
         );
         assert!(
-            there.contains("INSERT INTO \"public\".\"t\" (id, k, body) SELECT '1'::bigint"),
+            there.contains("INSERT INTO \"public\".\"t\" (id, k, body) OVERRIDING SYSTEM VALUE SELECT '1'::bigint"),
             "{there}"
         );
         assert!(there.contains("WHERE NOT EXISTS (SELECT 1 FROM \"public\".\"t\" WHERE id = '1')"));
