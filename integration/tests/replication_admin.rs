@@ -137,7 +137,9 @@ async fn slot_rows(admin: &Client) -> Vec<Record> {
 async fn source_wal(setup: &DataSyncSetup) -> u64 {
     let client = setup.source_client(SOURCE).await;
     let row = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        // The insert position: with synchronous_commit = off the write position may still be
+        // before the last commit.
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
         .unwrap_or_else(|e| panic!("pg_current_wal_lsn: {e:?}"));
     lsn(row.get(0))
@@ -199,7 +201,9 @@ async fn wait_applied(
                 // so `lag_bytes` is one too.
                 let source = lsn(text(row, "source_lsn"));
                 let lag: u64 = text(row, "lag_bytes").parse().unwrap_or(u64::MAX);
+                let transactions: u64 = text(row, "transactions").parse().unwrap_or(0);
                 if text(row, "status") == "streaming"
+                    && transactions >= 1
                     && applied >= target
                     && source >= target
                     && lag < 1024 * 1024
