@@ -8,13 +8,13 @@ use std::time::Duration;
 use pgdog_admin::{ColumnType, CopyData, ResultTable};
 use tracing::{info, warn};
 
-use super::resharding::{checked_slot, copy_step, start_stream, stream_reply, task_reply};
+use super::resharding::{
+    checked_slot, copy_step, move_options, start_stream, stream_reply, task_reply,
+};
 use super::show::{push, timestamp, Row};
 use super::Reply;
 use crate::net::{sqlstate, ErrorResponse};
-use crate::reshard::copy::DataSyncOptions;
 use crate::reshard::cutover::{self, checks, CutoverError, CutoverReport};
-use crate::reshard::stream::StreamOptions;
 use crate::reshard::{TaskHandle, TaskKind};
 use crate::state::PoolerState;
 
@@ -99,20 +99,7 @@ fn done(report: &CutoverReport) -> String {
 pub fn reshard(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, ErrorResponse> {
     let config = state.databases().config().clone();
     let slot = checked_slot(state, &config, command)?;
-    let options = DataSyncOptions {
-        from: command.from.clone(),
-        to: command.to.clone(),
-        publication: command.publication.clone(),
-        slot: Some(slot.clone()),
-        ..Default::default()
-    };
-    let stream = StreamOptions {
-        from: command.from.clone(),
-        to: command.to.clone(),
-        publication: command.publication.clone(),
-        slot: Some(slot.clone()),
-        ..Default::default()
-    };
+    let (options, stream) = move_options(command, &slot);
     let shared = state.clone();
     let id = state
         .tasks

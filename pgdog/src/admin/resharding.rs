@@ -162,21 +162,8 @@ async fn stream_step(
 pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, ErrorResponse> {
     let config = state.databases().config().clone();
     let slot = checked_slot(state, &config, command)?;
-    let stream_options = StreamOptions {
-        from: command.from.clone(),
-        to: command.to.clone(),
-        publication: command.publication.clone(),
-        slot: Some(slot.clone()),
-        ..Default::default()
-    };
+    let (options, stream_options) = move_options(command, &slot);
     let stats = state.replication.clone();
-    let options = DataSyncOptions {
-        from: command.from.clone(),
-        to: command.to.clone(),
-        publication: command.publication.clone(),
-        slot: Some(slot.clone()),
-        ..Default::default()
-    };
     let shared = state.clone();
     let id = state
         .tasks
@@ -194,6 +181,25 @@ pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, 
         });
     state.slot_claims.claim(id, &command.from, &slot);
     Ok(stream_reply(id, slot))
+}
+
+/// The copy's and the stream's options of a `COPY_DATA` / `RESHARD` using `slot`.
+pub(super) fn move_options(command: &CopyData, slot: &str) -> (DataSyncOptions, StreamOptions) {
+    let copy = DataSyncOptions {
+        from: command.from.clone(),
+        to: command.to.clone(),
+        publication: command.publication.clone(),
+        slot: Some(slot.to_string()),
+        ..Default::default()
+    };
+    let stream = StreamOptions {
+        from: command.from.clone(),
+        to: command.to.clone(),
+        publication: command.publication.clone(),
+        slot: Some(slot.to_string()),
+        ..Default::default()
+    };
+    (copy, stream)
 }
 
 /// The copy of a `COPY_DATA` / `RESHARD` task (pre-flight, schema sync, copy, verification,
