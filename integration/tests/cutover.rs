@@ -120,19 +120,7 @@ async fn cutover_and_rollback_under_load_lose_nothing_and_fail_no_client() {
 
     // Copy and stream while the writers run.
     let started = admin::copy_data(&admin_client, &format!("{SOURCE} destination pub")).await;
-    integration::eventually(
-        Duration::from_secs(180),
-        "the copy to end and streaming to start",
-        || {
-            let (admin_client, id) = (&admin_client, &started.task_id);
-            async move {
-                let task = admin::task(admin_client, id).await?;
-                assert_eq!(task.status, "running", "the copy task ended: {task:?}");
-                task.step.starts_with("streaming changes").then_some(())
-            }
-        },
-    )
-    .await;
+    admin::wait_streaming(&admin_client, &started.task_id, Duration::from_secs(180)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let before = writers.committed.load(Ordering::Relaxed);

@@ -162,19 +162,7 @@ async fn refused_cutovers_leave_the_source_serving_and_a_later_one_succeeds() {
     let app = client(pgdog).await;
 
     let started = admin::copy_data(&admin_client, &format!("{SOURCE} destination pub")).await;
-    integration::eventually(
-        Duration::from_secs(180),
-        "the copy to end and streaming to start",
-        || {
-            let (admin_client, id) = (&admin_client, &started.task_id);
-            async move {
-                let task = admin::task(admin_client, id).await?;
-                assert_eq!(task.status, "running", "the copy task ended: {task:?}");
-                task.step.starts_with("streaming changes").then_some(())
-            }
-        },
-    )
-    .await;
+    admin::wait_streaming(&admin_client, &started.task_id, Duration::from_secs(180)).await;
 
     // (a) A table's verification is missing on shard 0: refused before anyone is paused.
     let shard0 = setup.shard_client(0).await;

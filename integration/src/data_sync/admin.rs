@@ -104,6 +104,21 @@ pub async fn wait_task_end(admin: &Client, task_id: &str, timeout: Duration) -> 
     .await
 }
 
+/// Waits until a `COPY_DATA` task has copied everything and streams (its step says so);
+/// panics if the task ends first.
+pub async fn wait_streaming(admin: &Client, task_id: &str, timeout: Duration) -> TaskRow {
+    crate::eventually(
+        timeout,
+        "the copy to end and streaming to start",
+        || async move {
+            let row = task(admin, task_id).await?;
+            assert_eq!(row.status, "running", "the copy task ended: {row:?}");
+            row.step.starts_with("streaming changes").then_some(row)
+        },
+    )
+    .await
+}
+
 /// Waits until a `COPY_DATA` task has copied everything and streams (its step says so), then
 /// stops it with `STOP_TASK` and returns its final row (`stopped` when all went well; the
 /// task's row as it ended if it ended before streaming).
