@@ -106,6 +106,25 @@ pub enum Command {
     Reshard(CopyData),
     /// `VERIFY <source> <destination> [table]`: compare row counts and checksums per table.
     Verify(Verify),
+    /// `SYNC_SCHEMA <task_id> [SKIP_INDEXES]`: compare the source and destination schema of a
+    /// stream's tables and apply what differs.
+    SyncSchema {
+        /// The stream's task.
+        task_id: u64,
+        /// Also create and drop indexes (not with `SKIP_INDEXES`).
+        indexes: bool,
+    },
+    /// `PAUSE_REPLICATION <task_id>`: stop applying changes; the slot keeps its place.
+    PauseReplication(u64),
+    /// `RESUME_REPLICATION <task_id>`: continue a paused stream from where it stopped.
+    ResumeReplication(u64),
+    /// `RESYNC_TABLE <task_id> <table>`: copy one table again while the others keep streaming.
+    ResyncTable {
+        /// The stream's task.
+        task_id: u64,
+        /// `name` or `schema.name`.
+        table: String,
+    },
 }
 
 /// `VERIFY`'s arguments.
@@ -188,6 +207,10 @@ pub const COMMANDS: &[&str] = &[
     "SHOW CUTOVER",
     "RESHARD <source> <destination> <publication> [slot]",
     "VERIFY <source> <destination> [table]",
+    "SYNC_SCHEMA <task_id> [SKIP_INDEXES]",
+    "PAUSE_REPLICATION <task_id>",
+    "RESUME_REPLICATION <task_id>",
+    "RESYNC_TABLE <task_id> <table>",
     "RELOAD",
     "PAUSE [database]",
     "RESUME [database]",
@@ -265,23 +288,50 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
         Some("resume") => end(tokens, 2, text, Command::Resume(name(1)))?,
         Some("ban") => end(tokens, 2, text, Command::Ban(number(1, "BAN")?))?,
         Some("unban") => end(tokens, 2, text, Command::Unban(number(1, "UNBAN")?))?,
-        Some("stop_task") => match tokens.get(1) {
-            Some(Token::Word(w)) => match w.parse() {
-                Ok(id) => end(tokens, 2, text, Command::StopTask(id))?,
-                Err(_) => {
+        Some("stop_task") => {
+            let id = task_id(tokens, text, "STOP_TASK", "SHOW TASKS")?;
+            end(tokens, 2, text, Command::StopTask(id))?
+        }
+        Some("pause_replication") => {
+            let id = task_id(tokens, text, "PAUSE_REPLICATION", "SHOW REPLICATION")?;
+            end(tokens, 2, text, Command::PauseReplication(id))?
+        }
+        Some("resume_replication") => {
+            let id = task_id(tokens, text, "RESUME_REPLICATION", "SHOW REPLICATION")?;
+            end(tokens, 2, text, Command::ResumeReplication(id))?
+        }
+        Some("sync_schema") => {
+            let id = task_id(tokens, text, "SYNC_SCHEMA", "SHOW REPLICATION")?;
+            let indexes = match word(2) {
+                None if tokens.len() == 2 => true,
+                Some("skip_indexes") => false,
+                _ => {
                     return Err(error(
-                        format!("STOP_TASK needs a task id (a number), not \"{w}\""),
+                        "SYNC_SCHEMA takes <task_id> and optionally SKIP_INDEXES".into(),
                         text,
                     ))
                 }
-            },
-            _ => {
-                return Err(error(
-                    "STOP_TASK needs a task id (see SHOW TASKS)".into(),
-                    text,
-                ))
-            }
-        },
+            };
+            end(
+                tokens,
+                3,
+                text,
+                Command::SyncSchema {
+                    task_id: id,
+                    indexes,
+                },
+            )?
+        }
+        Some("resync_table") => {
+            let id = task_id(tokens, text, "RESYNC_TABLE", "SHOW REPLICATION")?;
+            let table = match tokens.get(2) {
+                Some(Token::Word(w)) | Some(Token::Quoted(w)) | Some(Token::Literal(w)) => {
+                    w.clone()
+                }
+                _ => return Err(error("RESYNC_TABLE needs <task_id> <table>".into(), text)),
+            };
+            end(tokens, 3, text, Command::ResyncTable { task_id: id, table })?
+        }
         Some("schema_sync") => schema_sync(tokens, text)?,
         Some("copy_data") => Command::CopyData(stream_args(tokens, text, "COPY_DATA")?),
         Some("replicate") => Command::Replicate(stream_args(tokens, text, "REPLICATE")?),
@@ -331,6 +381,22 @@ fn parse_statement(tokens: &[Token], text: &str) -> Result<Command, ParseError> 
         _ => return Err(error("unknown admin command".into(), text)),
     };
     Ok(command)
+}
+
+/// The task id after `command` (listed by `listing`).
+fn task_id(tokens: &[Token], text: &str, command: &str, listing: &str) -> Result<u64, ParseError> {
+    match tokens.get(1) {
+        Some(Token::Word(w)) => w.parse().map_err(|_| {
+            error(
+                format!("{command} needs a task id (a number), not \"{w}\""),
+                text,
+            )
+        }),
+        _ => Err(error(
+            format!("{command} needs a task id (see {listing})"),
+            text,
+        )),
+    }
 }
 
 fn schema_sync(tokens: &[Token], text: &str) -> Result<Command, ParseError> {
@@ -476,6 +542,43 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_control_commands() {
+        assert_eq!(
+            parse("PAUSE_REPLICATION 3; resume_replication 3").unwrap(),
+            vec![Command::PauseReplication(3), Command::ResumeReplication(3)]
+        );
+        assert_eq!(
+            parse("SYNC_SCHEMA 4; sync_schema 4 skip_indexes").unwrap(),
+            vec![
+                Command::SyncSchema {
+                    task_id: 4,
+                    indexes: true
+                },
+                Command::SyncSchema {
+                    task_id: 4,
+                    indexes: false
+                }
+            ]
+        );
+        assert_eq!(
+            parse("RESYNC_TABLE 5 sales.orders").unwrap(),
+            vec![Command::ResyncTable {
+                task_id: 5,
+                table: "sales.orders".into()
+            }]
+        );
+        for bad in [
+            "PAUSE_REPLICATION",
+            "PAUSE_REPLICATION x",
+            "RESUME_REPLICATION 1 2",
+            "SYNC_SCHEMA 1 indexes",
+            "RESYNC_TABLE 1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn tasks_commands() {

@@ -13,6 +13,8 @@ pub mod session;
 pub mod set;
 pub mod show;
 pub mod slots;
+pub mod stream_control;
+pub mod sync_schema;
 pub mod verify;
 pub mod wire;
 
@@ -135,6 +137,10 @@ pub async fn execute(state: &Arc<PoolerState>, command: &Command) -> Result<Repl
         Command::Cutover(task_id) => cutover::start(state, *task_id),
         Command::Reshard(command) => cutover::reshard(state, command),
         Command::Verify(command) => verify::run(state, command).await,
+        Command::SyncSchema { task_id, indexes } => sync_schema::start(state, *task_id, *indexes),
+        Command::PauseReplication(id) => stream_control::pause(state, *id),
+        Command::ResumeReplication(id) => stream_control::resume(state, *id),
+        Command::ResyncTable { task_id, table } => stream_control::resync(state, *task_id, table),
         Command::Shutdown => {
             info!("SHUTDOWN requested from the admin database");
             state.begin_shutdown();

@@ -5,6 +5,7 @@
 //! (`state`), skips what it already has after a restart, and the source is told a position
 //! is flushed only once every shard committed it.
 
+pub mod control;
 pub mod pgoutput;
 pub mod progress;
 pub mod route;

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::control::StreamControl;
 use super::wal::Lsn;
 
 /// Where a stream is.
@@ -24,6 +25,11 @@ pub enum StreamStatus {
 }
 
 impl StreamStatus {
+    /// Whether the stream has ended (stopped or failed).
+    pub fn is_over(&self) -> bool {
+        matches!(self, StreamStatus::Stopped | StreamStatus::Failed(_))
+    }
+
     /// The text `SHOW REPLICATION` shows.
     pub fn describe(&self) -> String {
         match self {
@@ -81,6 +87,8 @@ pub struct ReplicationRecord {
     pub last_error: Option<String>,
     /// Reconnections after errors.
     pub retries: u64,
+    /// Pause, resume and resync requests of the operator.
+    pub control: Arc<StreamControl>,
     started: Instant,
     rate_mark: (Instant, u64, u64, u64),
 }
@@ -150,6 +158,7 @@ impl ReplicationStats {
             rates: (0.0, 0.0, 0.0),
             last_error: None,
             retries: 0,
+            control: Arc::default(),
             started: now,
             rate_mark: (now, 0, 0, 0),
         };
@@ -189,5 +198,23 @@ impl ReplicationStats {
     /// Every stream, oldest first.
     pub fn all(&self) -> Vec<ReplicationRecord> {
         self.lock().clone()
+    }
+
+    /// The streams of task `task_id` that have not ended (a stream back from several shards
+    /// runs one per shard).
+    pub fn live_of_task(&self, task_id: u64) -> Vec<ReplicationRecord> {
+        self.lock()
+            .iter()
+            .filter(|r| r.task_id == Some(task_id) && !r.status.is_over())
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a stream that has not ended reads from database `source` (its schema changes
+    /// must reach the destination too).
+    pub fn is_source(&self, source: &str) -> bool {
+        self.lock()
+            .iter()
+            .any(|r| r.source == source && !r.status.is_over())
     }
 }
