@@ -99,7 +99,7 @@ fn done(report: &CutoverReport) -> String {
 pub fn reshard(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, ErrorResponse> {
     let config = state.databases().config().clone();
     let slot = checked_slot(state, &config, command)?;
-    let (options, stream) = move_options(command, &slot);
+    let (options, stream) = move_options(state, command, &slot);
     let shared = state.clone();
     let id = state
         .tasks

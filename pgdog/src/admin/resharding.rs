@@ -162,7 +162,7 @@ async fn stream_step(
 pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, ErrorResponse> {
     let config = state.databases().config().clone();
     let slot = checked_slot(state, &config, command)?;
-    let (options, stream_options) = move_options(command, &slot);
+    let (options, stream_options) = move_options(state, command, &slot);
     let stats = state.replication.clone();
     let shared = state.clone();
     let id = state
@@ -184,7 +184,11 @@ pub fn copy_data(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, 
 }
 
 /// The copy's and the stream's options of a `COPY_DATA` / `RESHARD` using `slot`.
-pub(super) fn move_options(command: &CopyData, slot: &str) -> (DataSyncOptions, StreamOptions) {
+pub(super) fn move_options(
+    state: &PoolerState,
+    command: &CopyData,
+    slot: &str,
+) -> (DataSyncOptions, StreamOptions) {
     let copy = DataSyncOptions {
         from: command.from.clone(),
         to: command.to.clone(),
@@ -197,6 +201,8 @@ pub(super) fn move_options(command: &CopyData, slot: &str) -> (DataSyncOptions, 
         to: command.to.clone(),
         publication: command.publication.clone(),
         slot: Some(slot.to_string()),
+        table_copies: state.table_copies.clone(),
+        schema_log: state.schema_sync.clone(),
         ..Default::default()
     };
     (copy, stream)
@@ -259,8 +265,10 @@ pub fn replicate(state: &Arc<PoolerState>, command: &CopyData) -> Result<Reply, 
 pub(super) fn start_stream(
     state: &Arc<PoolerState>,
     config: Arc<ConfigAndUsers>,
-    options: StreamOptions,
+    mut options: StreamOptions,
 ) -> u64 {
+    options.table_copies = state.table_copies.clone();
+    options.schema_log = state.schema_sync.clone();
     let stats = state.replication.clone();
     let (from, slot) = (
         options.from.clone(),

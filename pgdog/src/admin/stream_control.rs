@@ -10,7 +10,10 @@ use crate::reshard::stream::ReplicationRecord;
 use crate::state::PoolerState;
 
 /// The live streams of task `task_id`, or an error naming what is wrong.
-fn streams_of(state: &PoolerState, task_id: u64) -> Result<Vec<ReplicationRecord>, ErrorResponse> {
+pub(crate) fn streams_of(
+    state: &PoolerState,
+    task_id: u64,
+) -> Result<Vec<ReplicationRecord>, ErrorResponse> {
     let streams = state.replication.live_of_task(task_id);
     if !streams.is_empty() {
         return Ok(streams);

@@ -68,6 +68,7 @@ pub fn run(
         table_jobs: args.table_jobs,
         skip_schema_sync: args.skip_schema_sync,
         force: args.force,
+        only: None,
     };
     let runtime = super::current_thread()?;
     let progress = TableCopies::default();

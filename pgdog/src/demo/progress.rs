@@ -179,7 +179,7 @@ fn line(
         parts.push(part);
     }
     match stream.map(|s| (s, &s.status)) {
-        Some((stream, StreamStatus::Streaming | StreamStatus::CatchingUp)) => parts.push(format!(
+        Some((stream, status)) if status.is_applying() => parts.push(format!(
             "lag: {} ({:.1} s), {} changes applied",
             human::bytes(stream.lag_bytes),
             stream.lag().as_secs_f64(),

@@ -215,8 +215,10 @@ impl Watch<'_> {
             self.tick("waiting for the stream to catch up before the cutover")?;
             if let Some(stream) = stream {
                 match &stream.status {
-                    StreamStatus::Streaming | StreamStatus::CatchingUp
-                        if stream.source_lsn.0 > 0 && stream.lag_bytes <= threshold =>
+                    status
+                        if status.is_applying()
+                            && stream.source_lsn.0 > 0
+                            && stream.lag_bytes <= threshold =>
                     {
                         return Ok(())
                     }

@@ -46,6 +46,9 @@ pub struct DataSyncOptions {
     pub skip_schema_sync: bool,
     /// Go on despite pre-flight errors.
     pub force: bool,
+    /// Copy only these tables (schema, name) of the publication (a stream copying a table
+    /// again); the others are left as they are.
+    pub only: Option<Vec<(String, String)>>,
 }
 
 /// What a copy did.
@@ -153,6 +156,13 @@ pub async fn run(
     }
     let tables = publication::tables(&mut source_conn, &options.publication).await?;
     let sharding = ShardingSchema::new(&config.config, &options.to);
+    let tables: Vec<_> = match &options.only {
+        Some(only) => tables
+            .into_iter()
+            .filter(|t| only.contains(&(t.schema.clone(), t.name.clone())))
+            .collect(),
+        None => tables,
+    };
     let jobs = tables::plan(
         &mut source_conn,
         &mut shards,

@@ -21,6 +21,7 @@ pub fn running(status: &StreamStatus) -> bool {
         status,
         StreamStatus::Streaming
             | StreamStatus::CatchingUp
+            | StreamStatus::SyncingSchema
             | StreamStatus::Starting
             | StreamStatus::Retrying(_)
     )
@@ -124,14 +125,13 @@ pub async fn wait_lag(
         for record in &streams {
             // Measured once the stream runs (its first look at the source's WAL).
             let behind = match record.status {
-                StreamStatus::Streaming | StreamStatus::CatchingUp
-                    if record.source_lsn > Lsn::ZERO =>
-                {
+                ref status if status.is_applying() && record.source_lsn > Lsn::ZERO => {
                     record.lag_bytes
                 }
                 // Starting or reconnecting: wait for it (up to the timeout).
                 StreamStatus::Streaming
                 | StreamStatus::CatchingUp
+                | StreamStatus::SyncingSchema
                 | StreamStatus::Starting
                 | StreamStatus::Retrying(_) => u64::MAX,
                 ref other => {

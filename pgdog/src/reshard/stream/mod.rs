@@ -8,8 +8,10 @@
 pub mod control;
 pub mod pgoutput;
 pub mod progress;
+pub mod resync;
 pub mod route;
 pub mod run;
+pub mod schema;
 pub mod shard;
 pub mod source;
 pub mod state;
@@ -91,12 +93,44 @@ pub enum StreamError {
         /// The shard asked for.
         shard: usize,
     },
+    /// A shard could not apply a schema change (or DDL captured on the source).
+    #[error("shard {shard}: could not apply the schema change ({statement}): {error}; fix the shard, then RESUME_REPLICATION")]
+    SchemaApply {
+        /// The shard.
+        shard: usize,
+        /// The statement (or table) it was about.
+        statement: String,
+        /// What the shard said.
+        error: String,
+    },
     /// The task was stopped.
     #[error("stopped")]
     Stopped,
+    /// Paused by `PAUSE_REPLICATION`.
+    #[error("paused")]
+    Paused,
+    /// Tables to copy (again) before streaming on: the session ends for it.
+    #[error("tables to copy: {}", .tables.iter().map(|t| t.qualified()).collect::<Vec<_>>().join(", "))]
+    Resync {
+        /// The tables.
+        tables: Vec<crate::reshard::publication::TableRef>,
+        /// Empty them on the shards first (RESYNC_TABLE).
+        clean: bool,
+    },
 }
 
 impl StreamError {
+    /// A change the stream cannot apply by itself: it pauses (the slot keeps its place) until
+    /// the operator fixes the destination and resumes it.
+    pub fn pauses(&self) -> bool {
+        matches!(
+            self,
+            StreamError::SchemaApply { .. }
+                | StreamError::Schema { .. }
+                | StreamError::UnknownTable { .. }
+        )
+    }
+
     /// A shard refused a row because its key is taken (unique violation).
     pub fn key_conflict(&self) -> bool {
         matches!(self, StreamError::Apply { error, .. } if error.code() == Some("23505"))

@@ -14,6 +14,11 @@ pub enum StreamStatus {
     Starting,
     /// Applying a backlog: the source's WAL is ahead of what was applied.
     CatchingUp,
+    /// Applying a change of a table's definition on the shards (then streaming again).
+    SyncingSchema,
+    /// Paused by `PAUSE_REPLICATION` (no reason) or by a change it could not apply (the
+    /// reason); `RESUME_REPLICATION` continues from the same change. The slot keeps its place.
+    Paused(Option<String>),
     /// Applied everything the source sent; following it.
     Streaming,
     /// A server is unreachable; retrying after a pause (the reason).
@@ -25,6 +30,14 @@ pub enum StreamStatus {
 }
 
 impl StreamStatus {
+    /// Whether the stream is applying changes (catching up, streaming, or changing a table).
+    pub fn is_applying(&self) -> bool {
+        matches!(
+            self,
+            StreamStatus::Streaming | StreamStatus::CatchingUp | StreamStatus::SyncingSchema
+        )
+    }
+
     /// Whether the stream has ended (stopped or failed).
     pub fn is_over(&self) -> bool {
         matches!(self, StreamStatus::Stopped | StreamStatus::Failed(_))
@@ -35,6 +48,9 @@ impl StreamStatus {
         match self {
             StreamStatus::Starting => "starting".into(),
             StreamStatus::CatchingUp => "catching up".into(),
+            StreamStatus::SyncingSchema => "syncing schema".into(),
+            StreamStatus::Paused(None) => "paused".into(),
+            StreamStatus::Paused(Some(why)) => format!("paused: {why}"),
             StreamStatus::Streaming => "streaming".into(),
             StreamStatus::Retrying(why) => format!("retrying: {why}"),
             StreamStatus::Stopped => "stopped".into(),

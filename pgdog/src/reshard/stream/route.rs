@@ -100,15 +100,15 @@ impl ShardSql {
             self.statement(shape);
             return;
         }
-        let name = match self.prepared.get(shape) {
+        // The types are part of the statement: a column whose type changed on the source
+        // gets a statement of its own.
+        let prepare = format!("({}) AS {shape}", params.types.join(", "));
+        let name = match self.prepared.get(&prepare) {
             Some(name) => name.clone(),
             None => {
                 let name = format!("pgdog_apply_{}", self.prepared.len() + 1);
-                self.prepares.push(format!(
-                    "PREPARE {name} ({}) AS {shape}",
-                    params.types.join(", ")
-                ));
-                self.prepared.insert(shape.to_string(), name.clone());
+                self.prepares.push(format!("PREPARE {name} {prepare}"));
+                self.prepared.insert(prepare, name.clone());
                 name
             }
         };
@@ -532,6 +532,7 @@ mod tests {
                 rule,
                 primary_key: vec!["id".into()],
                 types: HashMap::new(),
+                attnums: HashMap::new(),
                 watermark: Lsn::ZERO,
             }),
             qualified: "\"public\".\"t\"".into(),

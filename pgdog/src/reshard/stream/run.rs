@@ -7,15 +7,19 @@
 //! every shard skips what it has, so nothing is lost or applied twice.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgdog_config::ConfigAndUsers;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::pgoutput::{Message, OldTuple, Value};
+use super::control::StreamControl;
+use super::pgoutput::{Message, OldTuple, Relation, Value};
 use super::progress::{ReplicationStats, StreamId, StreamStatus};
+use super::resync;
 use super::route::{self, Out, ShardSql};
+use super::schema::{self, SchemaChange};
 use super::shard::{self, Report, Work};
 use super::source::{Received, Source, VALUE_SETTINGS};
 use super::tables::Tables;
@@ -23,9 +27,10 @@ use super::wal::{self, Lsn};
 use super::{state, StreamError};
 use crate::quote;
 use crate::reshard::conn::Conn;
-use crate::reshard::copy::slot;
+use crate::reshard::copy::{slot, TableCopies};
 use crate::reshard::endpoints::ClusterEndpoints;
 use crate::reshard::publication;
+use crate::reshard::schema::SchemaSyncLog;
 use crate::reshard::tasks::TaskHandle;
 use crate::router::plan::ShardingSchema;
 
@@ -39,6 +44,8 @@ const BATCH_AGE: Duration = Duration::from_millis(200);
 const QUIET: Duration = Duration::from_millis(2);
 /// Batches queued per shard before the stream waits for it.
 const SHARD_QUEUE: usize = 4;
+/// How often the publication's tables are compared with the move's.
+const PUBLICATION_CHECK: Duration = Duration::from_secs(5);
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -61,6 +68,11 @@ pub struct StreamOptions {
     pub source_shard: usize,
     /// Started by a cutover (the reverse stream), not after a copy.
     pub from_cutover: bool,
+    /// Where copies of tables made while streaming (new in the publication, RESYNC_TABLE)
+    /// show their progress.
+    pub table_copies: TableCopies,
+    /// Where their schema statements are listed.
+    pub schema_log: SchemaSyncLog,
 }
 
 /// Streams until the task is stopped (Ok) or a non-retryable error (Err). Servers that go
@@ -99,7 +111,9 @@ pub async fn run(
         stats.update(id, |r| r.status = StreamStatus::Failed(e.to_string()));
         return Err(e);
     }
+    let control = stats.get(id).map(|r| r.control).unwrap_or_default();
     let context = Context {
+        control,
         source_shard: options.source_shard,
         source,
         destination,
@@ -122,6 +136,65 @@ pub async fn run(
                     context.slot
                 );
                 return Ok(());
+            }
+            Err(StreamError::Resync { tables, clean }) => {
+                stats.update(id, |r| r.status = StreamStatus::SyncingSchema);
+                if let Some(task) = task {
+                    task.set_step(format!(
+                        "copying {} while streaming",
+                        tables
+                            .iter()
+                            .map(|t| t.qualified())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                let copied =
+                    resync::copy_tables(config, options, &context.slot, &tables, clean, task).await;
+                if let Some(task) = task {
+                    task.set_step(format!("streaming changes from slot {}", context.slot));
+                }
+                match copied {
+                    Ok(()) => attempt = 0,
+                    Err(_) if context.stopping() => {
+                        stats.update(id, |r| r.status = StreamStatus::Stopped);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        warn!("replication from slot {} paused: {e}", context.slot);
+                        context.control.pause();
+                        stats.update(id, |r| {
+                            r.status = StreamStatus::Paused(Some(e.to_string()));
+                            r.last_error = Some(e.to_string());
+                        });
+                        if !context.until_resumed().await {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Err(StreamError::Paused) => {
+                info!(
+                    "replication from slot {} paused; the slot keeps its place",
+                    context.slot
+                );
+                stats.update(id, |r| r.status = StreamStatus::Paused(None));
+                if !context.until_resumed().await {
+                    return Ok(());
+                }
+                attempt = 0;
+            }
+            Err(e) if e.pauses() => {
+                warn!("replication from slot {} paused: {e}", context.slot);
+                context.control.pause();
+                stats.update(id, |r| {
+                    r.status = StreamStatus::Paused(Some(e.to_string()));
+                    r.last_error = Some(e.to_string());
+                });
+                if !context.until_resumed().await {
+                    return Ok(());
+                }
+                attempt = 0;
             }
             // The stream back from several shards: a row whose sharding key changed is deleted
             // on one shard and inserted on another, and the two streams race; an insert that
@@ -163,6 +236,7 @@ pub async fn run(
 }
 
 struct Context {
+    control: Arc<StreamControl>,
     source: ClusterEndpoints,
     source_shard: usize,
     destination: ClusterEndpoints,
@@ -177,6 +251,25 @@ struct Context {
 impl Context {
     fn stopping(&self) -> bool {
         self.task.as_ref().is_some_and(|t| t.is_stopping())
+    }
+
+    /// Waits while the stream is paused; false when the task was stopped meanwhile (the
+    /// record then says stopped).
+    async fn until_resumed(&self) -> bool {
+        loop {
+            if self.stopping() {
+                self.stats
+                    .update(self.id, |r| r.status = StreamStatus::Stopped);
+                return false;
+            }
+            if !self.control.is_paused() {
+                info!("replication from slot {} resumed", self.slot);
+                self.stats
+                    .update(self.id, |r| r.status = StreamStatus::Starting);
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -282,6 +375,17 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         &watermarks,
     )
     .await?;
+    let unfinished = resync::unfinished(&mut conns, &ctx.slot, &tables.all()).await?;
+    if !unfinished.is_empty() {
+        for conn in conns {
+            conn.close().await;
+        }
+        source_sql.close().await;
+        return Err(StreamError::Resync {
+            tables: unfinished,
+            clean: false,
+        });
+    }
     info!(
         "replicating {} table(s) from slot {} to {} shard(s); shards applied up to {}",
         tables.len(),
@@ -329,23 +433,29 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
             .and_then(|l| l.parse().ok())
             .unwrap_or(Lsn::ZERO),
         received: Lsn::ZERO,
+        schema_batch: None,
+        last_publication_check: Instant::now(),
         last_message: Instant::now(),
         last_feedback: Instant::now(),
     };
     let mut result = stream
         .run(&mut source, &mut source_sql, &mut tables, &mut reports)
         .await;
-    if result.is_err() && !matches!(result, Err(StreamError::Stopped)) {
+    let graceful = matches!(
+        result,
+        Ok(()) | Err(StreamError::Stopped | StreamError::Paused | StreamError::Resync { .. })
+    );
+    if !graceful {
         // A shard applier that failed reported why before it ended: prefer that to the
         // "applier ended" the stream saw when sending it more work.
         while let Ok(report) = reports.try_recv() {
-            if let Report::Failed { shard, error } = report {
-                result = Err(StreamError::Apply { shard, error });
+            if let Err(e) = stream.report(report) {
+                result = Err(e);
                 break;
             }
         }
     }
-    if result.is_ok() || matches!(result, Err(StreamError::Stopped)) {
+    if graceful {
         // Let the shards finish what they have, then confirm it.
         stream.workers.clear();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -378,6 +488,10 @@ struct Stream<'a> {
     next_batch: u64,
     /// Everything up to here is on every shard (what the source was told).
     confirmed: Lsn,
+    /// The batch that carries the last schema change (status: syncing schema until done).
+    schema_batch: Option<u64>,
+    /// When the publication's tables were last compared with the move's.
+    last_publication_check: Instant,
     received: Lsn,
     last_message: Instant,
     last_feedback: Instant,
@@ -410,7 +524,11 @@ impl Stream<'_> {
                     if self.ctx.stopping() {
                         return Err(StreamError::Stopped);
                     }
+                    if self.ctx.control.is_paused() {
+                        return Err(StreamError::Paused);
+                    }
                     self.housekeeping(source, source_sql).await?;
+                    self.tables_to_copy(source_sql, tables).await?;
                 }
                 received = source.next() => {
                     self.last_message = Instant::now();
@@ -492,12 +610,15 @@ impl Stream<'_> {
             .or(self.in_flight.front().and_then(|f| f.first_time))
             .or(self.batch.first_time);
         let idle = self.idle();
+        let syncing = self.schema_batch.is_some();
         self.ctx.stats.update(self.ctx.id, |r| {
             // Sampled before the last feedback: never behind what is known applied.
             r.source_lsn = current.max(r.applied_lsn);
             r.lag_bytes = current.0.saturating_sub(flushed.0);
             r.oldest_pending = pending_time.map(wal::to_system_time);
-            r.status = if idle || r.lag() < Duration::from_secs(1) {
+            r.status = if syncing {
+                StreamStatus::SyncingSchema
+            } else if idle || r.lag() < Duration::from_secs(1) {
                 StreamStatus::Streaming
             } else {
                 StreamStatus::CatchingUp
@@ -507,10 +628,64 @@ impl Stream<'_> {
         Ok(())
     }
 
+    /// Tables to copy before going on: named by RESYNC_TABLE, or added to the publication
+    /// (looked for every few seconds: a table added with rows that never change has no
+    /// change to announce it).
+    async fn tables_to_copy(
+        &mut self,
+        source_sql: &mut Conn,
+        tables: &Tables,
+    ) -> Result<(), StreamError> {
+        let mut resync = Vec::new();
+        for name in self.ctx.control.take_resyncs() {
+            match tables.find(&name) {
+                Some(table) => resync.push(table),
+                None => {
+                    let error = format!("RESYNC_TABLE: {name} is not a table of this move");
+                    warn!("{error}");
+                    self.ctx
+                        .stats
+                        .update(self.ctx.id, |r| r.last_error = Some(error));
+                }
+            }
+        }
+        if !resync.is_empty() {
+            return Err(StreamError::Resync {
+                tables: resync,
+                clean: true,
+            });
+        }
+        if self.last_publication_check.elapsed() < PUBLICATION_CHECK {
+            return Ok(());
+        }
+        self.last_publication_check = Instant::now();
+        let added: Vec<_> = publication::tables(source_sql, &self.ctx.publication)
+            .await?
+            .into_iter()
+            .filter(|t| !tables.contains(t.oid))
+            .collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        Err(StreamError::Resync {
+            tables: added,
+            clean: false,
+        })
+    }
+
     /// Takes a shard's report; whether the confirmed position moved.
     fn report(&mut self, report: Report) -> Result<bool, StreamError> {
         match report {
             Report::Failed { shard, error } => Err(StreamError::Apply { shard, error }),
+            Report::SchemaFailed {
+                shard,
+                statement,
+                error,
+            } => Err(StreamError::SchemaApply {
+                shard,
+                statement,
+                error,
+            }),
             Report::Committed { shard, batch } => {
                 if let Some(entry) = self.in_flight.iter_mut().find(|f| f.batch == batch) {
                     entry.pending.remove(&shard);
@@ -529,6 +704,9 @@ impl Stream<'_> {
             };
             self.confirmed = self.confirmed.max(done.end_lsn);
             moved = true;
+            if self.schema_batch.is_some_and(|b| done.batch >= b) {
+                self.schema_batch = None;
+            }
             let confirmed = self.confirmed;
             self.ctx.stats.update(self.ctx.id, |r| {
                 r.applied_lsn = confirmed;
@@ -582,7 +760,22 @@ impl Stream<'_> {
                 self.batch.last = Some((commit_lsn, end_lsn, commit_time));
                 self.batch.transactions += 1;
             }
-            Message::Relation { relation, .. } => tables.relation(&relation)?,
+            Message::Relation { relation, .. } => {
+                if !tables.contains(relation.oid) {
+                    // Added to the publication since the session started: copy it first.
+                    let added = publication::tables(source_sql, &self.ctx.publication).await?;
+                    if let Some(table) = added.into_iter().find(|t| t.oid == relation.oid) {
+                        return Err(StreamError::Resync {
+                            tables: vec![table],
+                            clean: false,
+                        });
+                    }
+                }
+                if tables.is_new_shape(&relation)? {
+                    self.schema_change(&relation, source_sql, tables).await?;
+                }
+                tables.relation(&relation)?;
+            }
             Message::Insert { relation, new, .. } => {
                 let target = tables.target(relation)?;
                 if let Some(mut out) = self.out(target.info.watermark)? {
@@ -646,6 +839,9 @@ impl Stream<'_> {
                     route::truncate(&mut out, &names)?;
                 }
             }
+            Message::LogicalMessage {
+                prefix, content, ..
+            } if prefix == schema::DDL_MESSAGE => self.replay_ddl(&content).await?,
             Message::Origin { .. } | Message::Type { .. } | Message::LogicalMessage { .. } => {}
             Message::StreamStart { .. }
             | Message::StreamStop
@@ -658,6 +854,85 @@ impl Stream<'_> {
             }
         }
         self.chunk().await
+    }
+
+    /// A table's definition may have changed: the shards that apply this transaction compare
+    /// it with their own and change theirs first (in this batch, before the changes).
+    async fn schema_change(
+        &mut self,
+        relation: &Relation,
+        source_sql: &mut Conn,
+        tables: &mut Tables,
+    ) -> Result<(), StreamError> {
+        let columns: Vec<(String, u32, i32)> = relation
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.type_oid, c.type_modifier))
+            .collect();
+        let source_columns = schema::source_columns(source_sql, relation.oid, &columns).await?;
+        let Some(info) = tables.learn(relation.oid, &source_columns) else {
+            return Ok(());
+        };
+        let Some(open) = self.open.as_ref() else {
+            return Ok(());
+        };
+        // The copy of this table was taken later: the shards already have a newer shape.
+        if open.commit_lsn < info.watermark {
+            return Ok(());
+        }
+        let active = open.active.clone();
+        let change = Arc::new(SchemaChange {
+            table: info.table.qualified(),
+            key: info.rule.as_ref().map(|r| r.column().to_string()),
+            columns: source_columns,
+            attnums: info.attnums.clone(),
+        });
+        self.send_to_active_shards(&active, || Work::Schema(change.clone()))
+            .await
+    }
+
+    /// DDL an application ran through pgdog on the source: replayed on the shards that apply
+    /// this transaction, at this point of it.
+    async fn replay_ddl(&mut self, content: &[u8]) -> Result<(), StreamError> {
+        let text = String::from_utf8_lossy(content);
+        let (search_path, sql) = text.split_once('\n').unwrap_or(("", &text));
+        let Some(open) = self.open.as_ref() else {
+            warn!("DDL captured outside a transaction was not replayed: {sql}");
+            return Ok(());
+        };
+        let active = open.active.clone();
+        let (search_path, sql) = (search_path.to_string(), sql.to_string());
+        self.send_to_active_shards(&active, || Work::Ddl {
+            search_path: search_path.clone(),
+            sql: sql.clone(),
+        })
+        .await
+    }
+
+    /// Sends each active shard its pending statements, then `work()`.
+    async fn send_to_active_shards(
+        &mut self,
+        active: &[bool],
+        work: impl Fn() -> Work,
+    ) -> Result<(), StreamError> {
+        for (shard, active) in active.iter().enumerate() {
+            if !active {
+                continue;
+            }
+            let pending = &mut self.batch.shards[shard];
+            if !pending.sql.is_empty() || !pending.prepares.is_empty() {
+                let prepare = std::mem::take(&mut pending.prepares);
+                let sql = pending.take();
+                self.send(shard, Work::Sql { prepare, sql }).await?;
+            }
+            self.batch.touched[shard] = true;
+            self.send(shard, work()).await?;
+        }
+        self.schema_batch = Some(self.next_batch);
+        self.ctx
+            .stats
+            .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
+        Ok(())
     }
 
     fn open_lsn(&self) -> Result<Lsn, StreamError> {

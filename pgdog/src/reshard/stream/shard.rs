@@ -4,9 +4,12 @@
 //! on the shard entirely or not at all. Batches commit in order, and each commit is reported
 //! back so the stream can confirm positions every shard has.
 
-use tokio::sync::mpsc;
-use tracing::warn;
+use std::sync::Arc;
 
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::schema::{self, SchemaChange};
 use super::state;
 use super::wal::Lsn;
 use crate::reshard::conn::{Conn, ConnError};
@@ -37,7 +40,25 @@ pub enum Work {
         /// Source commit time of its last transaction.
         commit_time: i64,
     },
+    /// A table's new shape: compare it with this shard's catalog and run the DDL that
+    /// makes them match, in the open batch (before the changes that use it).
+    Schema(Arc<SchemaChange>),
+    /// DDL an application ran through pgdog on the source, replayed in the open batch with
+    /// the search_path it ran with. Statements that find their work done (the column
+    /// exists, the index is gone) are skipped.
+    Ddl {
+        /// The session's search_path on the source.
+        search_path: String,
+        /// The statements.
+        sql: String,
+    },
 }
+
+/// SQLSTATEs of DDL whose work is already done: duplicate column, table, object, schema,
+/// function; undefined column, table, object.
+const ALREADY_DONE: [&str; 8] = [
+    "42701", "42P07", "42710", "42P06", "42723", "42703", "42P01", "42704",
+];
 
 /// What a shard reports back.
 #[derive(Debug)]
@@ -55,6 +76,15 @@ pub enum Report {
         shard: usize,
         /// Why.
         error: ConnError,
+    },
+    /// A schema change could not be applied; the task ended, the batch is rolled back.
+    SchemaFailed {
+        /// The shard.
+        shard: usize,
+        /// The table (or DDL) it was about.
+        statement: String,
+        /// Why.
+        error: String,
     },
 }
 
@@ -104,8 +134,34 @@ async fn apply(
 ) {
     let mut open = false;
     while let Some(item) = work.recv().await {
+        let schema = match &item {
+            Work::Schema(change) => Some(Either::Change(change.clone())),
+            Work::Ddl { search_path, sql } => Some(Either::Ddl(search_path.clone(), sql.clone())),
+            _ => None,
+        };
+        if let Some(schema) = schema {
+            if !open {
+                if let Err(error) = conn.execute("BEGIN").await {
+                    let _ = reports.send(Report::Failed { shard, error });
+                    conn.close().await;
+                    return;
+                }
+                open = true;
+            }
+            let result = match schema {
+                Either::Change(change) => apply_change(&mut conn, &change).await,
+                Either::Ddl(search_path, sql) => replay(&mut conn, &search_path, &sql).await,
+            };
+            if let Err(report) = result {
+                let _ = reports.send(report.into_report(shard));
+                conn.close().await;
+                return;
+            }
+            continue;
+        }
         let prepares = match &item {
             Work::Sql { prepare, .. } | Work::Commit { prepare, .. } => prepare,
+            Work::Schema(_) | Work::Ddl { .. } => continue,
         };
         for statement in prepares {
             if let Err(error) = conn.execute(statement).await {
@@ -143,6 +199,7 @@ async fn apply(
                 open = false;
                 Some(batch)
             }
+            Work::Schema(_) | Work::Ddl { .. } => None,
         };
         if let Err(error) = conn.execute(&sql).await {
             let _ = reports.send(Report::Failed { shard, error });
@@ -159,4 +216,117 @@ async fn apply(
         let _ = conn.execute("ROLLBACK").await;
     }
     conn.close().await;
+}
+
+enum Either {
+    Change(Arc<SchemaChange>),
+    Ddl(String, String),
+}
+
+/// Why a schema step failed.
+enum SchemaFailure {
+    Conn(ConnError),
+    Schema { statement: String, error: String },
+}
+
+impl SchemaFailure {
+    fn into_report(self, shard: usize) -> Report {
+        match self {
+            SchemaFailure::Conn(error) => Report::Failed { shard, error },
+            SchemaFailure::Schema { statement, error } => Report::SchemaFailed {
+                shard,
+                statement,
+                error,
+            },
+        }
+    }
+}
+
+impl From<ConnError> for SchemaFailure {
+    fn from(error: ConnError) -> Self {
+        SchemaFailure::Conn(error)
+    }
+}
+
+/// Whether a failed statement means the server or connection is in trouble (retry later)
+/// rather than the statement being wrong.
+fn server_trouble(error: &ConnError) -> bool {
+    match error {
+        ConnError::Sql { .. } => error
+            .code()
+            .is_some_and(|c| ["08", "57", "53"].iter().any(|p| c.starts_with(p))),
+        _ => true,
+    }
+}
+
+/// Runs `sql` inside a savepoint: `Ok(Err(e))` when the statement failed and was undone.
+async fn in_savepoint(conn: &mut Conn, sql: &str) -> Result<Result<(), ConnError>, ConnError> {
+    conn.execute("SAVEPOINT pgdog_schema").await?;
+    match conn.execute(sql).await {
+        Ok(_) => {
+            conn.execute("RELEASE SAVEPOINT pgdog_schema").await?;
+            Ok(Ok(()))
+        }
+        Err(e) if server_trouble(&e) => Err(e),
+        Err(e) => {
+            conn.execute("ROLLBACK TO SAVEPOINT pgdog_schema; RELEASE SAVEPOINT pgdog_schema")
+                .await?;
+            Ok(Err(e))
+        }
+    }
+}
+
+/// Compares the table's new shape with this shard's catalog and runs what differs.
+async fn apply_change(conn: &mut Conn, change: &SchemaChange) -> Result<(), SchemaFailure> {
+    let Some(columns) = schema::shard_columns(conn, &change.table).await? else {
+        return Err(SchemaFailure::Schema {
+            statement: change.table.clone(),
+            error: format!(
+                "{} does not exist on this shard; create it (SYNC_SCHEMA or RESYNC_TABLE), then RESUME_REPLICATION",
+                change.table
+            ),
+        });
+    };
+    let statements = schema::plan(&columns, change).map_err(|error| SchemaFailure::Schema {
+        statement: change.table.clone(),
+        error,
+    })?;
+    for ddl in statements {
+        match in_savepoint(conn, &ddl.sql).await? {
+            Ok(()) => info!("{}: {}", conn.addr(), ddl.sql),
+            Err(error) if ddl.essential => {
+                return Err(SchemaFailure::Schema {
+                    statement: ddl.sql,
+                    error: error.to_string(),
+                })
+            }
+            Err(error) => warn!("{}: {} failed (left out): {error}", conn.addr(), ddl.sql),
+        }
+    }
+    Ok(())
+}
+
+/// Replays DDL captured on the source, with its search_path; work already done is skipped.
+async fn replay(conn: &mut Conn, search_path: &str, sql: &str) -> Result<(), SchemaFailure> {
+    conn.execute(&format!(
+        "SELECT pg_catalog.set_config('search_path', {}, true)",
+        crate::quote::literal(search_path)
+    ))
+    .await?;
+    let result = in_savepoint(conn, sql).await?;
+    conn.execute("RESET search_path").await?;
+    match result {
+        Ok(()) => {
+            info!("{}: replayed {sql}", conn.addr());
+            Ok(())
+        }
+        Err(error) if error.code().is_some_and(|c| ALREADY_DONE.contains(&c)) => {
+            info!("{}: {sql}: already done ({error})", conn.addr());
+            Ok(())
+        }
+        Err(error) => Err(SchemaFailure::Schema {
+            statement: sql.to_string(),
+            error: error.to_string(),
+        }),
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::pgoutput::{Relation, ReplicaIdentity};
+use super::schema::SourceColumn;
 use super::wal::Lsn;
 use super::StreamError;
 use crate::quote;
@@ -25,6 +26,9 @@ pub struct TableInfo {
     pub primary_key: Vec<String>,
     /// Each column's type as SQL (`format_type`), by column name.
     pub types: HashMap<String, String>,
+    /// Each column's attribute number on the source, by name (names a column had earlier
+    /// in the session stay: a renamed column keeps its number).
+    pub attnums: HashMap<String, i16>,
     /// Changes committed before this position are in the copied rows already.
     pub watermark: Lsn,
 }
@@ -60,6 +64,8 @@ pub struct Target {
 pub struct Tables {
     by_oid: HashMap<u32, Arc<TableInfo>>,
     targets: HashMap<u32, Arc<Target>>,
+    /// The last Relation message of each table in this session.
+    shapes: HashMap<u32, Relation>,
 }
 
 impl Tables {
@@ -75,7 +81,7 @@ impl Tables {
             let rows = source
                 .query(&format!(
                     "SELECT a.attname, COALESCE(a.attnum = ANY(i.indkey), false), \
-                     pg_catalog.format_type(a.atttypid, a.atttypmod) \
+                     pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnum \
                      FROM pg_catalog.pg_attribute a \
                      LEFT JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid AND i.indisprimary \
                      WHERE a.attrelid = {} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -92,6 +98,9 @@ impl Tables {
             let types = (0..rows.rows.len())
                 .filter_map(|r| Some((rows.get(r, 0)?.to_string(), rows.get(r, 2)?.to_string())))
                 .collect();
+            let attnums = (0..rows.rows.len())
+                .filter_map(|r| Some((rows.get(r, 0)?.to_string(), rows.get(r, 3)?.parse().ok()?)))
+                .collect();
             let rule = rule_of(source, &table, &names, sharding).await?;
             let watermark = watermarks
                 .get(&(table.schema.clone(), table.name.clone()))
@@ -104,11 +113,39 @@ impl Tables {
                     rule,
                     primary_key,
                     types,
+                    attnums,
                     watermark,
                 }),
             );
         }
         Ok(tables)
+    }
+
+    /// Whether table `oid` is part of the move.
+    pub fn contains(&self, oid: u32) -> bool {
+        self.by_oid.contains_key(&oid)
+    }
+
+    /// Every table of the move.
+    pub fn all(&self) -> Vec<TableRef> {
+        self.by_oid.values().map(|i| i.table.clone()).collect()
+    }
+
+    /// The table named `name` (`table` or `schema.table`; unqualified names match any
+    /// schema, `public` first).
+    pub fn find(&self, name: &str) -> Option<TableRef> {
+        let (schema, table) = match name.split_once('.') {
+            Some((schema, table)) => (Some(schema), table),
+            None => (None, name),
+        };
+        let mut found: Vec<&TableRef> = self
+            .by_oid
+            .values()
+            .map(|i| &i.table)
+            .filter(|t| t.name == table && schema.is_none_or(|s| t.schema == s))
+            .collect();
+        found.sort_by_key(|t| (t.schema != "public", t.schema.clone()));
+        found.first().map(|t| (*t).clone())
     }
 
     /// Number of tables.
@@ -119,6 +156,42 @@ impl Tables {
     /// Whether the move has no tables.
     pub fn is_empty(&self) -> bool {
         self.by_oid.is_empty()
+    }
+
+    /// Whether a Relation message describes its table differently from the last one of this
+    /// session (the first one always does: the shards may be behind or ahead of it).
+    pub fn is_new_shape(&self, relation: &Relation) -> Result<bool, StreamError> {
+        if !self.by_oid.contains_key(&relation.oid) {
+            return Err(StreamError::UnknownTable {
+                table: quote::qualified(&relation.schema, &relation.name),
+            });
+        }
+        let same = self.shapes.get(&relation.oid).is_some_and(|last| {
+            last.columns.len() == relation.columns.len()
+                && last.columns.iter().zip(&relation.columns).all(|(a, b)| {
+                    a.name == b.name
+                        && a.type_oid == b.type_oid
+                        && a.type_modifier == b.type_modifier
+                })
+        });
+        Ok(!same)
+    }
+
+    /// Records what the source catalog says about the columns of table `oid` (types, and
+    /// attribute numbers under every name seen), and returns them.
+    pub fn learn(&mut self, oid: u32, columns: &[SourceColumn]) -> Option<Arc<TableInfo>> {
+        let info = self.by_oid.get(&oid)?;
+        let mut info = TableInfo::clone(info);
+        for column in columns {
+            info.types
+                .insert(column.name.clone(), column.sql_type.clone());
+            if let Some(attnum) = column.attnum {
+                info.attnums.insert(column.name.clone(), attnum);
+            }
+        }
+        let info = Arc::new(info);
+        self.by_oid.insert(oid, info.clone());
+        Some(info)
     }
 
     /// Takes a Relation message: checks the table is part of the move and records its shape.
@@ -187,6 +260,7 @@ impl Tables {
             types,
         };
         self.targets.insert(relation.oid, Arc::new(target));
+        self.shapes.insert(relation.oid, relation.clone());
         Ok(())
     }
 

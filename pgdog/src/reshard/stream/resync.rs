@@ -1,0 +1,167 @@
+//! Copying tables while a move streams: a table added to the publication (found by its
+//! first change or by the publication's table list), a table named by `RESYNC_TABLE`, and a
+//! table whose copy an earlier run left unfinished. The stream ends its session with every
+//! shard's batches committed, the table is created where missing (schema sync), emptied on
+//! the shards, copied at a fresh snapshot whose position becomes its watermark, verified, and
+//! indexed; the next session skips the table's changes before the watermark and applies the
+//! rest, so the table ends exactly like the source. A crash in between leaves the table's
+//! copy unfinished, which the next session finds and redoes.
+
+use std::time::{Duration, Instant};
+
+use pgdog_config::ConfigAndUsers;
+use tracing::info;
+
+use super::run::StreamOptions;
+use super::StreamError;
+use crate::reshard::conn::Conn;
+use crate::reshard::copy::{self, slot, state, DataSyncOptions};
+use crate::reshard::endpoints::ClusterEndpoints;
+use crate::reshard::publication::TableRef;
+use crate::reshard::schema::{self, KeyPlacement, Phase, SchemaSyncOptions};
+use crate::reshard::tasks::TaskHandle;
+
+/// The tables of the move whose copy is unfinished on a shard, or that a shard lacks.
+pub async fn unfinished(
+    shards: &mut [Conn],
+    slot: &str,
+    tables: &[TableRef],
+) -> Result<Vec<TableRef>, StreamError> {
+    let mut found: Vec<TableRef> = Vec::new();
+    for conn in shards.iter_mut() {
+        let states = match state::read(conn, slot).await {
+            Ok(states) => states,
+            // No copy ever ran on this shard (REPLICATE after an external copy).
+            Err(e) if e.code() == Some("42P01") || e.code() == Some("3F000") => Default::default(),
+            Err(e) => return Err(e.into()),
+        };
+        for table in tables {
+            let unfinished = states
+                .get(&(table.schema.clone(), table.name.clone()))
+                .is_some_and(|s| !s.complete());
+            let missing = if unfinished {
+                false
+            } else {
+                conn.query(&format!(
+                    "SELECT pg_catalog.to_regclass({}) IS NULL",
+                    crate::quote::literal(&table.qualified())
+                ))
+                .await?
+                .scalar()
+                    == Some("t")
+            };
+            if (unfinished || missing) && !found.contains(table) {
+                found.push(table.clone());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Copies `tables` again (`clean`: empty them on the shards first, for RESYNC_TABLE) while
+/// the stream's session is over.
+pub async fn copy_tables(
+    config: &ConfigAndUsers,
+    options: &StreamOptions,
+    slot_name: &str,
+    tables: &[TableRef],
+    clean: bool,
+    task: Option<&TaskHandle>,
+) -> Result<(), StreamError> {
+    let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
+    info!("copying {} while the stream waits", names.join(", "));
+    let source = ClusterEndpoints::resolve_as(config, &options.from, options.from_user.as_deref())?;
+    let destination =
+        ClusterEndpoints::resolve_as(config, &options.to, options.to_user.as_deref())?;
+    // The session's walsender may take a moment to let go of the slot.
+    let mut conn = source.connect_primary(options.source_shard).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while slot::find(&mut conn, slot_name)
+        .await?
+        .is_some_and(|s| s.active)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    conn.close().await;
+    if clean {
+        for shard in 0..destination.shards.len() {
+            let mut conn = destination.connect_primary(shard).await?;
+            for table in tables {
+                state::clean(&mut conn, slot_name, table).await?;
+            }
+            conn.close().await;
+        }
+    }
+    let failed = |what: &str, detail: String| StreamError::SchemaApply {
+        shard: 0,
+        statement: format!("{what} of {}", names.join(", ")),
+        error: detail,
+    };
+    let schema_options = |phase| SchemaSyncOptions {
+        from: options.from.clone(),
+        to: options.to.clone(),
+        publication: options.publication.clone(),
+        phase,
+        dry_run: false,
+        ignore_errors: true,
+        force: true,
+        index_jobs: None,
+        sequence_margin: None,
+        skip_preflight: true,
+        keys: KeyPlacement::WithTables,
+    };
+    // Objects that exist with another definition are left alone: the stream keeps the
+    // shards' tables in line with the source's.
+    let sync = |phase| async move {
+        let report = schema::run(
+            config,
+            &schema_options(phase),
+            &options.schema_log,
+            task,
+            |_| {},
+        )
+        .await
+        .map_err(|e| failed("schema sync", e.to_string()))?;
+        if report.failed() {
+            return Err(failed(
+                "schema sync",
+                format!(
+                    "{} (SHOW SCHEMA_SYNC lists each statement)",
+                    report.summary()
+                ),
+            ));
+        }
+        Ok::<(), StreamError>(())
+    };
+    sync(Phase::Pre).await?;
+    let copy = DataSyncOptions {
+        from: options.from.clone(),
+        to: options.to.clone(),
+        from_user: options.from_user.clone(),
+        to_user: options.to_user.clone(),
+        publication: options.publication.clone(),
+        slot: Some(slot_name.to_string()),
+        skip_schema_sync: true,
+        only: Some(
+            tables
+                .iter()
+                .map(|t| (t.schema.clone(), t.name.clone()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    copy::run(
+        config,
+        &copy,
+        &options.table_copies,
+        &options.schema_log,
+        task,
+        |_| {},
+    )
+    .await
+    .map_err(|e| failed("copy", e.to_string()))?;
+    sync(Phase::Post).await?;
+    info!("copied {}; streaming again", names.join(", "));
+    Ok(())
+}
