@@ -36,14 +36,14 @@ pub(super) async fn check(
         Err(e) => {
             let check = match phase {
                 Phase::Pre => "destination_not_empty",
-                Phase::Post | Phase::Cutover => "destination_missing_tables",
+                Phase::Post | Phase::Cutover | Phase::Sync => "destination_missing_tables",
             };
             return problems.push(Problem::unchecked(check, &server.label, &e));
         }
     };
     match phase {
         Phase::Pre => not_empty(server, &existing, findings, problems).await,
-        Phase::Post | Phase::Cutover => missing(server, facts, &existing, problems),
+        Phase::Post | Phase::Cutover | Phase::Sync => missing(server, facts, &existing, problems),
     }
 }
 

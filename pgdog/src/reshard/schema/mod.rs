@@ -10,20 +10,25 @@ pub enum Phase {
     Post,
     /// At the switch: sequence values.
     Cutover,
+    /// `SYNC_SCHEMA` while a stream runs: what changed on the source since.
+    Sync,
 }
 
 impl Phase {
-    /// `pre` / `post` / `cutover`.
+    /// `pre` / `post` / `cutover` / `sync`.
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pre => "pre",
             Phase::Post => "post",
             Phase::Cutover => "cutover",
+            Phase::Sync => "sync",
         }
     }
 }
 
 pub mod apply;
+pub mod catalog;
+pub mod compare;
 pub mod dump;
 pub mod facts;
 pub mod log;
@@ -31,6 +36,7 @@ pub mod plan;
 pub mod rewrite;
 pub mod run;
 pub mod sequences;
+pub mod sync;
 
 pub use log::{SchemaSyncLog, StatementRecord, StatementState};
 pub use run::{

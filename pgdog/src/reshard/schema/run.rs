@@ -196,6 +196,12 @@ pub async fn run(
                 conn.close().await;
             }
         }
+        Phase::Sync => {
+            conn.close().await;
+            return Err(SchemaSyncError::Plan(
+                "phase sync compares a running stream's tables: SYNC_SCHEMA runs it".into(),
+            ));
+        }
     }
     conn.close().await;
     stopped(task)?;
