@@ -7,6 +7,8 @@
 //! - [`sharding`]: a key's shard, exactly the partition PostgreSQL's `PARTITION BY HASH` picks.
 //! - [`route`]: the router's decisions (target shards, how to merge results) shared by the
 //!   planner, the executor and the merger.
+//! - [`ddl`]: which statements of a query are schema changes a database move must carry, and
+//!   the logical message that carries them.
 //! - [`merge`]: several shards' results combined into one (order, group, aggregate, limit).
 //! - [`plan`]: per statement, which shard(s) run it and how to merge (the sharding planner).
 //! - [`normalize`]: constants taken out of simple queries so one analysis serves them all.
@@ -15,6 +17,7 @@
 
 pub mod access;
 pub mod copy;
+pub mod ddl;
 pub mod merge;
 pub mod normalize;
 pub mod plan;

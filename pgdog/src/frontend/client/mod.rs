@@ -18,6 +18,7 @@ use crate::backend::pool::{Guard, Pool, PoolError};
 use crate::backend::stats::{add, micros, ConnState};
 use crate::frontend::aborted;
 use crate::frontend::clients::Registered;
+use crate::frontend::ddl_capture::DdlCapture;
 use crate::frontend::login::LoggedIn;
 use crate::frontend::reads;
 use crate::frontend::session::{self, Change};
@@ -93,6 +94,8 @@ pub struct Client {
     retries: u8,
     /// The sharded executor's state (databases with several shards).
     sharded: sharded::State,
+    /// DDL run while a replication stream reads the database, written to the WAL for it.
+    ddl: DdlCapture,
 }
 
 /// What the client logged in with.
@@ -145,6 +148,7 @@ impl Client {
             retry: None,
             retries: 0,
             sharded: sharded::State::default(),
+            ddl: DdlCapture::default(),
         }
     }
 
@@ -247,6 +251,10 @@ impl Client {
                 }
                 Event::QueryTimeout => self.cancel_running_query().await,
             }
+            // Messages held while DDL was answered and recorded go on now.
+            if let Some(frames) = self.ddl.take_held() {
+                self.dispatch(frames).await?;
+            }
         }
     }
 
@@ -296,6 +304,10 @@ impl Client {
     /// Sends client messages on: through the sharding router for a database with several
     /// shards, straight to the client's server otherwise.
     async fn dispatch(&mut self, frames: Vec<Frame>) -> Result<(), Error> {
+        if self.ddl.is_awaiting() {
+            frames.into_iter().for_each(|frame| self.ddl.hold(frame));
+            return Ok(());
+        }
         if self.server.is_none() && self.pass.is_none() && self.gate.is_paused() {
             // Wait before routing: a cutover switches what this database is (one server or
             // several shards) while its clients wait.
@@ -399,7 +411,16 @@ impl Client {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
+        let (replication, database) = (&self.state.replication, &self.login.database);
         for frame in frames {
+            // After a request that ran DDL on a database being moved, the rest waits for its
+            // answer (see `ddl_capture`).
+            if self.ddl.is_awaiting() {
+                self.ddl.hold(frame);
+                continue;
+            }
+            self.ddl
+                .outgoing(&frame, || replication.is_source(database));
             match frame.tag {
                 b'Q' => {
                     self.pending_changes.extend(session::changes(frame.body()));
@@ -720,6 +741,9 @@ impl Client {
                 let server = &mut **server;
                 server.pending.route(&frame, &mut server.prepared)
             };
+            if route == Route::Forward && self.ddl.is_awaiting() {
+                self.ddl.incoming(&frame, server, &mut self.out).await;
+            }
             match frame.tag {
                 b'Z' => {
                     let status = messages::ready_status(&frame)?;
@@ -865,6 +889,7 @@ impl Client {
             }
         }
         self.end_transaction();
+        self.ddl.server_lost();
         let mut waiting = false;
         let mut in_transaction = false;
         if let Some(mut server) = self.server.take() {
