@@ -316,6 +316,15 @@ impl DataSyncSetup {
         }
     }
 
+    /// Kills pgdog with SIGKILL (no cleanup of any kind); [`start_pgdog`](Self::start_pgdog)
+    /// starts a new one on the same files.
+    pub fn kill_pgdog(&mut self) {
+        if let Some(mut pgdog) = self.pgdog.take() {
+            pgdog.signal(9);
+            pgdog.wait_exit(Duration::from_secs(10));
+        }
+    }
+
     /// A connection to `database` on the source cluster.
     pub async fn source_client(&self, database: &str) -> Client {
         connect(&self.source, database).await

@@ -168,3 +168,67 @@ pub fn of_task(copies: &QueryResult, task_id: &str) -> QueryResult {
         counts: copies.counts.clone(),
     }
 }
+
+/// One stream's row of `SHOW REPLICATION` (column → value).
+pub type StreamRow = std::collections::BTreeMap<String, String>;
+
+/// The `SHOW REPLICATION` row of task `task_id`'s stream (the latest, if it ran several).
+pub async fn stream_row(admin: &Client, task_id: &str) -> Option<StreamRow> {
+    let result = run_simple(admin, "SHOW REPLICATION")
+        .await
+        .unwrap_or_else(|e| panic!("SHOW REPLICATION: {e}"));
+    let row = (0..result.rows.len())
+        .rev()
+        .find(|r| result.cell(*r, "task_id") == Some(task_id))?;
+    Some(
+        result
+            .columns
+            .iter()
+            .map(|c| (c.clone(), result.cell(row, c).unwrap_or("").to_string()))
+            .collect(),
+    )
+}
+
+/// `X/Y` as a number.
+pub fn lsn(text: &str) -> u64 {
+    let (hi, lo) = text.split_once('/').unwrap_or(("0", "0"));
+    let half = |part: &str| u64::from_str_radix(part, 16).unwrap_or(0);
+    (half(hi) << 32) | half(lo)
+}
+
+/// Waits until task `task_id`'s stream has applied everything the source (`source`, a
+/// direct connection) had written when called, and streams; returns its row.
+pub async fn wait_caught_up(
+    admin: &Client,
+    source: &Client,
+    task_id: &str,
+    timeout: Duration,
+) -> StreamRow {
+    let target: String = source
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .unwrap_or_else(|e| panic!("pg_current_wal_insert_lsn: {e}"))
+        .get(0);
+    let target = lsn(&target);
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(row) = stream_row(admin, task_id).await {
+            let status = row.get("status").map(String::as_str).unwrap_or("");
+            assert!(
+                !status.starts_with("failed") && status != "stopped",
+                "task {task_id}'s stream ended: {row:?}"
+            );
+            let applied = lsn(row.get("applied_lsn").map(String::as_str).unwrap_or(""));
+            if status == "streaming" && applied >= target {
+                return row;
+            }
+            last = Some(row);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "task {task_id}'s stream did not apply up to {target:X} within {timeout:?}; last seen: {last:?}; task: {:?}",
+        task(admin, task_id).await
+    )
+}

@@ -60,6 +60,7 @@ pub fn schema_sync(state: &Arc<PoolerState>, command: &SchemaSync) -> Result<Rep
         sequence_margin: None,
         skip_preflight: false,
         keys: Default::default(),
+        only_tables: None,
     };
     let log = state.schema_sync.clone();
     let id = state.tasks.start(TaskKind::SchemaSync, move |task| async move {

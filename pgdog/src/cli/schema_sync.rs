@@ -74,6 +74,7 @@ impl SchemaSyncArgs {
             sequence_margin: self.sequence_margin,
             skip_preflight: false,
             keys: Default::default(),
+            only_tables: None,
         }
     }
 }

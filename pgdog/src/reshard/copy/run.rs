@@ -140,6 +140,7 @@ pub async fn run(
         sequence_margin: None,
         skip_preflight: true,
         keys: KeyPlacement::AfterCopy,
+        only_tables: None,
     };
     if !options.skip_schema_sync {
         step("schema sync before the copy");

@@ -189,6 +189,7 @@ async fn cut(
             sequence_margin: None,
             skip_preflight: true,
             keys: Default::default(),
+            only_tables: None,
         },
     )
     .await

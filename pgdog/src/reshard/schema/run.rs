@@ -49,6 +49,9 @@ pub struct SchemaSyncOptions {
     pub skip_preflight: bool,
     /// Whether primary keys come with the tables (pre) or after the copy (post).
     pub keys: KeyPlacement,
+    /// Only these tables (schema, name) of the publication and their objects (a stream
+    /// creating a table added while it runs); `None`: every table.
+    pub only_tables: Option<Vec<(String, String)>>,
 }
 
 /// Why a run stopped.
@@ -161,7 +164,10 @@ pub async fn run(
             database: options.from.clone(),
         });
     }
-    let tables = publication::tables(&mut conn, &options.publication).await?;
+    let mut tables = publication::tables(&mut conn, &options.publication).await?;
+    if let Some(only) = &options.only_tables {
+        tables.retain(|t| only.contains(&(t.schema.clone(), t.name.clone())));
+    }
     let facts = SourceFacts::read(&mut conn, &tables).await?;
     let pg_dump = PgDump::locate(config.config.replication.pg_dump_path.as_deref()).await?;
     if let Some(version) = conn.server_version_num() {

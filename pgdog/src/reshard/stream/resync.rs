@@ -10,9 +10,10 @@
 use std::time::{Duration, Instant};
 
 use pgdog_config::ConfigAndUsers;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::run::StreamOptions;
+use super::schema::forget_shapes;
 use super::StreamError;
 use crate::reshard::conn::Conn;
 use crate::reshard::copy::{self, slot, state, DataSyncOptions};
@@ -59,7 +60,7 @@ pub async fn unfinished(
 }
 
 /// Copies `tables` again (`clean`: empty them on the shards first, for RESYNC_TABLE) while
-/// the stream's session is over.
+/// the stream's session is over; a warning when an index or constraint could not be made.
 pub async fn copy_tables(
     config: &ConfigAndUsers,
     options: &StreamOptions,
@@ -67,7 +68,7 @@ pub async fn copy_tables(
     tables: &[TableRef],
     clean: bool,
     task: Option<&TaskHandle>,
-) -> Result<(), StreamError> {
+) -> Result<Option<String>, StreamError> {
     let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
     info!("copying {} while the stream waits", names.join(", "));
     let source = ClusterEndpoints::resolve_as(config, &options.from, options.from_user.as_deref())?;
@@ -84,21 +85,34 @@ pub async fn copy_tables(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     conn.close().await;
-    if clean {
-        for shard in 0..destination.shards.len() {
-            let mut conn = destination.connect_primary(shard).await?;
+    for shard in 0..destination.shards.len() {
+        let mut conn = destination.connect_primary(shard).await?;
+        if clean {
+            // Emptied and marked unfinished at once: a crash from here on leaves a copy
+            // that the next session finds and redoes.
+            conn.execute("BEGIN").await?;
             for table in tables {
                 state::clean(&mut conn, slot_name, table).await?;
+                state::begin_table(&mut conn, slot_name, table, "0/0", 1).await?;
             }
-            conn.close().await;
+            conn.execute("COMMIT").await?;
         }
+        // The copy has the source's shape of the moment: shapes applied before mean nothing.
+        forget_shapes(&mut conn, slot_name, &names).await?;
+        conn.close().await;
     }
     let failed = |what: &str, detail: String| StreamError::SchemaApply {
         shard: 0,
         statement: format!("{what} of {}", names.join(", ")),
         error: detail,
     };
-    let schema_options = |phase| SchemaSyncOptions {
+    let names_of = |tables: &[TableRef]| -> Vec<(String, String)> {
+        tables
+            .iter()
+            .map(|t| (t.schema.clone(), t.name.clone()))
+            .collect()
+    };
+    let schema_options = |phase, only: Vec<(String, String)>| SchemaSyncOptions {
         from: options.from.clone(),
         to: options.to.clone(),
         publication: options.publication.clone(),
@@ -110,31 +124,32 @@ pub async fn copy_tables(
         sequence_margin: None,
         skip_preflight: true,
         keys: KeyPlacement::WithTables,
+        only_tables: Some(only),
     };
     // Objects that exist with another definition are left alone: the stream keeps the
-    // shards' tables in line with the source's.
-    let sync = |phase| async move {
+    // shards' tables in line with the source's. The first statement that failed, if any.
+    let sync = |phase, only| async move {
         let report = schema::run(
             config,
-            &schema_options(phase),
+            &schema_options(phase, only),
             &options.schema_log,
             task,
             |_| {},
         )
         .await
         .map_err(|e| failed("schema sync", e.to_string()))?;
-        if report.failed() {
-            return Err(failed(
-                "schema sync",
+        Ok::<Option<String>, StreamError>(report.shards.iter().find_map(|s| {
+            s.first_error.as_ref().map(|e| {
                 format!(
-                    "{} (SHOW SCHEMA_SYNC lists each statement)",
-                    report.summary()
-                ),
-            ));
-        }
-        Ok::<(), StreamError>(())
+                    "shard {}: {e} (SHOW SCHEMA_SYNC lists each statement)",
+                    s.shard
+                )
+            })
+        }))
     };
-    sync(Phase::Pre).await?;
+    if let Some(error) = sync(Phase::Pre, names_of(tables)).await? {
+        return Err(failed("schema sync", error));
+    }
     let copy = DataSyncOptions {
         from: options.from.clone(),
         to: options.to.clone(),
@@ -143,12 +158,7 @@ pub async fn copy_tables(
         publication: options.publication.clone(),
         slot: Some(slot_name.to_string()),
         skip_schema_sync: true,
-        only: Some(
-            tables
-                .iter()
-                .map(|t| (t.schema.clone(), t.name.clone()))
-                .collect(),
-        ),
+        only: Some(names_of(tables)),
         ..Default::default()
     };
     copy::run(
@@ -161,7 +171,44 @@ pub async fn copy_tables(
     )
     .await
     .map_err(|e| failed("copy", e.to_string()))?;
-    sync(Phase::Post).await?;
+    // Indexes and constraints of the tables, and foreign keys of the tables referencing
+    // them (emptying a table drops those on the shards). The stream does not need them:
+    // a failure is reported, not fatal.
+    let mut post = names_of(tables);
+    let mut source_conn = source.connect_primary(options.source_shard).await?;
+    for referencing in referencing_tables(&mut source_conn, tables).await? {
+        if !post.contains(&referencing) {
+            post.push(referencing);
+        }
+    }
+    source_conn.close().await;
+    let warning = sync(Phase::Post, post).await?;
+    if let Some(warning) = &warning {
+        warn!(
+            "after copying {}, an index or constraint could not be created: {warning}",
+            names.join(", ")
+        );
+    }
     info!("copied {}; streaming again", names.join(", "));
-    Ok(())
+    Ok(warning)
+}
+
+/// The tables whose foreign keys reference `tables`.
+async fn referencing_tables(
+    conn: &mut Conn,
+    tables: &[TableRef],
+) -> Result<Vec<(String, String)>, StreamError> {
+    let oids: Vec<String> = tables.iter().map(|t| t.oid.to_string()).collect();
+    let rows = conn
+        .query(&format!(
+            "SELECT DISTINCT n.nspname, c.relname FROM pg_catalog.pg_constraint k \
+             JOIN pg_catalog.pg_class c ON c.oid = k.conrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE k.contype = 'f' AND k.confrelid IN ({})",
+            oids.join(", ")
+        ))
+        .await?;
+    Ok((0..rows.rows.len())
+        .filter_map(|r| Some((rows.get(r, 0)?.to_string(), rows.get(r, 1)?.to_string())))
+        .collect())
 }

@@ -68,6 +68,8 @@ pub struct ShardSql {
     /// a multi-statement query keeps the whole query text as its source, which PostgreSQL
     /// then copies on every EXECUTE.
     pub prepares: Vec<String>,
+    /// Where the open source transaction's statements start: (`sql` length, `rows`).
+    open_at: (usize, u64),
 }
 
 impl ShardSql {
@@ -83,7 +85,43 @@ impl ShardSql {
     /// Takes the SQL so far (the batch goes to the shard).
     pub fn take(&mut self) -> String {
         self.open_insert = None;
+        self.open_at = (usize::MAX, u64::MAX);
         std::mem::take(&mut self.sql)
+    }
+
+    /// A source transaction begins: its statements start here (and do not extend an INSERT
+    /// of the transactions before, so the batch can be cut between them).
+    pub fn begin_transaction(&mut self) {
+        self.open_at = (self.sql.len(), self.rows);
+        self.open_insert = None;
+    }
+
+    /// Whether the open transaction's statements are all here (none sent ahead).
+    pub fn can_split(&self) -> bool {
+        let (at, rows) = self.open_at;
+        at <= self.sql.len() && rows <= self.rows
+    }
+
+    /// Cuts off the open transaction's statements and row count (the rest of the batch is
+    /// committed without them), or `None` when part of it was sent already.
+    pub fn split_open(&mut self) -> Option<(String, u64)> {
+        if !self.can_split() {
+            return None;
+        }
+        let (at, rows) = self.open_at;
+        let open = self.sql.split_off(at);
+        let open_rows = self.rows - rows;
+        self.rows = rows;
+        self.open_insert = None;
+        Some((open.trim_start_matches(";\n").to_string(), open_rows))
+    }
+
+    /// Puts back what [`split_open`](Self::split_open) cut off, as the next batch's start.
+    pub fn restore_open(&mut self, sql: String, rows: u64) {
+        self.sql = sql;
+        self.rows = rows;
+        self.open_at = (0, 0);
+        self.open_insert = None;
     }
 
     /// Starts the next batch: no SQL, no rows; the prepared statements stay.
@@ -91,6 +129,7 @@ impl ShardSql {
         self.open_insert = None;
         self.sql.clear();
         self.rows = 0;
+        self.open_at = (0, 0);
     }
 
     /// Runs `shape` (a statement with `$n` parameters) with `params`: prepared once per

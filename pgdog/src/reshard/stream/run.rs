@@ -155,7 +155,12 @@ pub async fn run(
                     task.set_step(format!("streaming changes from slot {}", context.slot));
                 }
                 match copied {
-                    Ok(()) => attempt = 0,
+                    Ok(warning) => {
+                        attempt = 0;
+                        if warning.is_some() {
+                            stats.update(id, |r| r.last_error = warning);
+                        }
+                    }
                     Err(_) if context.stopping() => {
                         stats.update(id, |r| r.status = StreamStatus::Stopped);
                         return Ok(());
@@ -736,6 +741,9 @@ impl Stream<'_> {
                     self.batch.started = Some(Instant::now());
                     self.batch.first_time = Some(commit_time);
                 }
+                for shard in &mut self.batch.shards {
+                    shard.begin_transaction();
+                }
                 self.open = Some(Open {
                     commit_lsn: final_lsn,
                     commit_time,
@@ -841,7 +849,7 @@ impl Stream<'_> {
             }
             Message::LogicalMessage {
                 prefix, content, ..
-            } if prefix == schema::DDL_MESSAGE => self.replay_ddl(&content).await?,
+            } if prefix == crate::router::ddl::MESSAGE_PREFIX => self.replay_ddl(&content).await?,
             Message::Origin { .. } | Message::Type { .. } | Message::LogicalMessage { .. } => {}
             Message::StreamStart { .. }
             | Message::StreamStop
@@ -881,6 +889,7 @@ impl Stream<'_> {
             return Ok(());
         }
         let active = open.active.clone();
+        self.commit_before_open().await?;
         let change = Arc::new(SchemaChange {
             table: info.table.qualified(),
             key: info.rule.as_ref().map(|r| r.column().to_string()),
@@ -895,18 +904,48 @@ impl Stream<'_> {
     /// this transaction, at this point of it.
     async fn replay_ddl(&mut self, content: &[u8]) -> Result<(), StreamError> {
         let text = String::from_utf8_lossy(content);
-        let (search_path, sql) = text.split_once('\n').unwrap_or(("", &text));
+        let (search_path, sql) = crate::router::ddl::split_message(&text).unwrap_or(("", &text));
         let Some(open) = self.open.as_ref() else {
             warn!("DDL captured outside a transaction was not replayed: {sql}");
             return Ok(());
         };
         let active = open.active.clone();
         let (search_path, sql) = (search_path.to_string(), sql.to_string());
+        self.commit_before_open().await?;
         self.send_to_active_shards(&active, || Work::Ddl {
             search_path: search_path.clone(),
             sql: sql.clone(),
         })
         .await
+    }
+
+    /// Commits the batch's transactions before the open one, so a schema change that fails
+    /// in it pauses the stream right there: resuming starts with that transaction.
+    async fn commit_before_open(&mut self) -> Result<(), StreamError> {
+        let Some(commit_time) = self.open.as_ref().map(|o| o.commit_time) else {
+            return Ok(());
+        };
+        if self.batch.last.is_none() {
+            return Ok(());
+        }
+        // Part of it went ahead (a large transaction): nothing can be cut.
+        if !self.batch.shards.iter().all(ShardSql::can_split) {
+            return Ok(());
+        }
+        let open: Vec<(String, u64)> = self
+            .batch
+            .shards
+            .iter_mut()
+            .map(|shard| shard.split_open().unwrap_or_default())
+            .collect();
+        self.flush().await?;
+        for (shard, (sql, rows)) in open.into_iter().enumerate() {
+            self.batch.touched[shard] = rows > 0;
+            self.batch.shards[shard].restore_open(sql, rows);
+        }
+        self.batch.started = Some(Instant::now());
+        self.batch.first_time = Some(commit_time);
+        Ok(())
     }
 
     /// Sends each active shard its pending statements, then `work()`.

@@ -17,10 +17,6 @@ use std::collections::{HashMap, HashSet};
 use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
 
-/// Prefix of the logical messages carrying DDL that applications ran through pgdog on the
-/// source: the session's search_path, a newline, then the statements.
-pub const DDL_MESSAGE: &str = "pgdog_ddl";
-
 /// A column as the source publishes it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceColumn {
@@ -85,26 +81,49 @@ fn same_type(source: &str, shard: &str) -> bool {
     source == shard || (shard == "bigint" && matches!(source, "integer" | "smallint"))
 }
 
-/// The statements that turn the shard's columns into the source's, or why it cannot be done
-/// automatically.
-pub fn plan(shard: &[ShardColumn], change: &SchemaChange) -> Result<Vec<Ddl>, String> {
+/// One step from a table's previous shape to its new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `RENAME COLUMN from TO to`.
+    Rename {
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// `DROP COLUMN`.
+    Drop(String),
+    /// `ALTER COLUMN ... TYPE`.
+    Retype {
+        /// The column.
+        name: String,
+        /// Its new type.
+        sql_type: String,
+    },
+    /// `ADD COLUMN`.
+    Add(SourceColumn),
+}
+
+/// The steps from the table's `previous` shape (what this shard last applied, or its catalog)
+/// to the source's new one, or why they cannot be applied automatically.
+pub fn plan(previous: &[ShardColumn], change: &SchemaChange) -> Result<Vec<Op>, String> {
     let table = &change.table;
     let source_names: HashSet<&str> = change.columns.iter().map(|c| c.name.as_str()).collect();
-    let shard_names: HashSet<&str> = shard.iter().map(|c| c.name.as_str()).collect();
-    let gone: Vec<&ShardColumn> = shard
+    let previous_names: HashSet<&str> = previous.iter().map(|c| c.name.as_str()).collect();
+    let gone: Vec<&ShardColumn> = previous
         .iter()
         .filter(|c| !source_names.contains(c.name.as_str()))
         .collect();
     let new: Vec<&SourceColumn> = change
         .columns
         .iter()
-        .filter(|c| !shard_names.contains(c.name.as_str()))
+        .filter(|c| !previous_names.contains(c.name.as_str()))
         .collect();
-    let renames = renames(shard, change, &gone, &new);
+    let renames = renames(previous, change, &gone, &new);
     let renamed_from: HashSet<&str> = renames.iter().map(|(from, _)| *from).collect();
     let renamed_to: HashSet<&str> = renames.iter().map(|(_, to)| *to).collect();
     let key = change.key.as_deref();
-    let mut statements = Vec::new();
+    let mut ops = Vec::new();
 
     for (from, to) in &renames {
         if Some(*from) == key {
@@ -114,11 +133,10 @@ pub fn plan(shard: &[ShardColumn], change: &SchemaChange) -> Result<Vec<Ddl>, St
                 quote::ident(to)
             ));
         }
-        statements.push(Ddl::essential(format!(
-            "ALTER TABLE {table} RENAME COLUMN {} TO {}",
-            quote::ident(from),
-            quote::ident(to)
-        )));
+        ops.push(Op::Rename {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
     }
     for column in gone
         .iter()
@@ -130,13 +148,10 @@ pub fn plan(shard: &[ShardColumn], change: &SchemaChange) -> Result<Vec<Ddl>, St
                 quote::ident(&column.name)
             ));
         }
-        statements.push(Ddl::essential(format!(
-            "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
-            quote::ident(&column.name)
-        )));
+        ops.push(Op::Drop(column.name.clone()));
     }
     // Types of the columns both sides have (renamed ones under their new name).
-    let shard_types: HashMap<&str, &str> = shard
+    let previous_types: HashMap<&str, &str> = previous
         .iter()
         .map(|c| {
             let name = renames
@@ -148,22 +163,73 @@ pub fn plan(shard: &[ShardColumn], change: &SchemaChange) -> Result<Vec<Ddl>, St
         })
         .collect();
     for column in &change.columns {
-        let Some(shard_type) = shard_types.get(column.name.as_str()) else {
+        let Some(previous_type) = previous_types.get(column.name.as_str()) else {
             continue;
         };
-        if same_type(&column.sql_type, shard_type) {
-            continue;
+        if !same_type(&column.sql_type, previous_type) {
+            ops.push(Op::Retype {
+                name: column.name.clone(),
+                sql_type: column.sql_type.clone(),
+            });
         }
-        statements.push(Ddl::essential(format!(
-            "ALTER TABLE {table} ALTER COLUMN {name} TYPE {ty} USING {name}::{ty}",
-            name = quote::ident(&column.name),
-            ty = column.sql_type
-        )));
     }
     for column in new.iter().filter(|c| !renamed_to.contains(c.name.as_str())) {
-        statements.extend(add_column(table, column));
+        ops.push(Op::Add((*column).clone()));
     }
-    Ok(statements)
+    Ok(ops)
+}
+
+/// The statements that carry out `ops` on a shard whose table has `columns`, leaving out
+/// what the shard already has (an operator's fix, `SYNC_SCHEMA`, or DDL replayed earlier).
+pub fn statements(table: &str, ops: &[Op], columns: &[ShardColumn]) -> Vec<Ddl> {
+    let mut columns = columns.to_vec();
+    let mut statements = Vec::new();
+    let position =
+        |columns: &[ShardColumn], name: &str| columns.iter().position(|c| c.name == name);
+    for op in ops {
+        match op {
+            Op::Rename { from, to } => {
+                if let (Some(at), None) = (position(&columns, from), position(&columns, to)) {
+                    statements.push(Ddl::essential(format!(
+                        "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+                        quote::ident(from),
+                        quote::ident(to)
+                    )));
+                    columns[at].name = to.clone();
+                }
+            }
+            Op::Drop(name) => {
+                if let Some(at) = position(&columns, name) {
+                    statements.push(Ddl::essential(format!(
+                        "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
+                        quote::ident(name)
+                    )));
+                    columns.remove(at);
+                }
+            }
+            Op::Retype { name, sql_type } => {
+                if let Some(at) = position(&columns, name) {
+                    if !same_type(sql_type, &columns[at].sql_type) {
+                        statements.push(Ddl::essential(format!(
+                            "ALTER TABLE {table} ALTER COLUMN {name} TYPE {sql_type} USING {name}::{sql_type}",
+                            name = quote::ident(name)
+                        )));
+                        columns[at].sql_type = sql_type.clone();
+                    }
+                }
+            }
+            Op::Add(column) => {
+                if position(&columns, &column.name).is_none() {
+                    statements.extend(add_column(table, column));
+                    columns.push(ShardColumn {
+                        name: column.name.clone(),
+                        sql_type: column.sql_type.clone(),
+                    });
+                }
+            }
+        }
+    }
+    statements
 }
 
 /// Pairs of (shard name, source name) that are one column renamed.
@@ -250,6 +316,85 @@ fn add_column(table: &str, column: &SourceColumn) -> Vec<Ddl> {
         (None, None) => {}
     }
     statements
+}
+
+/// Creates the table holding, per slot and table, the shape each shard last applied.
+pub const CREATE_SHAPES: &str = "CREATE TABLE IF NOT EXISTS pgdog.replication_shapes (\
+    slot text NOT NULL, table_name text NOT NULL, columns text[] NOT NULL, types text[] NOT NULL, \
+    PRIMARY KEY (slot, table_name))";
+
+/// The shape this shard last applied for `table` under `slot` (`None`: none recorded).
+pub async fn stored_shape(
+    conn: &mut Conn,
+    slot: &str,
+    table: &str,
+) -> Result<Option<Vec<ShardColumn>>, ConnError> {
+    let rows = conn
+        .query(&format!(
+            "SELECT x.n, x.t FROM pgdog.replication_shapes s, \
+             unnest(s.columns, s.types) WITH ORDINALITY AS x(n, t, i) \
+             WHERE s.slot = {} AND s.table_name = {} ORDER BY x.i",
+            quote::literal(slot),
+            quote::literal(table)
+        ))
+        .await?;
+    if rows.rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        (0..rows.rows.len())
+            .filter_map(|r| {
+                Some(ShardColumn {
+                    name: rows.get(r, 0)?.to_string(),
+                    sql_type: rows.get(r, 1)?.to_string(),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// Records `change` as the shape this shard applied (in the batch's transaction).
+pub fn store_shape_sql(slot: &str, change: &SchemaChange) -> String {
+    let array = |values: Vec<&str>| {
+        format!(
+            "ARRAY[{}]::text[]",
+            values
+                .into_iter()
+                .map(quote::literal)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "INSERT INTO pgdog.replication_shapes (slot, table_name, columns, types) \
+         VALUES ({}, {}, {}, {}) ON CONFLICT (slot, table_name) DO UPDATE \
+         SET columns = excluded.columns, types = excluded.types",
+        quote::literal(slot),
+        quote::literal(&change.table),
+        array(change.columns.iter().map(|c| c.name.as_str()).collect()),
+        array(change.columns.iter().map(|c| c.sql_type.as_str()).collect()),
+    )
+}
+
+/// Forgets the shapes recorded for `tables` (copied again: the copy has the source's shape).
+pub async fn forget_shapes(
+    conn: &mut Conn,
+    slot: &str,
+    tables: &[String],
+) -> Result<(), ConnError> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = tables.iter().map(|t| quote::literal(t)).collect();
+    let sql = format!(
+        "DELETE FROM pgdog.replication_shapes WHERE slot = {} AND table_name IN ({})",
+        quote::literal(slot),
+        names.join(", ")
+    );
+    match conn.execute(&sql).await {
+        Err(e) if e.code() != Some("42P01") && e.code() != Some("3F000") => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// What the source says about the columns of a Relation message (`columns`: name, type OID,
@@ -365,8 +510,12 @@ mod tests {
         }
     }
 
-    fn sql(plan: Result<Vec<Ddl>, String>) -> Vec<String> {
-        plan.unwrap().into_iter().map(|d| d.sql).collect()
+    /// The statements for a shard whose table is `previous` (what it applied last).
+    fn sql(previous: &[ShardColumn], change: &SchemaChange) -> Vec<String> {
+        statements(&change.table, &plan(previous, change).unwrap(), previous)
+            .into_iter()
+            .map(|d| d.sql)
+            .collect()
     }
 
     const BASE: [(&str, &str); 3] = [("id", "bigint"), ("user_id", "bigint"), ("note", "text")];
@@ -378,7 +527,7 @@ mod tests {
             ("user_id", "bigint", Some(2)),
             ("note", "text", Some(3)),
         ]);
-        assert!(sql(plan(&shard(&BASE), &change)).is_empty());
+        assert!(sql(&shard(&BASE), &change).is_empty());
     }
 
     #[test]
@@ -394,7 +543,7 @@ mod tests {
         change.columns[3].default = Some("'new'::text".into());
         change.columns[3].not_null = true;
         assert_eq!(
-            sql(plan(&shard(&BASE), &change)),
+            sql(&shard(&BASE), &change),
             vec![
                 "ALTER TABLE \"public\".\"orders\" ADD COLUMN IF NOT EXISTS \"status\" text DEFAULT 'new'::text NOT NULL",
                 "ALTER TABLE \"public\".\"orders\" ALTER COLUMN \"status\" SET DEFAULT 'new'::text",
@@ -422,7 +571,7 @@ mod tests {
         change.attnums.insert("note".into(), 3);
         change.attnums.insert("old".into(), 4);
         assert_eq!(
-            sql(plan(&shard_columns, &change)),
+            sql(&shard_columns, &change),
             vec![
                 "ALTER TABLE \"public\".\"orders\" RENAME COLUMN \"note\" TO \"comment\"",
                 "ALTER TABLE \"public\".\"orders\" DROP COLUMN IF EXISTS \"old\"",
@@ -441,7 +590,7 @@ mod tests {
         ]);
         change.attnums.insert("note".into(), 3);
         assert_eq!(
-            sql(plan(&shard(&BASE), &change)),
+            sql(&shard(&BASE), &change),
             vec![
                 "ALTER TABLE \"public\".\"orders\" DROP COLUMN IF EXISTS \"note\"",
                 "ALTER TABLE \"public\".\"orders\" ADD COLUMN IF NOT EXISTS \"label\" text",
@@ -458,9 +607,39 @@ mod tests {
             ("comment", "text", Some(3)),
         ]);
         assert_eq!(
-            sql(plan(&shard(&BASE), &change)),
+            sql(&shard(&BASE), &change),
             vec!["ALTER TABLE \"public\".\"orders\" RENAME COLUMN \"note\" TO \"comment\""]
         );
+    }
+
+    #[test]
+    fn work_the_shard_already_has_is_left_out() {
+        // The shard already has the new type (an operator's fix) and the new column
+        // (SYNC_SCHEMA); the rename was replayed from captured DDL.
+        let previous = shard(&BASE);
+        let mut change = source(&[
+            ("id", "bigint", Some(1)),
+            ("user_id", "bigint", Some(2)),
+            ("comment", "integer", Some(3)),
+            ("extra", "text", Some(4)),
+        ]);
+        change.attnums.insert("note".into(), 3);
+        let ops = plan(&previous, &change).unwrap();
+        assert_eq!(ops.len(), 3, "{ops:?}");
+        let now = shard(&[
+            ("id", "bigint"),
+            ("user_id", "bigint"),
+            ("comment", "integer"),
+            ("extra", "text"),
+        ]);
+        assert!(statements(&change.table, &ops, &now).is_empty());
+        // An old shape after a newer one the shard has: nothing to undo.
+        let old = source(&[
+            ("id", "bigint", Some(1)),
+            ("user_id", "bigint", Some(2)),
+            ("note", "text", Some(3)),
+        ]);
+        assert!(plan(&previous, &old).unwrap().is_empty());
     }
 
     #[test]

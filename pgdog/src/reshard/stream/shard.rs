@@ -149,7 +149,7 @@ async fn apply(
                 open = true;
             }
             let result = match schema {
-                Either::Change(change) => apply_change(&mut conn, &change).await,
+                Either::Change(change) => apply_change(&mut conn, &slot, &change).await,
                 Either::Ddl(search_path, sql) => replay(&mut conn, &search_path, &sql).await,
             };
             if let Err(report) = result {
@@ -276,8 +276,14 @@ async fn in_savepoint(conn: &mut Conn, sql: &str) -> Result<Result<(), ConnError
     }
 }
 
-/// Compares the table's new shape with this shard's catalog and runs what differs.
-async fn apply_change(conn: &mut Conn, change: &SchemaChange) -> Result<(), SchemaFailure> {
+/// Takes the table's new shape: the steps from the shape this shard applied last (or its
+/// catalog, the first time) to the new one, minus what the shard already has, run in the
+/// batch's transaction with the new shape recorded.
+async fn apply_change(
+    conn: &mut Conn,
+    slot: &str,
+    change: &SchemaChange,
+) -> Result<(), SchemaFailure> {
     let Some(columns) = schema::shard_columns(conn, &change.table).await? else {
         return Err(SchemaFailure::Schema {
             statement: change.table.clone(),
@@ -287,11 +293,14 @@ async fn apply_change(conn: &mut Conn, change: &SchemaChange) -> Result<(), Sche
             ),
         });
     };
-    let statements = schema::plan(&columns, change).map_err(|error| SchemaFailure::Schema {
+    let previous = schema::stored_shape(conn, slot, &change.table)
+        .await?
+        .unwrap_or_else(|| columns.clone());
+    let ops = schema::plan(&previous, change).map_err(|error| SchemaFailure::Schema {
         statement: change.table.clone(),
         error,
     })?;
-    for ddl in statements {
+    for ddl in schema::statements(&change.table, &ops, &columns) {
         match in_savepoint(conn, &ddl.sql).await? {
             Ok(()) => info!("{}: {}", conn.addr(), ddl.sql),
             Err(error) if ddl.essential => {
@@ -303,6 +312,7 @@ async fn apply_change(conn: &mut Conn, change: &SchemaChange) -> Result<(), Sche
             Err(error) => warn!("{}: {} failed (left out): {error}", conn.addr(), ddl.sql),
         }
     }
+    conn.execute(&schema::store_shape_sql(slot, change)).await?;
     Ok(())
 }
 

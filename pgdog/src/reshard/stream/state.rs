@@ -18,6 +18,7 @@ pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS pgdog; \
 /// The commit LSN of the last transaction applied on this shard (`Lsn::ZERO`: none yet).
 pub async fn applied(conn: &mut Conn, slot: &str) -> Result<Lsn, ConnError> {
     conn.execute(CREATE).await?;
+    conn.execute(super::schema::CREATE_SHAPES).await?;
     let rows = conn
         .query(&format!(
             "SELECT commit_lsn::text FROM pgdog.replication_state WHERE slot = {}",
@@ -44,11 +45,12 @@ pub fn record(slot: &str, commit_lsn: Lsn, end_lsn: Lsn, commit_time: i64) -> St
     )
 }
 
-/// Forgets the slot's position on this shard (`cleanup`).
+/// Forgets the slot's position (and the table shapes it applied) on this shard (`cleanup`).
 pub async fn forget(conn: &mut Conn, slot: &str) -> Result<(), ConnError> {
     let sql = format!(
-        "DELETE FROM pgdog.replication_state WHERE slot = {}",
-        quote::literal(slot)
+        "DELETE FROM pgdog.replication_state WHERE slot = {slot}; \
+         DELETE FROM pgdog.replication_shapes WHERE slot = {slot}",
+        slot = quote::literal(slot)
     );
     match conn.execute(&sql).await {
         Err(e) if e.code() != Some("42P01") && e.code() != Some("3F000") => Err(e),
