@@ -1,7 +1,8 @@
 //! Schema changes during a move: a stream (COPY_DATA through the admin database) runs while a
 //! writer changes the source, and migrations run through pgdog in the middle: ADD COLUMN
 //! with and without a default, DROP COLUMN, ALTER COLUMN TYPE int→bigint and text→varchar(n),
-//! RENAME COLUMN, CREATE INDEX, CREATE TABLE plus ALTER PUBLICATION ADD TABLE, and pgdog
+//! RENAME COLUMN, CREATE INDEX, CREATE TABLE plus ALTER PUBLICATION ADD TABLE, a column with
+//! a volatile default (each row its own value: the table is copied again), and pgdog
 //! killed with SIGKILL right after a change. The stream never stops on its own, the slot is
 //! never dropped, and in the end every shard has the source's columns and index and the shards
 //! hold exactly the source's rows. A second test pauses and resumes the stream, copies one
@@ -287,6 +288,13 @@ async fn migrations_through_pgdog_reach_every_shard_in_order() {
     migrate(
         &app_client,
         "ALTER TABLE public.customers ALTER COLUMN name TYPE varchar(200)",
+    )
+    .await;
+    // Each existing row gets its own value on the source (a table rewrite, which logical
+    // replication does not carry): the stream copies the table again.
+    migrate(
+        &app_client,
+        "ALTER TABLE public.documents ADD COLUMN stamp timestamptz DEFAULT clock_timestamp()",
     )
     .await;
     migrate(

@@ -125,7 +125,11 @@ pub async fn wait_lag(
         for record in &streams {
             // Measured once the stream runs (its first look at the source's WAL).
             let behind = match record.status {
-                ref status if status.is_applying() && record.source_lsn > Lsn::ZERO => {
+                // A stream changing a table (copying it again) is not caught up, whatever its
+                // position says: wait for it.
+                StreamStatus::Streaming | StreamStatus::CatchingUp
+                    if record.source_lsn > Lsn::ZERO =>
+                {
                     record.lag_bytes
                 }
                 // Starting or reconnecting: wait for it (up to the timeout).

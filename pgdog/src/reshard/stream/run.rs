@@ -440,6 +440,11 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         received: Lsn::ZERO,
         schema_batch: None,
         last_publication_check: Instant::now(),
+        tables_by_name: tables
+            .all()
+            .into_iter()
+            .map(|t| (format!("{}.{}", t.schema, t.name), t))
+            .collect(),
         last_message: Instant::now(),
         last_feedback: Instant::now(),
     };
@@ -497,6 +502,8 @@ struct Stream<'a> {
     schema_batch: Option<u64>,
     /// When the publication's tables were last compared with the move's.
     last_publication_check: Instant,
+    /// The move's tables by `schema.name`.
+    tables_by_name: std::collections::HashMap<String, crate::reshard::publication::TableRef>,
     received: Lsn,
     last_message: Instant,
     last_feedback: Instant,
@@ -655,10 +662,7 @@ impl Stream<'_> {
             }
         }
         if !resync.is_empty() {
-            return Err(StreamError::Resync {
-                tables: resync,
-                clean: true,
-            });
+            return Err(self.copy_now(resync, true));
         }
         if self.last_publication_check.elapsed() < PUBLICATION_CHECK {
             return Ok(());
@@ -672,16 +676,38 @@ impl Stream<'_> {
         if added.is_empty() {
             return Ok(());
         }
-        Err(StreamError::Resync {
-            tables: added,
-            clean: false,
-        })
+        Err(self.copy_now(added, false))
+    }
+
+    /// Ends the session to copy `tables` (again); from now on the stream does not look
+    /// caught up (its status says it is changing a table) until they are copied.
+    fn copy_now(
+        &self,
+        tables: Vec<crate::reshard::publication::TableRef>,
+        clean: bool,
+    ) -> StreamError {
+        self.ctx
+            .stats
+            .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
+        StreamError::Resync { tables, clean }
     }
 
     /// Takes a shard's report; whether the confirmed position moved.
     fn report(&mut self, report: Report) -> Result<bool, StreamError> {
         match report {
             Report::Failed { shard, error } => Err(StreamError::Apply { shard, error }),
+            Report::CopyAgain { table } => match self.tables_by_name.get(&table) {
+                Some(found) => {
+                    info!(
+                        "{table}: a column was added with a volatile default; copying the table again"
+                    );
+                    Err(self.copy_now(vec![found.clone()], true))
+                }
+                None => {
+                    warn!("{table}: a column was added with a volatile default, but the table is not part of the move");
+                    Ok(false)
+                }
+            },
             Report::SchemaFailed {
                 shard,
                 statement,
@@ -773,14 +799,12 @@ impl Stream<'_> {
                     // Added to the publication since the session started: copy it first.
                     let added = publication::tables(source_sql, &self.ctx.publication).await?;
                     if let Some(table) = added.into_iter().find(|t| t.oid == relation.oid) {
-                        return Err(StreamError::Resync {
-                            tables: vec![table],
-                            clean: false,
-                        });
+                        return Err(self.copy_now(vec![table], false));
                     }
                 }
-                if tables.is_new_shape(&relation)? {
-                    self.schema_change(&relation, source_sql, tables).await?;
+                if let Some(changed) = tables.is_new_shape(&relation)? {
+                    self.schema_change(&relation, changed, source_sql, tables)
+                        .await?;
                 }
                 tables.relation(&relation)?;
             }
@@ -869,6 +893,7 @@ impl Stream<'_> {
     async fn schema_change(
         &mut self,
         relation: &Relation,
+        changed: bool,
         source_sql: &mut Conn,
         tables: &mut Tables,
     ) -> Result<(), StreamError> {
@@ -891,12 +916,13 @@ impl Stream<'_> {
         let active = open.active.clone();
         self.commit_before_open().await?;
         let change = Arc::new(SchemaChange {
+            source: info.table.clone(),
             table: info.table.qualified(),
             key: info.rule.as_ref().map(|r| r.column().to_string()),
             columns: source_columns,
             attnums: info.attnums.clone(),
         });
-        self.send_to_active_shards(&active, || Work::Schema(change.clone()))
+        self.send_to_active_shards(&active, changed, || Work::Schema(change.clone()))
             .await
     }
 
@@ -912,7 +938,7 @@ impl Stream<'_> {
         let active = open.active.clone();
         let (search_path, sql) = (search_path.to_string(), sql.to_string());
         self.commit_before_open().await?;
-        self.send_to_active_shards(&active, || Work::Ddl {
+        self.send_to_active_shards(&active, true, || Work::Ddl {
             search_path: search_path.clone(),
             sql: sql.clone(),
         })
@@ -948,10 +974,12 @@ impl Stream<'_> {
         Ok(())
     }
 
-    /// Sends each active shard its pending statements, then `work()`.
+    /// Sends each active shard its pending statements, then `work()`; `changed`: a table's
+    /// definition changed (the status says so until the batch is in).
     async fn send_to_active_shards(
         &mut self,
         active: &[bool],
+        changed: bool,
         work: impl Fn() -> Work,
     ) -> Result<(), StreamError> {
         for (shard, active) in active.iter().enumerate() {
@@ -967,10 +995,13 @@ impl Stream<'_> {
             self.batch.touched[shard] = true;
             self.send(shard, work()).await?;
         }
-        self.schema_batch = Some(self.next_batch);
-        self.ctx
-            .stats
-            .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
+        // The first shape of a table in a session is checked too, but only a change shows.
+        if changed {
+            self.schema_batch = Some(self.next_batch);
+            self.ctx
+                .stats
+                .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
+        }
         Ok(())
     }
 

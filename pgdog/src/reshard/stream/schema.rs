@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
+use crate::reshard::publication::TableRef;
 
 /// A column as the source publishes it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +33,17 @@ pub struct SourceColumn {
     pub missing: Option<String>,
     /// `NOT NULL`.
     pub not_null: bool,
+    /// Its default calls a volatile function and rows that existed when it was added did
+    /// not all read one value: each got its own (a table rewrite on the source, which logical
+    /// replication does not carry). Adding it means copying the table again.
+    pub volatile_default: bool,
 }
 
 /// A table's shape after a change, sent to every shard that applies the transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaChange {
+    /// The table on the source.
+    pub source: TableRef,
     /// `"schema"."table"`.
     pub table: String,
     /// The sharding key column (`None`: the table is on every shard).
@@ -397,6 +404,34 @@ pub async fn forget_shapes(
     }
 }
 
+/// The columns `ops` adds whose existing rows have values only a copy can bring.
+pub fn needs_copy(ops: &[Op]) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, Op::Add(column) if column.volatile_default))
+}
+
+/// Names called in a default expression (`name(`), for looking up their volatility.
+fn called_functions(expression: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in expression.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                word.clear();
+            }
+            _ if quoted => {}
+            c if c.is_alphanumeric() || c == '_' => word.push(c.to_ascii_lowercase()),
+            '(' if !word.is_empty() => names.push(std::mem::take(&mut word)),
+            _ => word.clear(),
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// What the source says about the columns of a Relation message (`columns`: name, type OID,
 /// type modifier), in the message's order.
 pub async fn source_columns(
@@ -424,7 +459,7 @@ pub async fn source_columns(
             mods.join(", ")
         ))
         .await?;
-    Ok((0..rows.rows.len())
+    let mut columns: Vec<SourceColumn> = (0..rows.rows.len())
         .map(|r| SourceColumn {
             name: rows.get(r, 0).unwrap_or_default().to_string(),
             sql_type: rows.get(r, 1).unwrap_or("text").to_string(),
@@ -432,8 +467,36 @@ pub async fn source_columns(
             default: rows.get(r, 3).map(str::to_string),
             missing: rows.get(r, 4).map(str::to_string),
             not_null: rows.get(r, 5) == Some("t"),
+            volatile_default: false,
         })
-        .collect())
+        .collect();
+    // A default without a value for the rows already there either came later (those rows
+    // kept NULL) or is volatile (each row got its own); only the second needs a copy. Any
+    // overload of a called name being volatile counts: a needless copy is only slower.
+    for column in columns.iter_mut() {
+        let Some(default) = &column.default else {
+            continue;
+        };
+        if column.missing.is_some() {
+            continue;
+        }
+        let names: Vec<String> = called_functions(default)
+            .iter()
+            .map(|n| quote::literal(n))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let volatile = source
+            .query(&format!(
+                "SELECT COALESCE(bool_or(provolatile = 'v'), false) FROM pg_catalog.pg_proc \
+                 WHERE proname = ANY(ARRAY[{}])",
+                names.join(", ")
+            ))
+            .await?;
+        column.volatile_default = volatile.scalar() == Some("t");
+    }
+    Ok(columns)
 }
 
 /// The columns a shard has for `table` (`"schema"."table"`), generated ones left out (they
@@ -490,6 +553,11 @@ mod tests {
 
     fn source(columns: &[(&str, &str, Option<i16>)]) -> SchemaChange {
         SchemaChange {
+            source: TableRef {
+                schema: "public".into(),
+                name: "orders".into(),
+                oid: 1,
+            },
             table: "\"public\".\"orders\"".into(),
             key: Some("user_id".into()),
             columns: columns
@@ -501,6 +569,7 @@ mod tests {
                     default: None,
                     missing: None,
                     not_null: false,
+                    volatile_default: false,
                 })
                 .collect(),
             attnums: columns
@@ -640,6 +709,30 @@ mod tests {
             ("note", "text", Some(3)),
         ]);
         assert!(plan(&previous, &old).unwrap().is_empty());
+    }
+
+    #[test]
+    fn volatile_defaults_need_a_copy() {
+        assert_eq!(
+            called_functions("(clock_timestamp() + '1 day(s)'::interval)"),
+            vec!["clock_timestamp"]
+        );
+        assert_eq!(
+            called_functions("nextval('seq(1)'::regclass)"),
+            vec!["nextval"]
+        );
+        assert!(called_functions("'new'::text").is_empty());
+        let mut change = source(&[
+            ("id", "bigint", Some(1)),
+            ("user_id", "bigint", Some(2)),
+            ("note", "text", Some(3)),
+            ("at", "timestamp with time zone", Some(4)),
+        ]);
+        let ops = plan(&shard(&BASE), &change).unwrap();
+        assert!(!needs_copy(&ops));
+        change.columns[3].volatile_default = true;
+        let ops = plan(&shard(&BASE), &change).unwrap();
+        assert!(needs_copy(&ops));
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub enum Report {
         /// Why.
         error: ConnError,
     },
+    /// A column was added whose existing rows each got their own value on the source (a
+    /// volatile default): the table must be copied again once the batch is in.
+    CopyAgain {
+        /// The table, `schema.name`.
+        table: String,
+    },
     /// A schema change could not be applied; the task ended, the batch is rolled back.
     SchemaFailed {
         /// The shard.
@@ -149,9 +155,18 @@ async fn apply(
                 open = true;
             }
             let result = match schema {
-                Either::Change(change) => apply_change(&mut conn, &slot, &change).await,
+                Either::Change(change) => {
+                    apply_change(&mut conn, &slot, &change).await.map(|again| {
+                        again.then(|| format!("{}.{}", change.source.schema, change.source.name))
+                    })
+                }
                 Either::Ddl(search_path, sql) => replay(&mut conn, &search_path, &sql).await,
             };
+            let result = result.map(|again| {
+                if let Some(table) = again {
+                    let _ = reports.send(Report::CopyAgain { table });
+                }
+            });
             if let Err(report) = result {
                 let _ = reports.send(report.into_report(shard));
                 conn.close().await;
@@ -278,12 +293,13 @@ async fn in_savepoint(conn: &mut Conn, sql: &str) -> Result<Result<(), ConnError
 
 /// Takes the table's new shape: the steps from the shape this shard applied last (or its
 /// catalog, the first time) to the new one, minus what the shard already has, run in the
-/// batch's transaction with the new shape recorded.
+/// batch's transaction with the new shape recorded. True when the table must be copied
+/// again (a column added with a volatile default).
 async fn apply_change(
     conn: &mut Conn,
     slot: &str,
     change: &SchemaChange,
-) -> Result<(), SchemaFailure> {
+) -> Result<bool, SchemaFailure> {
     let Some(columns) = schema::shard_columns(conn, &change.table).await? else {
         return Err(SchemaFailure::Schema {
             statement: change.table.clone(),
@@ -313,30 +329,90 @@ async fn apply_change(
         }
     }
     conn.execute(&schema::store_shape_sql(slot, change)).await?;
-    Ok(())
+    Ok(schema::needs_copy(&ops))
 }
 
 /// Replays DDL captured on the source, with its search_path; work already done is skipped.
-async fn replay(conn: &mut Conn, search_path: &str, sql: &str) -> Result<(), SchemaFailure> {
+/// Returns the table (`schema.name`) to copy again when the DDL added a column whose rows
+/// each got their own value (a volatile default: the shard computed its own, not the
+/// source's).
+async fn replay(
+    conn: &mut Conn,
+    search_path: &str,
+    sql: &str,
+) -> Result<Option<String>, SchemaFailure> {
     conn.execute(&format!(
         "SELECT pg_catalog.set_config('search_path', {}, true)",
         crate::quote::literal(search_path)
     ))
     .await?;
+    let target = match crate::reshard::schema::rewrite::target_of(sql) {
+        Some((schema, table)) => added_columns_probe(conn, &schema, &table).await?,
+        None => None,
+    };
     let result = in_savepoint(conn, sql).await?;
     conn.execute("RESET search_path").await?;
     match result {
-        Ok(()) => {
-            info!("{}: replayed {sql}", conn.addr());
-            Ok(())
-        }
+        Ok(()) => info!("{}: replayed {sql}", conn.addr()),
         Err(error) if error.code().is_some_and(|c| ALREADY_DONE.contains(&c)) => {
             info!("{}: {sql}: already done ({error})", conn.addr());
-            Ok(())
+            return Ok(None);
         }
-        Err(error) => Err(SchemaFailure::Schema {
-            statement: sql.to_string(),
-            error: error.to_string(),
-        }),
+        Err(error) => {
+            return Err(SchemaFailure::Schema {
+                statement: sql.to_string(),
+                error: error.to_string(),
+            })
+        }
     }
+    let Some((oid, name, before)) = target else {
+        return Ok(None);
+    };
+    // A column added with a default but without a value kept for the rows already there:
+    // the table was rewritten with a value per row.
+    let rows = conn
+        .query(&format!(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = {oid} AND attnum > 0 \
+             AND NOT attisdropped AND atthasdef AND NOT atthasmissing AND attgenerated = ''"
+        ))
+        .await?;
+    let rewritten = (0..rows.rows.len())
+        .filter_map(|r| rows.get(r, 0))
+        .any(|column| !before.iter().any(|b| b == column));
+    Ok(rewritten.then_some(name))
+}
+
+/// The table a DDL acts on (as resolved with the session's search_path): its OID,
+/// `schema.name`, and its columns before the DDL.
+async fn added_columns_probe(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+) -> Result<Option<(String, String, Vec<String>)>, ConnError> {
+    let name = if schema.is_empty() {
+        crate::quote::ident(table)
+    } else {
+        crate::quote::qualified(schema, table)
+    };
+    let rows = conn
+        .query(&format!(
+            "SELECT c.oid::text, n.nspname || '.' || c.relname, \
+             ARRAY(SELECT attname::text FROM pg_catalog.pg_attribute \
+                   WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped)::text \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = pg_catalog.to_regclass({})",
+            crate::quote::literal(&name)
+        ))
+        .await?;
+    let (Some(oid), Some(qualified), Some(columns)) =
+        (rows.get(0, 0), rows.get(0, 1), rows.get(0, 2))
+    else {
+        return Ok(None);
+    };
+    let before = columns
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .map(|c| c.trim_matches('"').to_string())
+        .collect();
+    Ok(Some((oid.to_string(), qualified.to_string(), before)))
 }

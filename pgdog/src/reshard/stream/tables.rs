@@ -158,23 +158,23 @@ impl Tables {
         self.by_oid.is_empty()
     }
 
-    /// Whether a Relation message describes its table differently from the last one of this
-    /// session (the first one always does: the shards may be behind or ahead of it).
-    pub fn is_new_shape(&self, relation: &Relation) -> Result<bool, StreamError> {
+    /// Whether a Relation message needs the shards to check their table: `Some(false)` for
+    /// the first of its table in this session (the shards may be behind it), `Some(true)` when
+    /// it describes the table differently from the last one, `None` when nothing changed.
+    pub fn is_new_shape(&self, relation: &Relation) -> Result<Option<bool>, StreamError> {
         if !self.by_oid.contains_key(&relation.oid) {
             return Err(StreamError::UnknownTable {
                 table: quote::qualified(&relation.schema, &relation.name),
             });
         }
-        let same = self.shapes.get(&relation.oid).is_some_and(|last| {
-            last.columns.len() == relation.columns.len()
-                && last.columns.iter().zip(&relation.columns).all(|(a, b)| {
-                    a.name == b.name
-                        && a.type_oid == b.type_oid
-                        && a.type_modifier == b.type_modifier
-                })
-        });
-        Ok(!same)
+        let Some(last) = self.shapes.get(&relation.oid) else {
+            return Ok(Some(false));
+        };
+        let same = last.columns.len() == relation.columns.len()
+            && last.columns.iter().zip(&relation.columns).all(|(a, b)| {
+                a.name == b.name && a.type_oid == b.type_oid && a.type_modifier == b.type_modifier
+            });
+        Ok((!same).then_some(true))
     }
 
     /// Records what the source catalog says about the columns of table `oid` (types, and
