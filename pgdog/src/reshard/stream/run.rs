@@ -114,6 +114,7 @@ pub async fn run(
     let control = stats.get(id).map(|r| r.control).unwrap_or_default();
     let context = Context {
         control,
+        from_cutover: options.from_cutover,
         source_shard: options.source_shard,
         source,
         destination,
@@ -242,6 +243,8 @@ pub async fn run(
 
 struct Context {
     control: Arc<StreamControl>,
+    /// The stream back after a cutover.
+    from_cutover: bool,
     source: ClusterEndpoints,
     source_shard: usize,
     destination: ClusterEndpoints,
@@ -921,6 +924,7 @@ impl Stream<'_> {
             key: info.rule.as_ref().map(|r| r.column().to_string()),
             columns: source_columns,
             attnums: info.attnums.clone(),
+            back: self.ctx.from_cutover,
         });
         self.send_to_active_shards(&active, changed, || Work::Schema(change.clone()))
             .await

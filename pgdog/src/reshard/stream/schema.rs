@@ -53,6 +53,9 @@ pub struct SchemaChange {
     /// Every name the source gave a column during this session, with its attribute number
     /// (a column renamed since keeps its number).
     pub attnums: HashMap<String, i16>,
+    /// The stream back after a cutover: the destination (the old database) keeps the
+    /// integer columns the shards widened.
+    pub back: bool,
 }
 
 /// A column as a shard has it.
@@ -83,9 +86,12 @@ impl Ddl {
     }
 }
 
-/// Types equal for the move: schema sync widens integer keys to bigint on the shards.
-fn same_type(source: &str, shard: &str) -> bool {
-    source == shard || (shard == "bigint" && matches!(source, "integer" | "smallint"))
+/// Types equal for the move: schema sync widens integer keys to bigint on the shards (and
+/// the stream back after a cutover meets them narrower on the old database: `back`).
+fn same_type(source: &str, shard: &str, back: bool) -> bool {
+    let widened =
+        |narrow: &str, wide: &str| wide == "bigint" && matches!(narrow, "integer" | "smallint");
+    source == shard || widened(source, shard) || (back && widened(shard, source))
 }
 
 /// One step from a table's previous shape to its new one.
@@ -173,7 +179,7 @@ pub fn plan(previous: &[ShardColumn], change: &SchemaChange) -> Result<Vec<Op>, 
         let Some(previous_type) = previous_types.get(column.name.as_str()) else {
             continue;
         };
-        if !same_type(&column.sql_type, previous_type) {
+        if !same_type(&column.sql_type, previous_type, change.back) {
             ops.push(Op::Retype {
                 name: column.name.clone(),
                 sql_type: column.sql_type.clone(),
@@ -188,7 +194,7 @@ pub fn plan(previous: &[ShardColumn], change: &SchemaChange) -> Result<Vec<Op>, 
 
 /// The statements that carry out `ops` on a shard whose table has `columns`, leaving out
 /// what the shard already has (an operator's fix, `SYNC_SCHEMA`, or DDL replayed earlier).
-pub fn statements(table: &str, ops: &[Op], columns: &[ShardColumn]) -> Vec<Ddl> {
+pub fn statements(table: &str, ops: &[Op], columns: &[ShardColumn], back: bool) -> Vec<Ddl> {
     let mut columns = columns.to_vec();
     let mut statements = Vec::new();
     let position =
@@ -216,7 +222,7 @@ pub fn statements(table: &str, ops: &[Op], columns: &[ShardColumn]) -> Vec<Ddl> 
             }
             Op::Retype { name, sql_type } => {
                 if let Some(at) = position(&columns, name) {
-                    if !same_type(sql_type, &columns[at].sql_type) {
+                    if !same_type(sql_type, &columns[at].sql_type, back) {
                         statements.push(Ddl::essential(format!(
                             "ALTER TABLE {table} ALTER COLUMN {name} TYPE {sql_type} USING {name}::{sql_type}",
                             name = quote::ident(name)
@@ -279,7 +285,9 @@ fn renames<'a>(
             .and_then(|i| shard.get(i))
             .map(|c| c.name.as_str());
         let candidate = new.iter().find(|n| {
-            if taken.contains(n.name.as_str()) || !same_type(&n.sql_type, &column.sql_type) {
+            if taken.contains(n.name.as_str())
+                || !same_type(&n.sql_type, &column.sql_type, change.back)
+            {
                 return false;
             }
             let Some(at) = change.columns.iter().position(|c| c.name == n.name) else {
@@ -576,15 +584,21 @@ mod tests {
                 .iter()
                 .filter_map(|(n, _, a)| Some((n.to_string(), (*a)?)))
                 .collect(),
+            back: false,
         }
     }
 
     /// The statements for a shard whose table is `previous` (what it applied last).
     fn sql(previous: &[ShardColumn], change: &SchemaChange) -> Vec<String> {
-        statements(&change.table, &plan(previous, change).unwrap(), previous)
-            .into_iter()
-            .map(|d| d.sql)
-            .collect()
+        statements(
+            &change.table,
+            &plan(previous, change).unwrap(),
+            previous,
+            change.back,
+        )
+        .into_iter()
+        .map(|d| d.sql)
+        .collect()
     }
 
     const BASE: [(&str, &str); 3] = [("id", "bigint"), ("user_id", "bigint"), ("note", "text")];
@@ -597,6 +611,19 @@ mod tests {
             ("note", "text", Some(3)),
         ]);
         assert!(sql(&shard(&BASE), &change).is_empty());
+    }
+
+    #[test]
+    fn the_stream_back_keeps_the_old_database_narrower() {
+        let old = shard(&[("id", "integer"), ("user_id", "integer"), ("note", "text")]);
+        let mut change = source(&[
+            ("id", "bigint", Some(1)),
+            ("user_id", "bigint", Some(2)),
+            ("note", "text", Some(3)),
+        ]);
+        assert_eq!(sql(&old, &change).len(), 2);
+        change.back = true;
+        assert!(sql(&old, &change).is_empty());
     }
 
     #[test]
@@ -701,7 +728,7 @@ mod tests {
             ("comment", "integer"),
             ("extra", "text"),
         ]);
-        assert!(statements(&change.table, &ops, &now).is_empty());
+        assert!(statements(&change.table, &ops, &now, false).is_empty());
         // An old shape after a newer one the shard has: nothing to undo.
         let old = source(&[
             ("id", "bigint", Some(1)),

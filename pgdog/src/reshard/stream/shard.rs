@@ -316,7 +316,7 @@ async fn apply_change(
         statement: change.table.clone(),
         error,
     })?;
-    for ddl in schema::statements(&change.table, &ops, &columns) {
+    for ddl in schema::statements(&change.table, &ops, &columns, change.back) {
         match in_savepoint(conn, &ddl.sql).await? {
             Ok(()) => info!("{}: {}", conn.addr(), ddl.sql),
             Err(error) if ddl.essential => {
