@@ -228,18 +228,13 @@ async fn ddl_through_pgdog_reaches_the_wal_while_a_stream_reads_the_database() {
     )
     .await;
     admin::wait_streaming(&admin, &copy.task_id, WAIT).await;
-    integration::eventually(WAIT, "the stream to be listed", || {
-        let (admin, task_id) = (&admin, &copy.task_id);
-        async move {
-            let streams = run_simple(admin, "SHOW REPLICATION").await.ok()?;
-            (0..streams.rows.len())
-                .any(|r| {
-                    streams.cell(r, "task_id") == Some(task_id.as_str())
-                        && streams.cell(r, "status") == Some("streaming")
-                })
-                .then_some(())
-        }
-    })
+    admin::wait_stream_status(
+        &admin,
+        &copy.task_id,
+        "the stream to be listed",
+        WAIT,
+        |s| s == "streaming",
+    )
     .await;
     decoded(&watch).await;
 

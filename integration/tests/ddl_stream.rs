@@ -24,15 +24,6 @@ use tokio_postgres::Client;
 /// How long a copy, a catch-up or a status change may take.
 const WAIT: Duration = Duration::from_secs(180);
 
-/// A few hundred rows per table: the copy takes a second or two.
-const TINY: Scale = Scale {
-    customers: 200,
-    orders: 600,
-    documents: 100,
-    devices: 100,
-    events: 300,
-};
-
 /// Writes to the source (directly, not through pgdog) until stopped: orders inserted,
 /// updated and deleted, customers, documents and devices updated; every statement a
 /// transaction of its own.
@@ -158,11 +149,7 @@ async fn start_task(admin: &Client, command: &str, slot: &str) -> String {
 
 /// Waits until the stream's status satisfies `check`.
 async fn wait_status(admin: &Client, task_id: &str, what: &str, check: fn(&str) -> bool) {
-    integration::eventually(WAIT, what, || async move {
-        let row = admin::stream_row(admin, task_id).await?;
-        check(row.get("status")?).then_some(())
-    })
-    .await
+    admin::wait_stream_status(admin, task_id, what, WAIT, check).await;
 }
 
 /// The stream is alive and not paused (checked between steps: it never stops by itself).
@@ -226,19 +213,26 @@ async fn slot_exists(source: &Client, slot: &str) -> bool {
         .is_some()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrations_through_pgdog_reach_every_shard_in_order() {
-    const SLOT: &str = "ddl_slot";
+/// A source and two shards, pgdog, and `COPY_DATA` with `slot` streaming: the setup, an
+/// admin connection, the task id and a direct connection to the source.
+async fn streaming(slot: &str) -> (DataSyncSetup, Client, String, Client) {
     let mut setup = DataSyncSetup::start(DataSyncOptions {
         shards: 2,
-        scale: TINY,
+        scale: Scale::TINY,
         ..Default::default()
     })
     .await;
     let admin = setup.start_pgdog().admin().await;
-    let task = start_task(&admin, "COPY_DATA", SLOT).await;
+    let task = start_task(&admin, "COPY_DATA", slot).await;
     admin::wait_streaming(&admin, &task, WAIT).await;
     let source = setup.source_client(SOURCE).await;
+    (setup, admin, task, source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_through_pgdog_reach_every_shard_in_order() {
+    const SLOT: &str = "ddl_slot";
+    let (mut setup, admin, task, source) = streaming(SLOT).await;
     let writer = Writer::start(&setup, 9_000_000).await;
     let app_client = app(&mut setup).await;
 
@@ -371,16 +365,7 @@ async fn migrations_through_pgdog_reach_every_shard_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_resync_and_a_change_the_operator_fixes() {
     const SLOT: &str = "control_slot";
-    let mut setup = DataSyncSetup::start(DataSyncOptions {
-        shards: 2,
-        scale: TINY,
-        ..Default::default()
-    })
-    .await;
-    let admin = setup.start_pgdog().admin().await;
-    let task = start_task(&admin, "COPY_DATA", SLOT).await;
-    admin::wait_streaming(&admin, &task, WAIT).await;
-    let source = setup.source_client(SOURCE).await;
+    let (setup, admin, task, source) = streaming(SLOT).await;
     let writer = Writer::start(&setup, 7_000_000).await;
     admin::wait_caught_up(&admin, &source, &task, WAIT).await;
 

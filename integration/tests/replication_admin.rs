@@ -68,15 +68,6 @@ const SLOTS_COLUMNS: [&str; 13] = [
     "error",
 ];
 
-/// A few hundred rows per table: the copy takes a second or two.
-const TINY: Scale = Scale {
-    customers: 200,
-    orders: 600,
-    documents: 100,
-    devices: 100,
-    events: 300,
-};
-
 /// One row of a result, by column name.
 type Record = BTreeMap<String, Option<String>>;
 
@@ -152,7 +143,7 @@ async fn insert_orders(setup: &DataSyncSetup, from: i64, to: i64) {
          SELECT {ORDER_BASE} + i, i % {} + 1, 'new', i * 1.5, 1, \
                 timestamptz '2025-05-01 00:00:00+00' + i * interval '1 minute', 'streamed' \
          FROM generate_series({from}, {to}) AS i",
-        TINY.customers
+        Scale::TINY.customers
     );
     setup
         .source_client(SOURCE)
@@ -283,7 +274,7 @@ async fn copy_data_streams_stop_task_replicate_and_drop_slot() {
     let mut setup = DataSyncSetup::start(DataSyncOptions {
         shards: 2,
         separate_last_shard: true,
-        scale: TINY,
+        scale: Scale::TINY,
         ..Default::default()
     })
     .await;
@@ -388,7 +379,7 @@ async fn copy_data_streams_stop_task_replicate_and_drop_slot() {
         .map(|i| {
             format!(
                 "BEGIN;\n{}COMMIT;\n",
-                integration::data_sync::dataset::writer_sql(i, TINY)
+                integration::data_sync::dataset::writer_sql(i, Scale::TINY)
             )
         })
         .collect();

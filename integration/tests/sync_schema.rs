@@ -13,15 +13,6 @@ use tokio_postgres::Client;
 /// How long a copy or a sync may take.
 const WAIT: Duration = Duration::from_secs(120);
 
-/// A few hundred rows per table.
-const TINY: Scale = Scale {
-    customers: 200,
-    orders: 600,
-    documents: 100,
-    devices: 100,
-    events: 300,
-};
-
 /// One `SHOW SCHEMA_SYNC` row.
 #[derive(Debug, Clone)]
 struct Statement {
@@ -113,7 +104,7 @@ async fn sync_schema_applies_source_changes_to_every_shard() {
     let mut setup = DataSyncSetup::start(DataSyncOptions {
         shards: 2,
         separate_last_shard: true,
-        scale: TINY,
+        scale: Scale::TINY,
         ..Default::default()
     })
     .await;

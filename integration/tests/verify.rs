@@ -283,18 +283,13 @@ async fn verify_finds_what_differs_and_where() {
         .await
         .unwrap_or_else(|e| panic!("REPLICATE: {e}"));
     let task_id = started.cell(0, "task_id").expect("task_id").to_string();
-    integration::eventually(Duration::from_secs(60), "the stream to run", || {
-        let (admin, task_id) = (&admin, &task_id);
-        async move {
-            let streams = run_simple(admin, "SHOW REPLICATION").await.ok()?;
-            (0..streams.rows.len())
-                .any(|r| {
-                    streams.cell(r, "task_id") == Some(task_id.as_str())
-                        && streams.cell(r, "status") == Some("streaming")
-                })
-                .then_some(())
-        }
-    })
+    integration::data_sync::admin::wait_stream_status(
+        &admin,
+        &task_id,
+        "the stream to run",
+        Duration::from_secs(60),
+        |s| s == "streaming",
+    )
     .await;
     setup.psql_source(
         "INSERT INTO public.settings OVERRIDING SYSTEM VALUE SELECT i, 'streamed', now() FROM generate_series(100, 119) AS i",

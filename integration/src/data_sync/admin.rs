@@ -232,3 +232,19 @@ pub async fn wait_caught_up(
         task(admin, task_id).await
     )
 }
+
+/// Waits until task `task_id`'s stream has a status for which `check` holds (`what` names
+/// it in the timeout's panic); returns its row.
+pub async fn wait_stream_status(
+    admin: &Client,
+    task_id: &str,
+    what: &str,
+    timeout: Duration,
+    check: fn(&str) -> bool,
+) -> StreamRow {
+    crate::eventually(timeout, what, || async move {
+        let row = stream_row(admin, task_id).await?;
+        check(row.get("status")?).then_some(row)
+    })
+    .await
+}

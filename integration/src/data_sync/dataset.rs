@@ -38,6 +38,16 @@ pub struct Scale {
 }
 
 impl Scale {
+    /// A few hundred rows per table: copied in a second or two (tests of what happens
+    /// around a copy rather than of the copy).
+    pub const TINY: Scale = Scale {
+        customers: 200,
+        orders: 600,
+        documents: 100,
+        devices: 100,
+        events: 300,
+    };
+
     /// A few MB: tens of CTID ranges at 64 kB per range, copied in seconds.
     pub const SMALL: Scale = Scale {
         customers: 2_000,

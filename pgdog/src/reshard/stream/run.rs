@@ -167,13 +167,7 @@ pub async fn run(
                         return Ok(());
                     }
                     Err(e) => {
-                        warn!("replication from slot {} paused: {e}", context.slot);
-                        context.control.pause();
-                        stats.update(id, |r| {
-                            r.status = StreamStatus::Paused(Some(e.to_string()));
-                            r.last_error = Some(e.to_string());
-                        });
-                        if !context.until_resumed().await {
+                        if !context.pause_for(&e).await {
                             return Ok(());
                         }
                     }
@@ -191,13 +185,7 @@ pub async fn run(
                 attempt = 0;
             }
             Err(e) if e.pauses() => {
-                warn!("replication from slot {} paused: {e}", context.slot);
-                context.control.pause();
-                stats.update(id, |r| {
-                    r.status = StreamStatus::Paused(Some(e.to_string()));
-                    r.last_error = Some(e.to_string());
-                });
-                if !context.until_resumed().await {
+                if !context.pause_for(&e).await {
                     return Ok(());
                 }
                 attempt = 0;
@@ -259,6 +247,18 @@ struct Context {
 impl Context {
     fn stopping(&self) -> bool {
         self.task.as_ref().is_some_and(|t| t.is_stopping())
+    }
+
+    /// Pauses the stream on an error it cannot get past by itself, with the reason shown,
+    /// and waits for `RESUME_REPLICATION`; false when the task was stopped meanwhile.
+    async fn pause_for(&self, error: &StreamError) -> bool {
+        warn!("replication from slot {} paused: {error}", self.slot);
+        self.control.pause();
+        self.stats.update(self.id, |r| {
+            r.status = StreamStatus::Paused(Some(error.to_string()));
+            r.last_error = Some(error.to_string());
+        });
+        self.until_resumed().await
     }
 
     /// Waits while the stream is paused; false when the task was stopped meanwhile (the
@@ -443,6 +443,9 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         received: Lsn::ZERO,
         schema_batch: None,
         last_publication_check: Instant::now(),
+        copy_after: Vec::new(),
+        copy_after_batch: 0,
+        completed: None,
         tables_by_name: tables
             .all()
             .into_iter()
@@ -505,6 +508,12 @@ struct Stream<'a> {
     schema_batch: Option<u64>,
     /// When the publication's tables were last compared with the move's.
     last_publication_check: Instant,
+    /// Tables to copy again (a column added with a volatile default) once the batch
+    /// `copy_after_batch`, which adds the column, is committed everywhere.
+    copy_after: Vec<crate::reshard::publication::TableRef>,
+    copy_after_batch: u64,
+    /// The last batch committed on every shard.
+    completed: Option<u64>,
     /// The move's tables by `schema.name`.
     tables_by_name: std::collections::HashMap<String, crate::reshard::publication::TableRef>,
     received: Lsn,
@@ -531,6 +540,12 @@ impl Stream<'_> {
                     Some(report) => {
                         if self.report(report)? {
                             self.feedback(source).await?;
+                        }
+                        if !self.copy_after.is_empty()
+                            && self.completed.is_some_and(|b| b >= self.copy_after_batch)
+                        {
+                            let tables = std::mem::take(&mut self.copy_after);
+                            return Err(self.copy_now(tables, true));
                         }
                     }
                     None => return Err(StreamError::Protocol("every shard applier ended".into())),
@@ -625,7 +640,7 @@ impl Stream<'_> {
             .or(self.in_flight.front().and_then(|f| f.first_time))
             .or(self.batch.first_time);
         let idle = self.idle();
-        let syncing = self.schema_batch.is_some();
+        let syncing = self.schema_batch.is_some() || !self.copy_after.is_empty();
         self.ctx.stats.update(self.ctx.id, |r| {
             // Sampled before the last feedback: never behind what is known applied.
             r.source_lsn = current.max(r.applied_lsn);
@@ -699,12 +714,20 @@ impl Stream<'_> {
     fn report(&mut self, report: Report) -> Result<bool, StreamError> {
         match report {
             Report::Failed { shard, error } => Err(StreamError::Apply { shard, error }),
-            Report::CopyAgain { table } => match self.tables_by_name.get(&table) {
+            Report::CopyAgain { table, batch } => match self.tables_by_name.get(&table) {
                 Some(found) => {
                     info!(
-                        "{table}: a column was added with a volatile default; copying the table again"
+                        "{table}: a column was added with a volatile default; copying the table again once the batch that adds it is in"
                     );
-                    Err(self.copy_now(vec![found.clone()], true))
+                    if !self.copy_after.contains(found) {
+                        self.copy_after.push(found.clone());
+                    }
+                    // The batch that adds the column must commit first.
+                    self.copy_after_batch = self.copy_after_batch.max(batch);
+                    self.ctx
+                        .stats
+                        .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
+                    Ok(false)
                 }
                 None => {
                     warn!("{table}: a column was added with a volatile default, but the table is not part of the move");
@@ -737,6 +760,7 @@ impl Stream<'_> {
                 break;
             };
             self.confirmed = self.confirmed.max(done.end_lsn);
+            self.completed = Some(done.batch);
             moved = true;
             if self.schema_batch.is_some_and(|b| done.batch >= b) {
                 self.schema_batch = None;
@@ -926,8 +950,12 @@ impl Stream<'_> {
             attnums: info.attnums.clone(),
             back: self.ctx.from_cutover,
         });
-        self.send_to_active_shards(&active, changed, || Work::Schema(change.clone()))
-            .await
+        let batch = self.next_batch;
+        self.send_to_active_shards(&active, changed, || Work::Schema {
+            change: change.clone(),
+            batch,
+        })
+        .await
     }
 
     /// DDL an application ran through pgdog on the source: replayed on the shards that apply
@@ -942,9 +970,11 @@ impl Stream<'_> {
         let active = open.active.clone();
         let (search_path, sql) = (search_path.to_string(), sql.to_string());
         self.commit_before_open().await?;
+        let batch = self.next_batch;
         self.send_to_active_shards(&active, true, || Work::Ddl {
             search_path: search_path.clone(),
             sql: sql.clone(),
+            batch,
         })
         .await
     }

@@ -333,6 +333,18 @@ fn add_column(table: &str, column: &SourceColumn) -> Vec<Ddl> {
     statements
 }
 
+/// Columns from rows of (name, type).
+fn shard_columns_of(rows: &crate::reshard::conn::Rows) -> Vec<ShardColumn> {
+    (0..rows.rows.len())
+        .filter_map(|r| {
+            Some(ShardColumn {
+                name: rows.get(r, 0)?.to_string(),
+                sql_type: rows.get(r, 1)?.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Creates the table holding, per slot and table, the shape each shard last applied.
 pub const CREATE_SHAPES: &str = "CREATE TABLE IF NOT EXISTS pgdog.replication_shapes (\
     slot text NOT NULL, table_name text NOT NULL, columns text[] NOT NULL, types text[] NOT NULL, \
@@ -356,16 +368,7 @@ pub async fn stored_shape(
     if rows.rows.is_empty() {
         return Ok(None);
     }
-    Ok(Some(
-        (0..rows.rows.len())
-            .filter_map(|r| {
-                Some(ShardColumn {
-                    name: rows.get(r, 0)?.to_string(),
-                    sql_type: rows.get(r, 1)?.to_string(),
-                })
-            })
-            .collect(),
-    ))
+    Ok(Some(shard_columns_of(&rows)))
 }
 
 /// Records `change` as the shape this shard applied (in the batch's transaction).
@@ -533,16 +536,7 @@ pub async fn shard_columns(
             return Ok(None);
         }
     }
-    Ok(Some(
-        (0..rows.rows.len())
-            .filter_map(|r| {
-                Some(ShardColumn {
-                    name: rows.get(r, 0)?.to_string(),
-                    sql_type: rows.get(r, 1)?.to_string(),
-                })
-            })
-            .collect(),
-    ))
+    Ok(Some(shard_columns_of(&rows)))
 }
 
 #[cfg(test)]

@@ -42,7 +42,12 @@ pub enum Work {
     },
     /// A table's new shape: compare it with this shard's catalog and run the DDL that
     /// makes them match, in the open batch (before the changes that use it).
-    Schema(Arc<SchemaChange>),
+    Schema {
+        /// The new shape.
+        change: Arc<SchemaChange>,
+        /// The batch it is part of.
+        batch: u64,
+    },
     /// DDL an application ran through pgdog on the source, replayed in the open batch with
     /// the search_path it ran with. Statements that find their work done (the column
     /// exists, the index is gone) are skipped.
@@ -51,6 +56,8 @@ pub enum Work {
         search_path: String,
         /// The statements.
         sql: String,
+        /// The batch it is part of.
+        batch: u64,
     },
 }
 
@@ -82,6 +89,8 @@ pub enum Report {
     CopyAgain {
         /// The table, `schema.name`.
         table: String,
+        /// The batch whose commit the copy must wait for (it adds the column).
+        batch: u64,
     },
     /// A schema change could not be applied; the task ended, the batch is rolled back.
     SchemaFailed {
@@ -140,12 +149,7 @@ async fn apply(
 ) {
     let mut open = false;
     while let Some(item) = work.recv().await {
-        let schema = match &item {
-            Work::Schema(change) => Some(Either::Change(change.clone())),
-            Work::Ddl { search_path, sql } => Some(Either::Ddl(search_path.clone(), sql.clone())),
-            _ => None,
-        };
-        if let Some(schema) = schema {
+        if matches!(item, Work::Schema { .. } | Work::Ddl { .. }) {
             if !open {
                 if let Err(error) = conn.execute("BEGIN").await {
                     let _ = reports.send(Report::Failed { shard, error });
@@ -154,29 +158,36 @@ async fn apply(
                 }
                 open = true;
             }
-            let result = match schema {
-                Either::Change(change) => {
-                    apply_change(&mut conn, &slot, &change).await.map(|again| {
+            let (result, batch) = match item {
+                Work::Schema { change, batch } => {
+                    let result = apply_change(&mut conn, &slot, &change).await.map(|again| {
                         again.then(|| format!("{}.{}", change.source.schema, change.source.name))
-                    })
+                    });
+                    (result, batch)
                 }
-                Either::Ddl(search_path, sql) => replay(&mut conn, &search_path, &sql).await,
+                Work::Ddl {
+                    search_path,
+                    sql,
+                    batch,
+                } => (replay(&mut conn, &search_path, &sql).await, batch),
+                Work::Sql { .. } | Work::Commit { .. } => continue,
             };
-            let result = result.map(|again| {
-                if let Some(table) = again {
-                    let _ = reports.send(Report::CopyAgain { table });
+            match result {
+                Ok(Some(table)) => {
+                    let _ = reports.send(Report::CopyAgain { table, batch });
                 }
-            });
-            if let Err(report) = result {
-                let _ = reports.send(report.into_report(shard));
-                conn.close().await;
-                return;
+                Ok(None) => {}
+                Err(failure) => {
+                    let _ = reports.send(failure.into_report(shard));
+                    conn.close().await;
+                    return;
+                }
             }
             continue;
         }
         let prepares = match &item {
             Work::Sql { prepare, .. } | Work::Commit { prepare, .. } => prepare,
-            Work::Schema(_) | Work::Ddl { .. } => continue,
+            Work::Schema { .. } | Work::Ddl { .. } => continue,
         };
         for statement in prepares {
             if let Err(error) = conn.execute(statement).await {
@@ -214,7 +225,7 @@ async fn apply(
                 open = false;
                 Some(batch)
             }
-            Work::Schema(_) | Work::Ddl { .. } => None,
+            Work::Schema { .. } | Work::Ddl { .. } => None,
         };
         if let Err(error) = conn.execute(&sql).await {
             let _ = reports.send(Report::Failed { shard, error });
@@ -231,11 +242,6 @@ async fn apply(
         let _ = conn.execute("ROLLBACK").await;
     }
     conn.close().await;
-}
-
-enum Either {
-    Change(Arc<SchemaChange>),
-    Ddl(String, String),
 }
 
 /// Why a schema step failed.
