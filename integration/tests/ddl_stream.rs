@@ -369,6 +369,19 @@ async fn pause_resume_resync_and_a_change_the_operator_fixes() {
     let writer = Writer::start(&setup, 7_000_000).await;
     admin::wait_caught_up(&admin, &source, &task, WAIT).await;
 
+    // A task without a stream: a clear error, and the admin session goes on.
+    for command in [
+        "PAUSE_REPLICATION 999",
+        "RESUME_REPLICATION 999",
+        "RESYNC_TABLE 999 t",
+    ] {
+        assert_eq!(
+            integration::sharded::error_code(&admin, command).await,
+            "55000",
+            "{command}"
+        );
+    }
+
     // Paused: nothing reaches the shards, the slot stays (inactive) and keeps the changes.
     admin_command(&admin, &format!("PAUSE_REPLICATION {task}")).await;
     wait_status(&admin, &task, "the stream to pause", |s| s == "paused").await;
