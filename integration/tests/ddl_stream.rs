@@ -382,6 +382,12 @@ async fn pause_resume_resync_and_a_change_the_operator_fixes() {
         );
     }
 
+    assert_eq!(
+        integration::sharded::error_code(&admin, &format!("RESYNC_TABLE {task} no_such_table"))
+            .await,
+        "42P01"
+    );
+
     // Paused: nothing reaches the shards, the slot stays (inactive) and keeps the changes.
     admin_command(&admin, &format!("PAUSE_REPLICATION {task}")).await;
     wait_status(&admin, &task, "the stream to pause", |s| s == "paused").await;

@@ -52,7 +52,18 @@ pub fn resume(state: &Arc<PoolerState>, task_id: u64) -> Result<Reply, ErrorResp
 
 /// `RESYNC_TABLE <task_id> <table>`.
 pub fn resync(state: &Arc<PoolerState>, task_id: u64, table: &str) -> Result<Reply, ErrorResponse> {
-    for stream in streams_of(state, task_id)? {
+    let streams = streams_of(state, task_id)?;
+    if streams
+        .iter()
+        .all(|s| s.control.has_table(table) == Some(false))
+    {
+        return Err(ErrorResponse::error(
+            sqlstate::UNDEFINED_TABLE,
+            format!("{table} is not a table of the move of task {task_id}"),
+        )
+        .hint("name a table of the stream's publication, as table or schema.table"));
+    }
+    for stream in streams {
         stream.control.request_resync(table);
     }
     Ok(Reply::done("RESYNC_TABLE"))

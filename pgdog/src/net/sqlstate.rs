@@ -30,6 +30,8 @@ pub const INTERNAL_ERROR: &str = "XX000";
 pub const SYNTAX_ERROR: &str = "42601";
 /// `undefined_object`
 pub const UNDEFINED_OBJECT: &str = "42704";
+/// `undefined_table`
+pub const UNDEFINED_TABLE: &str = "42P01";
 /// `invalid_parameter_value`
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
 /// `cant_change_runtime_param`

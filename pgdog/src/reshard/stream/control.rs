@@ -11,6 +11,8 @@ use tokio::sync::watch;
 pub struct StreamControl {
     paused: watch::Sender<bool>,
     resyncs: Mutex<Vec<String>>,
+    /// The move's tables as `schema.name`, once the stream has read them.
+    tables: Mutex<Option<Vec<(String, String)>>>,
 }
 
 impl Default for StreamControl {
@@ -18,6 +20,7 @@ impl Default for StreamControl {
         StreamControl {
             paused: watch::channel(false).0,
             resyncs: Mutex::new(Vec::new()),
+            tables: Mutex::new(None),
         }
     }
 }
@@ -58,6 +61,27 @@ impl StreamControl {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         self.resyncs.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Records the move's tables (schema, name) as the stream read them.
+    pub fn set_tables(&self, tables: Vec<(String, String)>) {
+        *self.tables.lock().unwrap_or_else(|e| e.into_inner()) = Some(tables);
+    }
+
+    /// Whether `name` (`table` or `schema.table`) is a table of the move; `None` before the
+    /// stream has read its tables.
+    pub fn has_table(&self, name: &str) -> Option<bool> {
+        let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let tables = tables.as_ref()?;
+        let (schema, table) = match name.split_once('.') {
+            Some((schema, table)) => (Some(schema), table),
+            None => (None, name),
+        };
+        Some(
+            tables
+                .iter()
+                .any(|(s, t)| t == table && schema.is_none_or(|schema| schema == s)),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +106,17 @@ mod tests {
         assert!(!waiting.is_finished());
         control.resume();
         waiting.await.unwrap();
+    }
+
+    #[test]
+    fn tables_of_the_move_by_name() {
+        let control = StreamControl::default();
+        assert_eq!(control.has_table("orders"), None);
+        control.set_tables(vec![("Sales".into(), "orders".into())]);
+        assert_eq!(control.has_table("orders"), Some(true));
+        assert_eq!(control.has_table("Sales.orders"), Some(true));
+        assert_eq!(control.has_table("public.orders"), Some(false));
+        assert_eq!(control.has_table("nope"), Some(false));
     }
 
     #[test]

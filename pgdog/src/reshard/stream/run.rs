@@ -383,6 +383,13 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         &watermarks,
     )
     .await?;
+    ctx.control.set_tables(
+        tables
+            .all()
+            .into_iter()
+            .map(|t| (t.schema, t.name))
+            .collect(),
+    );
     let unfinished = resync::unfinished(&mut conns, &ctx.slot, &tables.all()).await?;
     if !unfinished.is_empty() {
         for conn in conns {
