@@ -21,6 +21,14 @@ impl TableRef {
     pub fn qualified(&self) -> String {
         quote::qualified(&self.schema, &self.name)
     }
+
+    /// Whether an operator's `table` or `schema.table` (unquoted) names this table.
+    pub fn is_named(&self, name: &str) -> bool {
+        match name.split_once('.') {
+            Some((schema, table)) => self.schema == schema && self.name == table,
+            None => self.name == name,
+        }
+    }
 }
 
 impl std::fmt::Display for TableRef {

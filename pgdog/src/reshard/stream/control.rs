@@ -6,13 +6,15 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
+use crate::reshard::publication::TableRef;
+
 /// The requests an operator made to one stream.
 #[derive(Debug)]
 pub struct StreamControl {
     paused: watch::Sender<bool>,
     resyncs: Mutex<Vec<String>>,
-    /// The move's tables as `schema.name`, once the stream has read them.
-    tables: Mutex<Option<Vec<(String, String)>>>,
+    /// The move's tables, once the stream has read them.
+    tables: Mutex<Option<Vec<TableRef>>>,
 }
 
 impl Default for StreamControl {
@@ -62,8 +64,8 @@ impl StreamControl {
         self.resyncs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records the move's tables (schema, name) as the stream read them.
-    pub fn set_tables(&self, tables: Vec<(String, String)>) {
+    /// Records the move's tables as the stream read them.
+    pub fn set_tables(&self, tables: Vec<TableRef>) {
         *self.tables.lock().unwrap_or_else(|e| e.into_inner()) = Some(tables);
     }
 
@@ -71,16 +73,7 @@ impl StreamControl {
     /// stream has read its tables.
     pub fn has_table(&self, name: &str) -> Option<bool> {
         let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        let tables = tables.as_ref()?;
-        let (schema, table) = match name.split_once('.') {
-            Some((schema, table)) => (Some(schema), table),
-            None => (None, name),
-        };
-        Some(
-            tables
-                .iter()
-                .any(|(s, t)| t == table && schema.is_none_or(|schema| schema == s)),
-        )
+        Some(tables.as_ref()?.iter().any(|t| t.is_named(name)))
     }
 }
 
@@ -112,7 +105,11 @@ mod tests {
     fn tables_of_the_move_by_name() {
         let control = StreamControl::default();
         assert_eq!(control.has_table("orders"), None);
-        control.set_tables(vec![("Sales".into(), "orders".into())]);
+        control.set_tables(vec![TableRef {
+            schema: "Sales".into(),
+            name: "orders".into(),
+            oid: 1,
+        }]);
         assert_eq!(control.has_table("orders"), Some(true));
         assert_eq!(control.has_table("Sales.orders"), Some(true));
         assert_eq!(control.has_table("public.orders"), Some(false));

@@ -383,13 +383,7 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         &watermarks,
     )
     .await?;
-    ctx.control.set_tables(
-        tables
-            .all()
-            .into_iter()
-            .map(|t| (t.schema, t.name))
-            .collect(),
-    );
+    ctx.control.set_tables(tables.all());
     let unfinished = resync::unfinished(&mut conns, &ctx.slot, &tables.all()).await?;
     if !unfinished.is_empty() {
         for conn in conns {
@@ -453,11 +447,7 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         copy_after: Vec::new(),
         copy_after_batch: 0,
         completed: None,
-        tables_by_name: tables
-            .all()
-            .into_iter()
-            .map(|t| (format!("{}.{}", t.schema, t.name), t))
-            .collect(),
+        moved: tables.all(),
         last_message: Instant::now(),
         last_feedback: Instant::now(),
     };
@@ -521,8 +511,8 @@ struct Stream<'a> {
     copy_after_batch: u64,
     /// The last batch committed on every shard.
     completed: Option<u64>,
-    /// The move's tables by `schema.name`.
-    tables_by_name: std::collections::HashMap<String, crate::reshard::publication::TableRef>,
+    /// The move's tables.
+    moved: Vec<crate::reshard::publication::TableRef>,
     received: Lsn,
     last_message: Instant,
     last_feedback: Instant,
@@ -721,26 +711,28 @@ impl Stream<'_> {
     fn report(&mut self, report: Report) -> Result<bool, StreamError> {
         match report {
             Report::Failed { shard, error } => Err(StreamError::Apply { shard, error }),
-            Report::CopyAgain { table, batch } => match self.tables_by_name.get(&table) {
-                Some(found) => {
-                    info!(
+            Report::CopyAgain { table, batch } => {
+                match self.moved.iter().find(|t| t.is_named(&table)) {
+                    Some(found) => {
+                        info!(
                         "{table}: a column was added with a volatile default; copying the table again once the batch that adds it is in"
                     );
-                    if !self.copy_after.contains(found) {
-                        self.copy_after.push(found.clone());
+                        if !self.copy_after.contains(found) {
+                            self.copy_after.push(found.clone());
+                        }
+                        // The batch that adds the column must commit first.
+                        self.copy_after_batch = self.copy_after_batch.max(batch);
+                        self.ctx
+                            .stats
+                            .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
+                        Ok(false)
                     }
-                    // The batch that adds the column must commit first.
-                    self.copy_after_batch = self.copy_after_batch.max(batch);
-                    self.ctx
-                        .stats
-                        .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
-                    Ok(false)
+                    None => {
+                        warn!("{table}: a column was added with a volatile default, but the table is not part of the move");
+                        Ok(false)
+                    }
                 }
-                None => {
-                    warn!("{table}: a column was added with a volatile default, but the table is not part of the move");
-                    Ok(false)
-                }
-            },
+            }
             Report::SchemaFailed {
                 shard,
                 statement,

@@ -134,15 +134,11 @@ impl Tables {
     /// The table named `name` (`table` or `schema.table`; unqualified names match any
     /// schema, `public` first).
     pub fn find(&self, name: &str) -> Option<TableRef> {
-        let (schema, table) = match name.split_once('.') {
-            Some((schema, table)) => (Some(schema), table),
-            None => (None, name),
-        };
         let mut found: Vec<&TableRef> = self
             .by_oid
             .values()
             .map(|i| &i.table)
-            .filter(|t| t.name == table && schema.is_none_or(|s| t.schema == s))
+            .filter(|t| t.is_named(name))
             .collect();
         found.sort_by_key(|t| (t.schema != "public", t.schema.clone()));
         found.first().map(|t| (*t).clone())
