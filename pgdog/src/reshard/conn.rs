@@ -43,6 +43,11 @@ impl ConnError {
         }
     }
 
+    /// The table or the `pgdog` schema does not exist (nothing of pgdog's on that server yet).
+    pub fn is_missing_table(&self) -> bool {
+        matches!(self.code(), Some("42P01" | "3F000"))
+    }
+
     /// The server's message without the server name (for result tables).
     pub fn short(&self) -> String {
         match self {

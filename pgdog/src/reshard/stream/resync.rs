@@ -33,7 +33,7 @@ pub async fn unfinished(
         let states = match state::read(conn, slot).await {
             Ok(states) => states,
             // No copy ever ran on this shard (REPLICATE after an external copy).
-            Err(e) if e.code() == Some("42P01") || e.code() == Some("3F000") => Default::default(),
+            Err(e) if e.is_missing_table() => Default::default(),
             Err(e) => return Err(e.into()),
         };
         for table in tables {

@@ -410,7 +410,7 @@ pub async fn forget_shapes(
         names.join(", ")
     );
     match conn.execute(&sql).await {
-        Err(e) if e.code() != Some("42P01") && e.code() != Some("3F000") => Err(e),
+        Err(e) if !e.is_missing_table() => Err(e),
         _ => Ok(()),
     }
 }

@@ -65,7 +65,7 @@ pub async fn forget(conn: &mut Conn, slot: &str) -> Result<(), ConnError> {
         slot = quote::literal(slot)
     );
     match conn.execute(&sql).await {
-        Err(e) if e.code() != Some("42P01") && e.code() != Some("3F000") => Err(e),
+        Err(e) if !e.is_missing_table() => Err(e),
         _ => Ok(()),
     }
 }
@@ -86,9 +86,7 @@ pub async fn watermarks(
     let rows = match rows {
         Ok(rows) => rows,
         // No copy ran on this shard (REPLICATE after an external copy).
-        Err(e) if e.code() == Some("42P01") || e.code() == Some("3F000") => {
-            return Ok(BTreeMap::new())
-        }
+        Err(e) if e.is_missing_table() => return Ok(BTreeMap::new()),
         Err(e) => return Err(e),
     };
     let mut marks = BTreeMap::new();
