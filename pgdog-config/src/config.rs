@@ -308,6 +308,7 @@ mod tests {
                 pg_dump_path: Some("/opt/pg16/bin/pg_dump".into()),
                 sequence_margin: 5000,
                 index_jobs: 2,
+                toast_compression: crate::ToastCompression::Pglz,
             },
         };
         let text = toml::to_string(&config).unwrap();

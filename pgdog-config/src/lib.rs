@@ -34,7 +34,7 @@ pub use general::{
     ReadWriteSplit,
 };
 pub use load::ConfigAndUsers;
-pub use replication::Replication;
+pub use replication::{Replication, ToastCompression};
 pub use retarget::RetargetError;
 pub use sharding::{
     parse_uuid, DataType, Hasher, MappingKind, MappingRule, OmnishardedTables, ShardedMapping,

@@ -17,6 +17,35 @@ pub struct Replication {
     /// Secondary indexes built at once per destination shard by the post-copy schema sync
     /// (like pgcopydb's `--index-jobs`). Default 4.
     pub index_jobs: usize,
+    /// How the data copy compresses the large values it writes into TOAST on the shards
+    /// (`default_toast_compression` of its sessions). Default `lz4`.
+    pub toast_compression: ToastCompression,
+}
+
+/// The compression of values the data copy writes out of line (TOAST). Columns with their own
+/// `COMPRESSION` keep it whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToastCompression {
+    /// LZ4: several times faster to write and read than pglz (servers built with lz4,
+    /// which Debian's and most distributions' are; others fall back to their default).
+    #[default]
+    Lz4,
+    /// pglz, PostgreSQL's built-in default.
+    Pglz,
+    /// Whatever the destination server's `default_toast_compression` is.
+    Server,
+}
+
+impl ToastCompression {
+    /// The value for `SET default_toast_compression`, if the copy sets one.
+    pub fn setting(self) -> Option<&'static str> {
+        match self {
+            ToastCompression::Lz4 => Some("lz4"),
+            ToastCompression::Pglz => Some("pglz"),
+            ToastCompression::Server => None,
+        }
+    }
 }
 
 impl Default for Replication {
@@ -25,6 +54,7 @@ impl Default for Replication {
             pg_dump_path: None,
             sequence_margin: 1000,
             index_jobs: 4,
+            toast_compression: ToastCompression::Lz4,
         }
     }
 }
@@ -48,6 +78,23 @@ mod tests {
         assert_eq!(config.replication.pg_dump_path, None);
         assert_eq!(config.replication.sequence_margin, 1000);
         assert_eq!(config.replication.index_jobs, 4);
+        assert_eq!(
+            config.replication.toast_compression,
+            super::ToastCompression::Lz4
+        );
+        let config = Config::from_str(
+            "[replication]\ntoast_compression = \"server\"\n",
+            "pgdog.toml",
+        )
+        .unwrap();
+        assert_eq!(config.replication.toast_compression.setting(), None);
+        let error = Config::from_str(
+            "[replication]\ntoast_compression = \"zstd\"\n",
+            "pgdog.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("toast_compression"), "{error}");
         let error = Config::from_str("[replication]\npg_dump = \"x\"\n", "pgdog.toml")
             .unwrap_err()
             .to_string();

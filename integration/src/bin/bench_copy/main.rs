@@ -13,7 +13,7 @@
 //!
 //! - `--scale F`: size of the data set, 1 ≈ 1.5 GB (default 1; 0.05 for a quick run);
 //! - `--jobs J`: parallel jobs of every tool that has them (default 2);
-//! - `--tools LIST`: which tools, in order (default all: `raw,raw-split,dump,dump-dir,
+//! - `--tools LIST`: which tools, in order (default all: `raw,raw-split,raw-lz4,dump,dump-dir,
 //!   pgcopydb,pgcopydb-split,pgdog1,pgdog2`);
 //! - `--out PATH`: where to write the report (default `benches/results/copy.md`);
 //! - `--logs DIR`: also write what each tool printed, with times, to `DIR/<tool>.log`.
@@ -51,6 +51,8 @@ pub(crate) enum Tool {
     Raw,
     /// The same with tables cut in 64 MB CTID ranges, J pipes at a time.
     RawSplit,
+    /// Every table at once, the destination writing TOAST with lz4 (as pgdog's copy does).
+    RawLz4,
     /// `pg_dump -Fc | pg_restore`.
     DumpPipe,
     /// `pg_dump -Fd -j J` then `pg_restore -j J`.
@@ -66,9 +68,10 @@ pub(crate) enum Tool {
 }
 
 /// Every tool, in the default order.
-pub(crate) const TOOLS: [Tool; 8] = [
+pub(crate) const TOOLS: [Tool; 9] = [
     Tool::Raw,
     Tool::RawSplit,
+    Tool::RawLz4,
     Tool::DumpPipe,
     Tool::DumpDir,
     Tool::Pgcopydb,
@@ -83,6 +86,7 @@ impl Tool {
         match self {
             Tool::Raw => "raw",
             Tool::RawSplit => "raw-split",
+            Tool::RawLz4 => "raw-lz4",
             Tool::DumpPipe => "dump",
             Tool::DumpDir => "dump-dir",
             Tool::Pgcopydb => "pgcopydb",
@@ -97,6 +101,7 @@ impl Tool {
         match self {
             Tool::Raw => "raw COPY pipes, every table at once (limit)",
             Tool::RawSplit => "raw COPY pipes, 64 MB CTID ranges, J at a time",
+            Tool::RawLz4 => "raw COPY pipes, every table at once, lz4 TOAST",
             Tool::DumpPipe => "pg_dump -Fc | pg_restore",
             Tool::DumpDir => "pg_dump -Fd -j, pg_restore -j",
             Tool::Pgcopydb => "pgcopydb clone",

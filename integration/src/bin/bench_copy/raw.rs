@@ -62,8 +62,9 @@ pub(crate) fn split(table: &'static str, bytes: u64, pages: u64) -> Vec<Unit> {
 /// Raw pipes: the tables pre-created without keys or indexes (pg_dump's pre-data section,
 /// untimed), then `psql -c "COPY ... TO STDOUT (FORMAT binary)" | psql -c "COPY t FROM STDIN
 /// (FORMAT binary)"` per unit: every table at once ([`Tool::Raw`]), or tables cut in 64 MB
-/// CTID ranges, `jobs` pipes at a time ([`Tool::RawSplit`]). Timed from the first start to
-/// the last exit.
+/// CTID ranges, `jobs` pipes at a time ([`Tool::RawSplit`]); every table at once with the
+/// destination compressing TOAST values with lz4 ([`Tool::RawLz4`], what pgdog's copy does).
+/// Timed from the first start to the last exit.
 pub(crate) fn raw_pipes(
     bench: &Bench,
     database: &str,
@@ -121,10 +122,13 @@ pub(crate) fn raw_pipes(
                 let next = queue.lock().ok().and_then(|mut q| q.pop_front());
                 let Some(unit) = next else { return };
                 let out = psql(&bench.source_uri(), &unit.copy_out());
-                let into = psql(
+                let mut into = psql(
                     &target,
                     &format!("COPY public.{} FROM STDIN (FORMAT binary)", unit.table),
                 );
+                if tool == Tool::RawLz4 {
+                    into.env("PGOPTIONS", "-c default_toast_compression=lz4");
+                }
                 let what = |side: &str| format!("psql {side} {unit:?}");
                 match timed::pipe(
                     (&what("TO STDOUT"), out),

@@ -67,7 +67,9 @@ pub(crate) fn run(bench: &Bench, tool: Tool, jobs: usize) -> Outcome {
         .collect();
     let db = &shards[0].1;
     let result = match tool {
-        Tool::Raw | Tool::RawSplit => raw::raw_pipes(bench, db, tool, jobs, &mut outcome),
+        Tool::Raw | Tool::RawSplit | Tool::RawLz4 => {
+            raw::raw_pipes(bench, db, tool, jobs, &mut outcome)
+        }
         Tool::DumpPipe => dump::dump_pipe(bench, db, start, &mut outcome),
         Tool::DumpDir => dump::dump_dir(bench, db, jobs, start, &mut outcome),
         Tool::Pgcopydb | Tool::PgcopydbSplit => {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgdog_config::ConfigAndUsers;
+use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -21,7 +22,9 @@ use crate::reshard::conn::Conn;
 use crate::reshard::endpoints::ClusterEndpoints;
 use crate::reshard::preflight::{self, PreflightInput, Problem};
 use crate::reshard::publication;
-use crate::reshard::schema::{self, KeyPlacement, Phase, SchemaSyncLog, SchemaSyncOptions};
+use crate::reshard::schema::{
+    self, KeyPlacement, Phase, PlannedPhase, SchemaSyncLog, SchemaSyncOptions, SchemaSyncReport,
+};
 use crate::reshard::tasks::TaskHandle;
 use crate::router::plan::ShardingSchema;
 
@@ -79,12 +82,7 @@ pub async fn run(
     task: Option<&TaskHandle>,
     on_preflight: impl FnOnce(&[Problem]),
 ) -> Result<DataSyncReport, CopyError> {
-    let step = |text: &str| {
-        info!("data sync: {text}");
-        if let Some(task) = task {
-            task.set_step(text);
-        }
-    };
+    let step = |text: &str| show_step(task, text);
     let source = ClusterEndpoints::resolve_as(config, &options.from, options.from_user.as_deref())?;
     let destination =
         ClusterEndpoints::resolve_as(config, &options.to, options.to_user.as_deref())?;
@@ -270,6 +268,7 @@ pub async fn run(
     source_conn.close().await;
 
     let started = Instant::now();
+    let (verified_tx, verified_rx) = mpsc::unbounded_channel();
     let context = Arc::new(CopyContext {
         source: primary,
         destination: destination.clone(),
@@ -287,6 +286,9 @@ pub async fn run(
         task: task.cloned(),
         abort: AtomicBool::new(false),
         timeout,
+        toast_compression: config.config.replication.toast_compression.setting(),
+        toast_refused: AtomicBool::new(false),
+        on_verified: (!options.skip_schema_sync).then_some(verified_tx),
     });
     let mut queue = VecDeque::new();
     let mut copy_ids = Vec::new();
@@ -319,9 +321,60 @@ pub async fn run(
         "copying {} table(s) with {jobs} worker(s)",
         copy_ids.len()
     ));
-    let queue = Arc::new(Mutex::new(queue));
+    let copy_ended = std::sync::OnceLock::new();
+    let copying = async {
+        let copied =
+            copy_and_verify(context, queue, jobs, to_verify, snapshot, progress, task).await;
+        let _ = copy_ended.set(Instant::now());
+        copied
+    };
+    let post = async {
+        if options.skip_schema_sync {
+            return Ok(None);
+        }
+        let post = schema_options(Phase::Post);
+        indexes_as_tables_finish(config, &post, verified_rx, schema_log, task)
+            .await
+            .map(Some)
+    };
+    let (copied, post) = tokio::join!(copying, post);
+    report.skipped.extend(copied?);
+    // The copy's own time: the indexes the post phase was still building are not part of it.
+    report.copy_time = copy_ended
+        .get()
+        .map_or_else(|| started.elapsed(), |t| *t - started);
+    let rest = post?;
+    for (copy, job) in copy_ids {
+        let record = progress.get(copy);
+        let (rows, bytes) = record.map(|r| (r.rows, r.bytes)).unwrap_or_default();
+        report.copied.push((job.table.qualified(), rows, bytes));
+    }
+
+    if let Some(rest) = rest {
+        step("schema sync after the copy");
+        clean(
+            &schema::apply_planned(config, rest, schema_log, task).await?,
+            Phase::Post,
+        )?;
+    }
+    Ok(report)
+}
+
+/// Runs the workers over `queue`, then verifies the tables an earlier run copied (returned:
+/// they count as skipped). Its end drops the context, which tells the post phase that no
+/// more tables come.
+async fn copy_and_verify(
+    context: Arc<CopyContext>,
+    queue: VecDeque<Unit>,
+    jobs: usize,
+    to_verify: Vec<TableJob>,
+    snapshot: Option<ExportedSnapshot>,
+    progress: &TableCopies,
+    task: Option<&TaskHandle>,
+) -> Result<Vec<String>, CopyError> {
     let mut workers = JoinSet::new();
-    if !copy_ids.is_empty() {
+    if !queue.is_empty() {
+        let queue = Arc::new(Mutex::new(queue));
         for _ in 0..jobs {
             workers.spawn(worker::run(context.clone(), queue.clone()));
         }
@@ -347,9 +400,12 @@ pub async fn run(
         return Err(error);
     }
     stopped(task)?;
+    let mut skipped = Vec::new();
     if !to_verify.is_empty() {
-        step("verifying tables copied by an earlier run");
-        let mut conns: Vec<Option<Conn>> = (0..destination.shards.len()).map(|_| None).collect();
+        show_step(task, "verifying tables copied by an earlier run");
+        let mut conns: Vec<Option<Conn>> = (0..context.destination.shards.len())
+            .map(|_| None)
+            .collect();
         for job in to_verify {
             let copy = progress.add(
                 task.map(TaskHandle::id),
@@ -360,21 +416,39 @@ pub async fn run(
             );
             progress.update(copy, |r| r.ranges_done = r.ranges);
             worker::verify(&context, &job, copy, &mut conns).await?;
-            report.skipped.push(job.table.qualified());
+            skipped.push(job.table.qualified());
         }
     }
-    for (copy, job) in copy_ids {
-        let record = progress.get(copy);
-        let (rows, bytes) = record.map(|r| (r.rows, r.bytes)).unwrap_or_default();
-        report.copied.push((job.table.qualified(), rows, bytes));
-    }
-    report.copy_time = started.elapsed();
+    Ok(skipped)
+}
 
-    if !options.skip_schema_sync {
-        step("schema sync after the copy");
-        schema_sync(config, &schema_options(Phase::Post), schema_log, task).await?;
+/// The post phase of the copy: planned while the copy starts, then each table's own indexes,
+/// keys and ANALYZE built as soon as every shard verified it, beside the tables still being
+/// copied. Returns the rest (foreign keys, triggers, tables an earlier run copied) once no
+/// more tables come.
+async fn indexes_as_tables_finish(
+    config: &ConfigAndUsers,
+    options: &SchemaSyncOptions,
+    mut verified: UnboundedReceiver<(String, String)>,
+    log: &SchemaSyncLog,
+    task: Option<&TaskHandle>,
+) -> Result<PlannedPhase, CopyError> {
+    let mut plan = schema::plan_phase(config, options, task, false).await?;
+    while let Some(table) = verified.recv().await {
+        let own = plan.take_table(&table);
+        if own.is_empty() {
+            continue;
+        }
+        info!(
+            "data sync: building the indexes of {}.{} while the copy goes on",
+            table.0, table.1
+        );
+        clean(
+            &schema::apply_planned(config, own, log, task).await?,
+            Phase::Post,
+        )?;
     }
-    Ok(report)
+    Ok(plan)
 }
 
 /// Whether any destination shard has copy progress recorded for `slot` (shards that cannot be
@@ -412,16 +486,30 @@ async fn schema_sync(
     log: &SchemaSyncLog,
     task: Option<&TaskHandle>,
 ) -> Result<(), CopyError> {
-    let report = schema::run(config, options, log, task, |_| {}).await?;
+    clean(
+        &schema::run(config, options, log, task, |_| {}).await?,
+        options.phase,
+    )
+}
+
+/// A schema-sync report as the copy's outcome: anything failed or different stops it.
+fn clean(report: &SchemaSyncReport, phase: Phase) -> Result<(), CopyError> {
     if report.is_clean() {
-        Ok(())
-    } else {
-        Err(CopyError::Route {
-            table: format!("(schema sync {})", options.phase.as_str()),
-            error: format!(
-                "did not complete cleanly: {} (SHOW SCHEMA_SYNC lists each statement)",
-                report.summary()
-            ),
-        })
+        return Ok(());
+    }
+    Err(CopyError::Route {
+        table: format!("(schema sync {})", phase.as_str()),
+        error: format!(
+            "did not complete cleanly: {} (SHOW SCHEMA_SYNC lists each statement)",
+            report.summary()
+        ),
+    })
+}
+
+/// Logs a step of the copy and shows it in `SHOW TASKS`.
+fn show_step(task: Option<&TaskHandle>, text: &str) {
+    info!("data sync: {text}");
+    if let Some(task) = task {
+        task.set_step(text);
     }
 }

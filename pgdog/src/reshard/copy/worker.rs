@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
 use super::digest::{read_digest, Digest, ReadError};
@@ -52,6 +53,12 @@ pub struct CopyContext {
     pub abort: AtomicBool,
     /// Connect timeout.
     pub timeout: Duration,
+    /// `default_toast_compression` of the shard sessions, if the copy sets one.
+    pub toast_compression: Option<&'static str>,
+    /// Set once a shard refused `toast_compression` (warned about once).
+    pub toast_refused: AtomicBool,
+    /// Told each table (schema, name) once every shard verified it (its indexes can be built).
+    pub on_verified: Option<UnboundedSender<(String, String)>>,
 }
 
 /// What a unit does.
@@ -263,6 +270,19 @@ async fn connect(ctx: &CopyContext, shard: usize) -> Result<Conn, ConnError> {
     // Needs superuser (or the right grant); without it the copy still works because schema
     // sync creates foreign keys and triggers only after the copy.
     let _ = conn.execute("SET session_replication_role = replica").await;
+    if let Some(method) = ctx.toast_compression {
+        if let Err(e) = conn
+            .execute(&format!("SET default_toast_compression = {method}"))
+            .await
+        {
+            if !ctx.toast_refused.swap(true, Ordering::Relaxed) {
+                warn!(
+                    "shard {shard} cannot compress TOAST values with {method} ({}); the copy uses the server's default ([replication] toast_compression)",
+                    e.short()
+                );
+            }
+        }
+    }
     Ok(conn)
 }
 
@@ -412,6 +432,10 @@ fn verified(ctx: &CopyContext, job: &TableJob, copy: CopyId) {
     ctx.progress.update(copy, |r| r.verified = "ok".into());
     ctx.progress.set_status(copy, CopyStatus::Done);
     info!("copied and verified {}", job.table.qualified());
+    if let Some(on_verified) = &ctx.on_verified {
+        // A closed receiver (the post phase gave up) leaves the rest to the caller.
+        let _ = on_verified.send((job.table.schema.clone(), job.table.name.clone()));
+    }
 }
 
 /// Reads one shard's copy of the table back and compares it with what was recorded; on a

@@ -10,9 +10,10 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::dump::DumpEntry;
+use super::facts::Name;
 use super::log::{Origin, RecordId, SchemaSyncLog, StatementState};
 use super::plan::Planned;
-use super::rewrite::canonical;
+use super::rewrite::{canonical, target_of};
 use super::Phase;
 use crate::reshard::conn::{Conn, ConnError};
 use crate::reshard::endpoints::ClusterEndpoints;
@@ -42,6 +43,8 @@ pub struct Step {
     pub parallel: bool,
     /// Not a schema object (ANALYZE): not counted as created.
     pub maintenance: bool,
+    /// The table it acts on (schema, name), where there is one.
+    pub table: Option<Name>,
 }
 
 impl Step {
@@ -55,7 +58,15 @@ impl Step {
             note: None,
             parallel: false,
             maintenance: false,
+            table: None,
         }
+    }
+
+    /// Whether it needs nothing but its own table: an index, a key, a check or exclusion
+    /// constraint, ANALYZE (not a foreign key, trigger, rule or policy, which may name
+    /// other objects).
+    pub fn table_local(&self) -> bool {
+        matches!(self.kind.as_str(), "INDEX" | "CONSTRAINT" | "ANALYZE")
     }
 }
 
@@ -87,6 +98,12 @@ pub fn compare(planned: &[Planned], shard_dump: &[DumpEntry]) -> Vec<Step> {
             };
             let mut step = Step::run(&entry.kind, &object, entry.statements.join(";\n"));
             step.parallel = p.parallel;
+            step.table = entry.statements.first().and_then(|sql| target_of(sql)).map(
+                |(schema, name)| match (schema.is_empty(), &entry.schema) {
+                    (true, Some(own)) => (own.clone(), name),
+                    _ => (schema, name),
+                },
+            );
             if let Some(there) = existing.get(&entry.key()) {
                 if existence_is_enough(&entry.kind)
                     || canonical_entry(there) == canonical_entry(entry)

@@ -40,6 +40,6 @@ pub mod sync;
 
 pub use log::{SchemaSyncLog, StatementRecord, StatementState};
 pub use run::{
-    prepare_cutover, run, run_cutover, KeyPlacement, PreparedCutover, SchemaSyncError,
-    SchemaSyncOptions, SchemaSyncReport,
+    apply_planned, plan_phase, prepare_cutover, run, run_cutover, KeyPlacement, PlannedPhase,
+    PreparedCutover, SchemaSyncError, SchemaSyncOptions, SchemaSyncReport,
 };

@@ -156,73 +156,200 @@ pub async fn run(
     };
     stopped(task)?;
 
-    step("reading the source catalog");
-    let mut conn = source.connect_primary(0).await?;
-    if !publication::exists(&mut conn, &options.publication).await? {
+    let planned = match options.phase {
+        Phase::Pre | Phase::Post => plan_phase(config, options, task, true).await?,
+        Phase::Cutover => {
+            step("reading the source catalog");
+            let mut conn = source.connect_primary(0).await?;
+            let facts = read_facts(&mut conn, options).await;
+            let steps = match facts {
+                Ok(facts) => {
+                    step("reading sequence values");
+                    cutover_steps(config, options, &source, &destination, &mut conn, &facts).await
+                }
+                Err(e) => Err(e),
+            };
+            conn.close().await;
+            PlannedPhase {
+                options: options.clone(),
+                destination,
+                shards: steps?,
+                show_steps: true,
+            }
+        }
+        Phase::Sync => {
+            return Err(SchemaSyncError::Plan(
+                "phase sync compares a running stream's tables: SYNC_SCHEMA runs it".into(),
+            ));
+        }
+    };
+    stopped(task)?;
+    let applied = apply_planned(config, planned, log, task).await?;
+    report.shards = applied.shards;
+    Ok(report)
+}
+
+/// The publication's tables (limited to `options.only_tables`) and what they need, read from
+/// the source.
+async fn read_facts(
+    conn: &mut Conn,
+    options: &SchemaSyncOptions,
+) -> Result<SourceFacts, SchemaSyncError> {
+    if !publication::exists(conn, &options.publication).await? {
         return Err(SchemaSyncError::NoPublication {
             publication: options.publication.clone(),
             database: options.from.clone(),
         });
     }
-    let mut tables = publication::tables(&mut conn, &options.publication).await?;
+    let mut tables = publication::tables(conn, &options.publication).await?;
     if let Some(only) = &options.only_tables {
         tables.retain(|t| only.contains(&(t.schema.clone(), t.name.clone())));
     }
-    let facts = SourceFacts::read(&mut conn, &tables).await?;
-    let pg_dump = PgDump::locate(config.config.replication.pg_dump_path.as_deref()).await?;
-    if let Some(version) = conn.server_version_num() {
-        pg_dump.check_server(conn.addr(), version)?;
-    }
-    stopped(task)?;
+    Ok(SourceFacts::read(conn, &tables).await?)
+}
 
-    let shards = destination.shards.len();
-    let mut steps_per_shard: Vec<Vec<Step>> = Vec::with_capacity(shards);
-    match options.phase {
-        Phase::Pre | Phase::Post => {
-            step("dumping the source schema");
-            let source_dump = dump::parse(&pg_dump.schema(&source.shards[0].primary).await?)?;
-            let planned = plan::plan(&source_dump, &facts, options.phase, options.keys)
-                .map_err(SchemaSyncError::Plan)?;
-            step(&format!("comparing with {shards} destination shard(s)"));
-            for shard in &destination.shards {
-                let shard_dump = dump::parse(&pg_dump.schema(&shard.primary).await?)?;
-                let mut steps = apply::compare(&planned, &shard_dump);
-                if options.phase == Phase::Post {
-                    steps.extend(analyze_steps(&facts.tables));
-                }
-                steps_per_shard.push(steps);
-            }
-        }
-        Phase::Cutover => {
-            step("reading sequence values");
-            let plan = cutover_plan(config, options, &mut conn, &facts).await?;
-            let (mut sources, mut shards) = cutover_connections(&source, &destination).await?;
-            steps_per_shard = plan.steps(&mut sources, &mut shards).await?;
-            for conn in sources.into_iter().chain(shards) {
-                conn.close().await;
-            }
-        }
-        Phase::Sync => {
-            conn.close().await;
-            return Err(SchemaSyncError::Plan(
-                "phase sync compares a running stream's tables: SYNC_SCHEMA runs it".into(),
-            ));
+/// The cutover phase's steps for every shard (sequence values read now).
+async fn cutover_steps(
+    config: &ConfigAndUsers,
+    options: &SchemaSyncOptions,
+    source: &ClusterEndpoints,
+    destination: &ClusterEndpoints,
+    conn: &mut Conn,
+    facts: &SourceFacts,
+) -> Result<Vec<Vec<Step>>, SchemaSyncError> {
+    let plan = cutover_plan(config, options, conn, facts).await?;
+    let (mut sources, mut shards) = cutover_connections(source, destination).await?;
+    let steps = plan.steps(&mut sources, &mut shards).await;
+    for conn in sources.into_iter().chain(shards) {
+        conn.close().await;
+    }
+    Ok(steps?)
+}
+
+/// A pre or post phase compared with the shards as they are now, not applied yet: what each
+/// shard lacks, in order. The data copy plans its post phase before copying and applies it
+/// table by table ([`PlannedPhase::take_table`]) as tables are copied.
+pub struct PlannedPhase {
+    options: SchemaSyncOptions,
+    destination: ClusterEndpoints,
+    /// The steps of each shard.
+    shards: Vec<Vec<Step>>,
+    /// Whether applying it shows its steps in `SHOW TASKS` (not while the copy runs).
+    show_steps: bool,
+}
+
+impl PlannedPhase {
+    /// Takes out the steps that need `table` alone (its indexes, primary key and other
+    /// constraints but foreign keys, its ANALYZE), to run once the table is copied. Nothing
+    /// when the plan attaches partitions (their keys and indexes go together, at the end).
+    pub fn take_table(&mut self, table: &Name) -> PlannedPhase {
+        PlannedPhase {
+            options: self.options.clone(),
+            destination: self.destination.clone(),
+            shards: take_table_steps(&mut self.shards, table),
+            show_steps: false,
         }
     }
+
+    /// Whether no shard has a step.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(Vec::is_empty)
+    }
+}
+
+/// Takes each shard's steps that need `table` alone out of `shards` (see
+/// [`PlannedPhase::take_table`]).
+fn take_table_steps(shards: &mut [Vec<Step>], table: &Name) -> Vec<Vec<Step>> {
+    let attaches = shards.iter().flatten().any(|s| s.kind.ends_with(" ATTACH"));
+    shards
+        .iter_mut()
+        .map(|steps| {
+            if attaches {
+                return Vec::new();
+            }
+            let (own, rest): (Vec<Step>, Vec<Step>) = std::mem::take(steps)
+                .into_iter()
+                .partition(|s| s.table.as_ref() == Some(table) && s.table_local());
+            *steps = rest;
+            own
+        })
+        .collect()
+}
+
+/// Reads the source and the shards and plans a pre or post phase (no pre-flight check);
+/// `show_steps`: the task's step says what it does (not when it runs beside the copy).
+pub async fn plan_phase(
+    config: &ConfigAndUsers,
+    options: &SchemaSyncOptions,
+    task: Option<&TaskHandle>,
+    show_steps: bool,
+) -> Result<PlannedPhase, SchemaSyncError> {
+    let step = |text: &str| {
+        info!("schema sync {}: {text}", options.phase.as_str());
+        if let Some(task) = task.filter(|_| show_steps) {
+            task.set_step(text);
+        }
+    };
+    let source = ClusterEndpoints::resolve(config, &options.from)?;
+    let destination = ClusterEndpoints::resolve(config, &options.to)?;
+    step("reading the source catalog");
+    let mut conn = source.connect_primary(0).await?;
+    let facts = read_facts(&mut conn, options).await;
+    let version = conn.server_version_num();
+    let addr = conn.addr().clone();
     conn.close().await;
+    let facts = facts?;
+    let pg_dump = PgDump::locate(config.config.replication.pg_dump_path.as_deref()).await?;
+    if let Some(version) = version {
+        pg_dump.check_server(&addr, version)?;
+    }
     stopped(task)?;
-    let steps_per_shard = steps_per_shard.into_iter().map(|s| (s, None)).collect();
-    apply_all(
-        config,
-        options,
-        &destination,
-        steps_per_shard,
+    step("dumping the source schema");
+    let source_dump = dump::parse(&pg_dump.schema(&source.shards[0].primary).await?)?;
+    let planned = plan::plan(&source_dump, &facts, options.phase, options.keys)
+        .map_err(SchemaSyncError::Plan)?;
+    let shards = destination.shards.len();
+    step(&format!("comparing with {shards} destination shard(s)"));
+    let mut steps_per_shard = Vec::with_capacity(shards);
+    for shard in &destination.shards {
+        let shard_dump = dump::parse(&pg_dump.schema(&shard.primary).await?)?;
+        let mut steps = apply::compare(&planned, &shard_dump);
+        if options.phase == Phase::Post {
+            steps.extend(analyze_steps(&facts.tables));
+        }
+        steps_per_shard.push(steps);
+    }
+    Ok(PlannedPhase {
+        options: options.clone(),
+        destination,
+        shards: steps_per_shard,
+        show_steps,
+    })
+}
+
+/// Applies a planned phase on every shard at once.
+pub async fn apply_planned(
+    config: &ConfigAndUsers,
+    planned: PlannedPhase,
+    log: &SchemaSyncLog,
+    task: Option<&TaskHandle>,
+) -> Result<SchemaSyncReport, SchemaSyncError> {
+    let steps = planned.shards.into_iter().map(|s| (s, None)).collect();
+    let run = run_options(config, &planned.options, task);
+    let shards = apply_all(
+        &run,
+        &planned.destination,
+        steps,
         log,
         task,
-        &mut report,
+        planned.show_steps,
     )
-    .await?;
-    Ok(report)
+    .await;
+    stopped(task)?;
+    Ok(SchemaSyncReport {
+        shards,
+        ..Default::default()
+    })
 }
 
 /// The cutover phase with the catalog read beforehand ([`prepare_cutover`]): moving the
@@ -300,18 +427,13 @@ pub async fn run_cutover(
         .into_iter()
         .zip(shards.into_iter().map(Some))
         .collect();
-    let mut report = SchemaSyncReport::default();
-    apply_all(
-        config,
-        &prepared.options,
-        &prepared.destination,
-        steps,
-        log,
-        task,
-        &mut report,
-    )
-    .await?;
-    Ok(report)
+    let run = run_options(config, &prepared.options, task);
+    let shards = apply_all(&run, &prepared.destination, steps, log, task, true).await;
+    stopped(task)?;
+    Ok(SchemaSyncReport {
+        shards,
+        ..Default::default()
+    })
 }
 
 /// The sequences of the moved tables, and which belong to sharded tables of the destination.
@@ -336,32 +458,13 @@ async fn cutover_plan(
     })
 }
 
-/// Runs each shard's steps, every shard at once, recording the outcomes in `report`.
-async fn apply_all(
+/// How `options` runs its steps for `task`.
+fn run_options(
     config: &ConfigAndUsers,
     options: &SchemaSyncOptions,
-    destination: &ClusterEndpoints,
-    steps_per_shard: Vec<(Vec<Step>, Option<Conn>)>,
-    log: &SchemaSyncLog,
     task: Option<&TaskHandle>,
-    report: &mut SchemaSyncReport,
-) -> Result<(), SchemaSyncError> {
-    let step = |text: &str| {
-        info!("schema sync {}: {text}", options.phase.as_str());
-        if let Some(task) = task {
-            task.set_step(text);
-        }
-    };
-    let shards = destination.shards.len();
-    step(&format!(
-        "{} on {shards} destination shard(s)",
-        if options.dry_run {
-            "planning"
-        } else {
-            "applying"
-        }
-    ));
-    let run_options = RunOptions {
+) -> RunOptions {
+    RunOptions {
         task_id: task.map(TaskHandle::id),
         phase: options.phase,
         dry_run: options.dry_run,
@@ -370,7 +473,33 @@ async fn apply_all(
             .index_jobs
             .unwrap_or(config.config.replication.index_jobs)
             .max(1),
-    };
+    }
+}
+
+/// Runs each shard's steps, every shard at once; the outcomes by shard. `show_steps`: the
+/// task's step says so.
+async fn apply_all(
+    run_options: &RunOptions,
+    destination: &ClusterEndpoints,
+    steps_per_shard: Vec<(Vec<Step>, Option<Conn>)>,
+    log: &SchemaSyncLog,
+    task: Option<&TaskHandle>,
+    show_steps: bool,
+) -> Vec<ShardOutcome> {
+    let text = format!(
+        "{} on {} destination shard(s)",
+        if run_options.dry_run {
+            "planning"
+        } else {
+            "applying"
+        },
+        destination.shards.len()
+    );
+    info!("schema sync {}: {text}", run_options.phase.as_str());
+    if let Some(task) = task.filter(|_| show_steps) {
+        task.set_step(&text);
+    }
+    let mut outcomes = Vec::new();
     let mut set = JoinSet::new();
     for (shard, (steps, conn)) in steps_per_shard.into_iter().enumerate() {
         let destination = destination.clone();
@@ -392,11 +521,11 @@ async fn apply_all(
     }
     while let Some(joined) = set.join_next().await {
         if let Ok(outcome) = joined {
-            report.shards.push(outcome);
+            outcomes.push(outcome);
         }
     }
-    report.shards.sort_by_key(|s| s.shard);
-    stopped(task)
+    outcomes.sort_by_key(|s| s.shard);
+    outcomes
 }
 
 fn stopped(task: Option<&TaskHandle>) -> Result<(), SchemaSyncError> {
@@ -417,6 +546,7 @@ fn analyze_steps(tables: &BTreeSet<Name>) -> Vec<Step> {
                 format!("ANALYZE {}", quote::qualified(schema, name)),
             );
             step.maintenance = true;
+            step.table = Some((schema.clone(), name.clone()));
             step
         })
         .collect()
@@ -466,4 +596,73 @@ async fn sharded_tables(
         }
     }
     Ok(sharded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(kind: &str, object: &str, table: &str) -> Step {
+        let mut step = Step::run(kind, object, format!("-- {kind} {object}"));
+        step.table = Some(("public".into(), table.into()));
+        step
+    }
+
+    fn kinds(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| format!("{} {}", s.kind, s.object))
+            .collect()
+    }
+
+    #[test]
+    fn a_copied_table_takes_its_own_indexes_keys_and_analyze_only() {
+        let shard = vec![
+            step("CONSTRAINT", "orders_pkey", "orders"),
+            step("INDEX", "orders_customer_idx", "orders"),
+            step("FK CONSTRAINT", "orders_customer_fkey", "orders"),
+            step("TRIGGER", "orders_audit", "orders"),
+            step("INDEX", "customers_email_idx", "customers"),
+            step("ANALYZE", "public.orders", "orders"),
+        ];
+        let mut shards = vec![shard.clone(), shard];
+        let orders = ("public".to_string(), "orders".to_string());
+        let taken = take_table_steps(&mut shards, &orders);
+        for own in &taken {
+            assert_eq!(
+                kinds(own),
+                [
+                    "CONSTRAINT orders_pkey",
+                    "INDEX orders_customer_idx",
+                    "ANALYZE public.orders"
+                ]
+            );
+        }
+        for rest in &shards {
+            assert_eq!(
+                kinds(rest),
+                [
+                    "FK CONSTRAINT orders_customer_fkey",
+                    "TRIGGER orders_audit",
+                    "INDEX customers_email_idx"
+                ]
+            );
+        }
+        assert!(take_table_steps(&mut shards, &orders)
+            .iter()
+            .all(Vec::is_empty));
+    }
+
+    #[test]
+    fn partition_attaches_keep_everything_for_the_end() {
+        let mut shards = vec![vec![
+            step("INDEX", "events_pkey", "events"),
+            step("INDEX ATTACH", "events_2024_pkey", "events_2024"),
+        ]];
+        let events = ("public".to_string(), "events".to_string());
+        assert!(take_table_steps(&mut shards, &events)
+            .iter()
+            .all(Vec::is_empty));
+        assert_eq!(shards[0].len(), 2);
+    }
 }
