@@ -69,6 +69,7 @@ pub fn run(
         skip_schema_sync: args.skip_schema_sync,
         force: args.force,
         only: None,
+        beside_stream: false,
     };
     let runtime = super::current_thread()?;
     let progress = TableCopies::default();

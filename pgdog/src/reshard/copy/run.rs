@@ -52,6 +52,9 @@ pub struct DataSyncOptions {
     /// Copy only these tables (schema, name) of the publication (a stream copying a table
     /// again); the others are left as they are.
     pub only: Option<Vec<(String, String)>>,
+    /// Copied for the stream that holds the slot and runs meanwhile: the slot may be in use,
+    /// and the tables stay unfinished until the stream applied the changes it held for them.
+    pub beside_stream: bool,
 }
 
 /// What a copy did.
@@ -100,7 +103,10 @@ pub async fn run(
     let mut source_conn = source.connect_primary(0).await?;
     let existing = slot::find(&mut source_conn, &slot_name).await?;
     if let Some(existing) = &existing {
-        slot::check_existing(&slot_name, existing, &source.shards[0].primary.database)?;
+        let mut existing = existing.clone();
+        // The stream asking for this copy holds the slot.
+        existing.active &= !options.beside_stream;
+        slot::check_existing(&slot_name, &existing, &source.shards[0].primary.database)?;
     }
 
     step("pre-flight check");
@@ -295,7 +301,15 @@ pub async fn run(
     for job in to_copy {
         let watermark = snapshot.as_ref().map(|s| s.lsn.clone()).unwrap_or_default();
         for conn in shards.iter_mut() {
-            state::begin_table(conn, &slot_name, &job.table, &watermark, job.ranges.len()).await?;
+            state::begin_table(
+                conn,
+                &slot_name,
+                &job.table,
+                &watermark,
+                job.ranges.len(),
+                options.beside_stream,
+            )
+            .await?;
         }
         let job = Arc::new(job);
         let copy = progress.add(

@@ -21,7 +21,11 @@ pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS pgdog; \
         slot text NOT NULL, schema_name text NOT NULL, table_name text NOT NULL, \
         range_no integer NOT NULL, rows bigint NOT NULL, digest bigint NOT NULL, \
         copied_at timestamptz NOT NULL DEFAULT now(), \
-        PRIMARY KEY (slot, schema_name, table_name, range_no))";
+        PRIMARY KEY (slot, schema_name, table_name, range_no)); \
+    DO $pgdog$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
+        WHERE attrelid = 'pgdog.copy_tables'::regclass AND attname = 'drain_pending') THEN \
+        ALTER TABLE pgdog.copy_tables ADD COLUMN IF NOT EXISTS drain_pending boolean NOT NULL \
+        DEFAULT false; END IF; END $pgdog$";
 
 /// What one shard has of one table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +36,9 @@ pub struct TableState {
     pub ranges: usize,
     /// Whether it was verified.
     pub verified: bool,
+    /// Copied beside a running stream, whose changes of the table since the copy's snapshot
+    /// are not on the shard yet: unfinished until they are.
+    pub drain_pending: bool,
     /// Ranges committed on this shard, with what they hold.
     pub done: BTreeMap<usize, Digest>,
 }
@@ -39,7 +46,9 @@ pub struct TableState {
 impl TableState {
     /// Every range is on the shard.
     pub fn complete(&self) -> bool {
-        self.ranges > 0 && (0..self.ranges).all(|r| self.done.contains_key(&r))
+        self.ranges > 0
+            && !self.drain_pending
+            && (0..self.ranges).all(|r| self.done.contains_key(&r))
     }
 
     /// What the shard should hold of the table: the sum of its ranges.
@@ -70,8 +79,8 @@ pub async fn read(
     let mut states: BTreeMap<(String, String), TableState> = BTreeMap::new();
     let tables = conn
         .query(&format!(
-            "SELECT schema_name, table_name, watermark_lsn::text, ranges, verified_at IS NOT NULL \
-             FROM pgdog.copy_tables WHERE slot = {}",
+            "SELECT schema_name, table_name, watermark_lsn::text, ranges, verified_at IS NOT NULL, \
+             drain_pending FROM pgdog.copy_tables WHERE slot = {}",
             quote::literal(slot)
         ))
         .await?;
@@ -83,6 +92,7 @@ pub async fn read(
                 watermark: text(2),
                 ranges: text(3).parse().unwrap_or(0),
                 verified: text(4) == "t",
+                drain_pending: text(5) == "t",
                 done: BTreeMap::new(),
             },
         );
@@ -106,17 +116,20 @@ pub async fn read(
     Ok(states)
 }
 
-/// Records that `table` is being copied at `watermark` in `ranges` ranges.
+/// Records that `table` is being copied at `watermark` in `ranges` ranges (`drain_pending`:
+/// beside a running stream, which finishes it with [`drained`]).
 pub async fn begin_table(
     conn: &mut Conn,
     slot: &str,
     table: &TableRef,
     watermark: &str,
     ranges: usize,
+    drain_pending: bool,
 ) -> Result<(), ConnError> {
     conn.execute(&format!(
-        "INSERT INTO pgdog.copy_tables (slot, schema_name, table_name, watermark_lsn, ranges) \
-         VALUES ({}, {}, {}, {}, {ranges})",
+        "INSERT INTO pgdog.copy_tables \
+         (slot, schema_name, table_name, watermark_lsn, ranges, drain_pending) \
+         VALUES ({}, {}, {}, {}, {ranges}, {drain_pending})",
         quote::literal(slot),
         quote::literal(&table.schema),
         quote::literal(&table.name),
@@ -124,6 +137,15 @@ pub async fn begin_table(
     ))
     .await?;
     Ok(())
+}
+
+/// The statement that marks `table` finished once a stream applied the changes it held while
+/// the table was copied beside it (in the same transaction).
+pub fn drained(slot: &str, table: &TableRef) -> String {
+    format!(
+        "UPDATE pgdog.copy_tables SET drain_pending = false WHERE {}",
+        key(slot, table)
+    )
 }
 
 /// The statement recording range `range` inside the transaction that copied it.

@@ -13,6 +13,7 @@ pub mod route;
 pub mod run;
 pub mod schema;
 pub mod shard;
+pub mod side;
 pub mod source;
 pub mod state;
 pub mod tables;

@@ -72,8 +72,6 @@ pub async fn copy_tables(
     let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
     info!("copying {} while the stream waits", names.join(", "));
     let source = ClusterEndpoints::resolve_as(config, &options.from, options.from_user.as_deref())?;
-    let destination =
-        ClusterEndpoints::resolve_as(config, &options.to, options.to_user.as_deref())?;
     // The session's walsender may take a moment to let go of the slot.
     let mut conn = source.connect_primary(options.source_shard).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -85,6 +83,50 @@ pub async fn copy_tables(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     conn.close().await;
+    copy_rows(config, options, slot_name, tables, clean, false, task).await?;
+    let warning = indexes(config, options, tables, task).await?;
+    info!("copied {}; streaming again", names.join(", "));
+    Ok(warning)
+}
+
+/// Copies `tables` again while the stream runs ([`super::side`]): emptied and marked
+/// unfinished, created where missing, copied at a fresh snapshot whose position
+/// becomes their watermark, verified, and left `drain_pending` for the stream. Their indexes
+/// come after the stream applied what it held ([`indexes`]).
+pub async fn copy_beside(
+    config: ConfigAndUsers,
+    options: StreamOptions,
+    slot_name: String,
+    tables: Vec<TableRef>,
+    task: Option<TaskHandle>,
+) -> Result<(), StreamError> {
+    let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
+    info!("copying {} while the other tables stream", names.join(", "));
+    copy_rows(
+        &config,
+        &options,
+        &slot_name,
+        &tables,
+        true,
+        true,
+        task.as_ref(),
+    )
+    .await
+}
+
+/// The copy itself: empty (`clean`), schema, rows (`beside_stream`: see [`copy_beside`]).
+async fn copy_rows(
+    config: &ConfigAndUsers,
+    options: &StreamOptions,
+    slot_name: &str,
+    tables: &[TableRef],
+    clean: bool,
+    beside_stream: bool,
+    task: Option<&TaskHandle>,
+) -> Result<(), StreamError> {
+    let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
+    let destination =
+        ClusterEndpoints::resolve_as(config, &options.to, options.to_user.as_deref())?;
     for shard in 0..destination.shards.len() {
         let mut conn = destination.connect_primary(shard).await?;
         if clean {
@@ -93,7 +135,7 @@ pub async fn copy_tables(
             conn.execute("BEGIN").await?;
             for table in tables {
                 state::clean(&mut conn, slot_name, table).await?;
-                state::begin_table(&mut conn, slot_name, table, "0/0", 1).await?;
+                state::begin_table(&mut conn, slot_name, table, "0/0", 1, false).await?;
             }
             conn.execute("COMMIT").await?;
         }
@@ -101,18 +143,90 @@ pub async fn copy_tables(
         forget_shapes(&mut conn, slot_name, &names).await?;
         conn.close().await;
     }
-    let failed = |what: &str, detail: String| StreamError::SchemaApply {
+    if let Some(error) = sync(config, options, Phase::Pre, names_of(tables), task).await? {
+        return Err(failed(&names, "schema sync", error));
+    }
+    let copy = DataSyncOptions {
+        from: options.from.clone(),
+        to: options.to.clone(),
+        from_user: options.from_user.clone(),
+        to_user: options.to_user.clone(),
+        publication: options.publication.clone(),
+        slot: Some(slot_name.to_string()),
+        skip_schema_sync: true,
+        only: Some(names_of(tables)),
+        beside_stream,
+        ..Default::default()
+    };
+    copy::run(
+        config,
+        &copy,
+        &options.table_copies,
+        &options.schema_log,
+        task,
+        |_| {},
+    )
+    .await
+    .map_err(|e| failed(&names, "copy", e.to_string()))?;
+    Ok(())
+}
+
+/// Indexes and constraints of `tables` copied again, and foreign keys of the tables
+/// referencing them (emptying a table drops those on the shards). The stream does not need
+/// them: a failure is a warning (returned), not an error.
+pub async fn indexes(
+    config: &ConfigAndUsers,
+    options: &StreamOptions,
+    tables: &[TableRef],
+    task: Option<&TaskHandle>,
+) -> Result<Option<String>, StreamError> {
+    let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
+    let source = ClusterEndpoints::resolve_as(config, &options.from, options.from_user.as_deref())?;
+    let mut post = names_of(tables);
+    let mut source_conn = source.connect_primary(options.source_shard).await?;
+    for referencing in referencing_tables(&mut source_conn, tables).await? {
+        if !post.contains(&referencing) {
+            post.push(referencing);
+        }
+    }
+    source_conn.close().await;
+    let warning = sync(config, options, Phase::Post, post, task).await?;
+    if let Some(warning) = &warning {
+        warn!(
+            "after copying {}, an index or constraint could not be created: {warning}",
+            names.join(", ")
+        );
+    }
+    Ok(warning)
+}
+
+fn failed(names: &[String], what: &str, detail: String) -> StreamError {
+    StreamError::SchemaApply {
         shard: 0,
         statement: format!("{what} of {}", names.join(", ")),
         error: detail,
-    };
-    let names_of = |tables: &[TableRef]| -> Vec<(String, String)> {
-        tables
-            .iter()
-            .map(|t| (t.schema.clone(), t.name.clone()))
-            .collect()
-    };
-    let schema_options = |phase, only: Vec<(String, String)>| SchemaSyncOptions {
+    }
+}
+
+fn names_of(tables: &[TableRef]) -> Vec<(String, String)> {
+    tables
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect()
+}
+
+/// One schema-sync phase for `only`. Objects that exist with another definition are left
+/// alone: the stream keeps the shards' tables in line with the source's. The first
+/// statement that failed, if any.
+async fn sync(
+    config: &ConfigAndUsers,
+    options: &StreamOptions,
+    phase: Phase,
+    only: Vec<(String, String)>,
+    task: Option<&TaskHandle>,
+) -> Result<Option<String>, StreamError> {
+    let names: Vec<String> = only.iter().map(|(s, t)| format!("{s}.{t}")).collect();
+    let schema_options = SchemaSyncOptions {
         from: options.from.clone(),
         to: options.to.clone(),
         publication: options.publication.clone(),
@@ -126,71 +240,17 @@ pub async fn copy_tables(
         keys: KeyPlacement::WithTables,
         only_tables: Some(only),
     };
-    // Objects that exist with another definition are left alone: the stream keeps the
-    // shards' tables in line with the source's. The first statement that failed, if any.
-    let sync = |phase, only| async move {
-        let report = schema::run(
-            config,
-            &schema_options(phase, only),
-            &options.schema_log,
-            task,
-            |_| {},
-        )
+    let report = schema::run(config, &schema_options, &options.schema_log, task, |_| {})
         .await
-        .map_err(|e| failed("schema sync", e.to_string()))?;
-        Ok::<Option<String>, StreamError>(report.shards.iter().find_map(|s| {
-            s.first_error.as_ref().map(|e| {
-                format!(
-                    "shard {}: {e} (SHOW SCHEMA_SYNC lists each statement)",
-                    s.shard
-                )
-            })
-        }))
-    };
-    if let Some(error) = sync(Phase::Pre, names_of(tables)).await? {
-        return Err(failed("schema sync", error));
-    }
-    let copy = DataSyncOptions {
-        from: options.from.clone(),
-        to: options.to.clone(),
-        from_user: options.from_user.clone(),
-        to_user: options.to_user.clone(),
-        publication: options.publication.clone(),
-        slot: Some(slot_name.to_string()),
-        skip_schema_sync: true,
-        only: Some(names_of(tables)),
-        ..Default::default()
-    };
-    copy::run(
-        config,
-        &copy,
-        &options.table_copies,
-        &options.schema_log,
-        task,
-        |_| {},
-    )
-    .await
-    .map_err(|e| failed("copy", e.to_string()))?;
-    // Indexes and constraints of the tables, and foreign keys of the tables referencing
-    // them (emptying a table drops those on the shards). The stream does not need them:
-    // a failure is reported, not fatal.
-    let mut post = names_of(tables);
-    let mut source_conn = source.connect_primary(options.source_shard).await?;
-    for referencing in referencing_tables(&mut source_conn, tables).await? {
-        if !post.contains(&referencing) {
-            post.push(referencing);
-        }
-    }
-    source_conn.close().await;
-    let warning = sync(Phase::Post, post).await?;
-    if let Some(warning) = &warning {
-        warn!(
-            "after copying {}, an index or constraint could not be created: {warning}",
-            names.join(", ")
-        );
-    }
-    info!("copied {}; streaming again", names.join(", "));
-    Ok(warning)
+        .map_err(|e| failed(&names, "schema sync", e.to_string()))?;
+    Ok(report.shards.iter().find_map(|s| {
+        s.first_error.as_ref().map(|e| {
+            format!(
+                "shard {}: {e} (SHOW SCHEMA_SYNC lists each statement)",
+                s.shard
+            )
+        })
+    }))
 }
 
 /// The tables whose foreign keys reference `tables`.

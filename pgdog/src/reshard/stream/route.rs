@@ -70,9 +70,25 @@ pub struct ShardSql {
     pub prepares: Vec<String>,
     /// Where the open source transaction's statements start: (`sql` length, `rows`).
     open_at: (usize, u64),
+    /// The start of its prepared statements' names (empty: `pgdog_apply_`).
+    prefix: String,
 }
 
 impl ShardSql {
+    /// SQL whose prepared statements' names start with `prefix` (apart from others on the
+    /// same connection).
+    pub fn named(prefix: &str) -> ShardSql {
+        ShardSql {
+            prefix: prefix.to_string(),
+            ..ShardSql::default()
+        }
+    }
+
+    /// Adds a statement as it is.
+    pub fn push_statement(&mut self, sql: &str) {
+        self.statement(sql);
+    }
+
     fn statement(&mut self, sql: &str) {
         if !self.sql.is_empty() {
             self.sql.push_str(";\n");
@@ -145,7 +161,11 @@ impl ShardSql {
         let name = match self.prepared.get(&prepare) {
             Some(name) => name.clone(),
             None => {
-                let name = format!("pgdog_apply_{}", self.prepared.len() + 1);
+                let prefix = match self.prefix.as_str() {
+                    "" => "pgdog_apply_",
+                    prefix => prefix,
+                };
+                let name = format!("{prefix}{}", self.prepared.len() + 1);
                 self.prepares.push(format!("PREPARE {name} {prepare}"));
                 self.prepared.insert(prepare, name.clone());
                 name

@@ -21,6 +21,7 @@ use super::resync;
 use super::route::{self, Out, ShardSql};
 use super::schema::{self, SchemaChange};
 use super::shard::{self, Report, Work};
+use super::side::{self, SideCopy};
 use super::source::{Received, Source, VALUE_SETTINGS};
 use super::tables::Tables;
 use super::wal::{self, Lsn};
@@ -29,7 +30,7 @@ use crate::quote;
 use crate::reshard::conn::Conn;
 use crate::reshard::copy::{slot, TableCopies};
 use crate::reshard::endpoints::ClusterEndpoints;
-use crate::reshard::publication;
+use crate::reshard::publication::{self, TableRef};
 use crate::reshard::schema::SchemaSyncLog;
 use crate::reshard::tasks::TaskHandle;
 use crate::router::plan::ShardingSchema;
@@ -124,6 +125,8 @@ pub async fn run(
         stats: stats.clone(),
         id,
         task: task.cloned(),
+        config: config.clone(),
+        options: options.clone(),
     };
     let mut attempt: u32 = 0;
     loop {
@@ -242,6 +245,9 @@ struct Context {
     stats: ReplicationStats,
     id: StreamId,
     task: Option<TaskHandle>,
+    /// For copies made beside the stream.
+    config: ConfigAndUsers,
+    options: StreamOptions,
 }
 
 impl Context {
@@ -448,6 +454,8 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         copy_after_batch: 0,
         completed: None,
         moved: tables.all(),
+        side: None,
+        side_copies: 0,
         last_message: Instant::now(),
         last_feedback: Instant::now(),
     };
@@ -513,6 +521,10 @@ struct Stream<'a> {
     completed: Option<u64>,
     /// The move's tables.
     moved: Vec<crate::reshard::publication::TableRef>,
+    /// Tables being copied again while the others stream (see [`side`]).
+    side: Option<SideCopy>,
+    /// Copies made beside the stream in this session.
+    side_copies: usize,
     received: Lsn,
     last_message: Instant,
     last_feedback: Instant,
@@ -542,8 +554,9 @@ impl Stream<'_> {
                             && self.completed.is_some_and(|b| b >= self.copy_after_batch)
                         {
                             let tables = std::mem::take(&mut self.copy_after);
-                            return Err(self.copy_now(tables, true));
+                            self.copy_beside(tables)?;
                         }
+                        self.start_side_copy();
                     }
                     None => return Err(StreamError::Protocol("every shard applier ended".into())),
                 },
@@ -556,6 +569,8 @@ impl Stream<'_> {
                     }
                     self.housekeeping(source, source_sql).await?;
                     self.tables_to_copy(source_sql, tables).await?;
+                    self.start_side_copy();
+                    self.side_copy_done().await?;
                 }
                 received = source.next() => {
                     self.last_message = Instant::now();
@@ -594,6 +609,9 @@ impl Stream<'_> {
                     || self.batch.started.is_some_and(|s| s.elapsed() >= BATCH_AGE))
             {
                 self.flush().await?;
+            }
+            if self.open.is_none() && self.side.as_ref().is_some_and(SideCopy::copied) {
+                self.drain_side_copy().await?;
             }
         }
     }
@@ -637,7 +655,8 @@ impl Stream<'_> {
             .or(self.in_flight.front().and_then(|f| f.first_time))
             .or(self.batch.first_time);
         let idle = self.idle();
-        let syncing = self.schema_batch.is_some() || !self.copy_after.is_empty();
+        let syncing =
+            self.schema_batch.is_some() || !self.copy_after.is_empty() || self.side.is_some();
         self.ctx.stats.update(self.ctx.id, |r| {
             // Sampled before the last feedback: never behind what is known applied.
             r.source_lsn = current.max(r.applied_lsn);
@@ -677,7 +696,7 @@ impl Stream<'_> {
             }
         }
         if !resync.is_empty() {
-            return Err(self.copy_now(resync, true));
+            return self.copy_beside(resync);
         }
         if self.last_publication_check.elapsed() < PUBLICATION_CHECK {
             return Ok(());
@@ -836,7 +855,7 @@ impl Stream<'_> {
             }
             Message::Insert { relation, new, .. } => {
                 let target = tables.target(relation)?;
-                if let Some(mut out) = self.out(target.info.watermark)? {
+                if let Some(mut out) = self.out(&target.info.table, target.info.watermark)? {
                     route::insert(&mut out, &target, &new)?;
                 }
             }
@@ -844,7 +863,10 @@ impl Stream<'_> {
                 relation, old, new, ..
             } => {
                 let target = tables.target(relation)?;
-                if self.out(target.info.watermark)?.is_none() {
+                if self
+                    .out(&target.info.table, target.info.watermark)?
+                    .is_none()
+                {
                     return Ok(());
                 }
                 let mut new = new;
@@ -858,7 +880,9 @@ impl Stream<'_> {
                             target.qualified
                         );
                         let identity = old.unwrap_or(OldTuple::Key(new));
-                        if let Some(mut out) = self.out(target.info.watermark)? {
+                        if let Some(mut out) =
+                            self.out(&target.info.table, target.info.watermark)?
+                        {
                             route::delete(&mut out, &target, &identity)?;
                         }
                         return self.chunk().await;
@@ -874,27 +898,47 @@ impl Stream<'_> {
                         }
                     }
                 }
-                if let Some(mut out) = self.out(target.info.watermark)? {
+                if let Some(mut out) = self.out(&target.info.table, target.info.watermark)? {
                     route::update(&mut out, &target, old.as_ref(), &new)?;
                 }
             }
             Message::Delete { relation, old, .. } => {
                 let target = tables.target(relation)?;
-                if let Some(mut out) = self.out(target.info.watermark)? {
+                if let Some(mut out) = self.out(&target.info.table, target.info.watermark)? {
                     route::delete(&mut out, &target, &old)?;
                 }
             }
             Message::Truncate { relations, .. } => {
                 let open_lsn = self.open_lsn()?;
                 let mut names = Vec::new();
+                let mut side_names = Vec::new();
+                let mut side_table = None;
                 for oid in relations {
                     let info = tables.info(oid)?;
-                    if open_lsn >= info.watermark {
+                    if open_lsn < info.watermark {
+                        continue;
+                    }
+                    if self.side.as_ref().is_some_and(|s| s.has(&info.table)) {
+                        side_names.push(info.table.qualified());
+                        side_table = Some(info.table.clone());
+                    } else {
                         names.push(info.table.qualified());
                     }
                 }
-                if let Some(mut out) = self.out(Lsn::ZERO)? {
-                    route::truncate(&mut out, &names)?;
+                if !names.is_empty() {
+                    let anywhere = TableRef {
+                        schema: String::new(),
+                        name: String::new(),
+                        oid: 0,
+                    };
+                    if let Some(mut out) = self.out(&anywhere, Lsn::ZERO)? {
+                        route::truncate(&mut out, &names)?;
+                    }
+                }
+                if let Some(table) = side_table {
+                    if let Some(mut out) = self.out(&table, Lsn::ZERO)? {
+                        route::truncate(&mut out, &side_names)?;
+                    }
                 }
             }
             Message::LogicalMessage {
@@ -932,6 +976,14 @@ impl Stream<'_> {
         let Some(info) = tables.learn(relation.oid, &source_columns) else {
             return Ok(());
         };
+        if self.side.as_ref().is_some_and(|s| s.has(&info.table)) {
+            if changed {
+                // The copy may have the old shape or the new one: copy it again, waiting.
+                return Err(self.abandon_side_copy());
+            }
+            // Its copy brings the shape of the moment.
+            return Ok(());
+        }
         let Some(open) = self.open.as_ref() else {
             return Ok(());
         };
@@ -960,6 +1012,11 @@ impl Stream<'_> {
     /// DDL an application ran through pgdog on the source: replayed on the shards that apply
     /// this transaction, at this point of it.
     async fn replay_ddl(&mut self, content: &[u8]) -> Result<(), StreamError> {
+        if self.side.is_some() {
+            // It may change a table being copied under the copy's feet: copy it again,
+            // waiting, and replay the DDL when the next session reaches it.
+            return Err(self.abandon_side_copy());
+        }
         let text = String::from_utf8_lossy(content);
         let (search_path, sql) = crate::router::ddl::split_message(&text).unwrap_or(("", &text));
         let Some(open) = self.open.as_ref() else {
@@ -1045,9 +1102,9 @@ impl Stream<'_> {
             .ok_or_else(|| StreamError::Protocol("a change outside a transaction".into()))
     }
 
-    /// Where the open transaction's changes of a table with this watermark go; `None` when
-    /// the copy already has them.
-    fn out(&mut self, watermark: Lsn) -> Result<Option<Out<'_>>, StreamError> {
+    /// Where the open transaction's changes of `table` (copied at `watermark`) go: the
+    /// batch, or the buffer of a copy beside the stream; `None` when the copy has them.
+    fn out(&mut self, table: &TableRef, watermark: Lsn) -> Result<Option<Out<'_>>, StreamError> {
         let Some(open) = self.open.as_ref() else {
             return Err(StreamError::Protocol(
                 "a change outside a transaction".into(),
@@ -1056,10 +1113,175 @@ impl Stream<'_> {
         if open.commit_lsn < watermark {
             return Ok(None);
         }
+        if let Some(side) = self.side.as_mut().filter(|s| s.has(table)) {
+            return Ok(Some(side.out(open.commit_lsn, &open.active)));
+        }
         Ok(Some(Out {
             shards: &mut self.batch.shards,
             active: &open.active,
         }))
+    }
+
+    /// Starts copying `tables` again (emptied first) while the others stream; their changes
+    /// wait until the copy is in. One such copy at a time: with one running, the session
+    /// ends and the tables are copied while it waits.
+    fn copy_beside(&mut self, tables: Vec<TableRef>) -> Result<(), StreamError> {
+        if self.side.is_some() {
+            return Err(self.copy_now(tables, true));
+        }
+        // The batch being filled may hold changes of the tables: it must be in before the
+        // copy empties them.
+        let after_batch = if self.batch.is_empty() {
+            self.next_batch.checked_sub(1)
+        } else {
+            Some(self.next_batch)
+        };
+        self.side_copies += 1;
+        info!(
+            "copying {} again while the other tables stream",
+            tables
+                .iter()
+                .map(TableRef::qualified)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.side = Some(SideCopy::new(
+            tables,
+            self.batch.shards.len(),
+            self.side_copies,
+            after_batch,
+        ));
+        self.ctx
+            .stats
+            .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
+        Ok(())
+    }
+
+    /// Starts the copy beside the stream once the batches it waits for are in.
+    fn start_side_copy(&mut self) {
+        let completed = self.completed;
+        let Some(side) = self.side.as_mut() else {
+            return;
+        };
+        if side.started()
+            || side
+                .after_batch
+                .is_some_and(|b| completed.is_none_or(|c| c < b))
+        {
+            return;
+        }
+        let ctx = self.ctx;
+        side.start(tokio::spawn(resync::copy_beside(
+            ctx.config.clone(),
+            ctx.options.clone(),
+            ctx.slot.clone(),
+            side.tables.clone(),
+            ctx.task.clone(),
+        )));
+    }
+
+    /// Looks after the copy beside the stream: its end (a failure ends the session; the
+    /// next one copies the tables again), or too much held meanwhile (the session ends and
+    /// the tables are copied while it waits).
+    async fn side_copy_done(&mut self) -> Result<(), StreamError> {
+        let Some(side) = self.side.as_mut() else {
+            return Ok(());
+        };
+        if side.bytes() > side::LIMIT {
+            warn!(
+                "more than {} MB of changes waited for the copy of {}: copying it while the stream waits instead",
+                side::LIMIT >> 20,
+                side.names()
+            );
+            return Err(self.abandon_side_copy());
+        }
+        side.finished().await
+    }
+
+    /// Gives up the copy beside the stream: the session ends, and its tables are copied
+    /// (again, from scratch) while the stream waits.
+    fn abandon_side_copy(&mut self) -> StreamError {
+        match self.side.take() {
+            Some(side) => self.copy_now(side.tables.clone(), true),
+            None => StreamError::Protocol("no copy beside the stream to give up".into()),
+        }
+    }
+
+    /// The copy beside the stream is in: the changes that waited for it go to every shard,
+    /// after the batches so far and before any later change of its tables, each shard in
+    /// one transaction that marks the tables finished. Their indexes follow in the
+    /// background.
+    async fn drain_side_copy(&mut self) -> Result<(), StreamError> {
+        self.flush().await?;
+        let Some(mut side) = self.side.take() else {
+            return Ok(());
+        };
+        let mut watermark = Lsn::ZERO;
+        for shard in 0..self.ctx.destination.shards.len() {
+            let mut conn = self.ctx.destination.connect_primary(shard).await?;
+            let marks = state::watermarks(&mut conn, &self.ctx.slot).await;
+            conn.close().await;
+            for (table, lsn) in marks? {
+                if side
+                    .tables
+                    .iter()
+                    .any(|t| t.schema == table.0 && t.name == table.1)
+                {
+                    watermark = watermark.max(lsn);
+                }
+            }
+        }
+        let finish = side
+            .tables
+            .iter()
+            .map(|t| crate::reshard::copy::state::drained(&self.ctx.slot, t))
+            .collect::<Vec<_>>()
+            .join(";\n");
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let drained = side.drain(watermark);
+        let mut pending = BTreeSet::new();
+        for (shard, (prepare, sql)) in drained.into_iter().enumerate() {
+            pending.insert(shard);
+            self.send(
+                shard,
+                Work::Drain {
+                    prepare,
+                    sql,
+                    finish: finish.clone(),
+                    batch,
+                },
+            )
+            .await?;
+        }
+        self.in_flight.push_back(InFlight {
+            batch,
+            end_lsn: self.confirmed,
+            pending,
+            first_time: None,
+            transactions: 0,
+            rows: 0,
+        });
+        info!(
+            "copied {} beside the stream (watermark {watermark}); its changes since are applied, indexes follow",
+            side.names()
+        );
+        let ctx = self.ctx;
+        let (config, options, task, tables) = (
+            ctx.config.clone(),
+            ctx.options.clone(),
+            ctx.task.clone(),
+            side.tables.clone(),
+        );
+        let (stats, id) = (ctx.stats.clone(), ctx.id);
+        tokio::spawn(async move {
+            match resync::indexes(&config, &options, &tables, task.as_ref()).await {
+                Ok(Some(warning)) => stats.update(id, |r| r.last_error = Some(warning)),
+                Ok(None) => {}
+                Err(e) => warn!("building the indexes of a table copied again: {e}"),
+            }
+        });
+        Ok(())
     }
 
     /// Sends large parts of an open batch ahead (big transactions).

@@ -40,6 +40,19 @@ pub enum Work {
         /// Source commit time of its last transaction.
         commit_time: i64,
     },
+    /// The changes of tables copied beside the stream that waited for their copy: run in a
+    /// transaction of their own (between batches) that ends with `finish` (clearing the
+    /// tables' `drain_pending` mark).
+    Drain {
+        /// PREPAREs to run first.
+        prepare: Vec<String>,
+        /// Statements (may be empty).
+        sql: String,
+        /// What marks the tables done.
+        finish: String,
+        /// Its number among the batches (reported like a batch's commit).
+        batch: u64,
+    },
     /// A table's new shape: compare it with this shard's catalog and run the DDL that
     /// makes them match, in the open batch (before the changes that use it).
     Schema {
@@ -170,7 +183,7 @@ async fn apply(
                     sql,
                     batch,
                 } => (replay(&mut conn, &search_path, &sql).await, batch),
-                Work::Sql { .. } | Work::Commit { .. } => continue,
+                Work::Sql { .. } | Work::Commit { .. } | Work::Drain { .. } => continue,
             };
             match result {
                 Ok(Some(table)) => {
@@ -186,7 +199,9 @@ async fn apply(
             continue;
         }
         let prepares = match &item {
-            Work::Sql { prepare, .. } | Work::Commit { prepare, .. } => prepare,
+            Work::Sql { prepare, .. }
+            | Work::Commit { prepare, .. }
+            | Work::Drain { prepare, .. } => prepare,
             Work::Schema { .. } | Work::Ddl { .. } => continue,
         };
         for statement in prepares {
@@ -221,6 +236,21 @@ async fn apply(
                     sql.push_str(";\n");
                 }
                 sql.push_str(&state::record(&slot, commit_lsn, end_lsn, commit_time));
+                sql.push_str(";\nCOMMIT");
+                open = false;
+                Some(batch)
+            }
+            Work::Drain {
+                sql: statements,
+                finish,
+                batch,
+                ..
+            } => {
+                if !statements.is_empty() {
+                    sql.push_str(&statements);
+                    sql.push_str(";\n");
+                }
+                sql.push_str(&finish);
                 sql.push_str(";\nCOMMIT");
                 open = false;
                 Some(batch)
