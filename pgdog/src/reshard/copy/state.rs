@@ -148,6 +148,21 @@ pub fn drained(slot: &str, table: &TableRef) -> String {
     )
 }
 
+/// The statement that marks `table` unfinished until a stream applied the changes it holds
+/// back for a copy beside it ([`drained`] clears it); recorded before the first change is
+/// held, so a crash at any point after leads to a fresh copy of the table.
+pub fn mark_pending(slot: &str, table: &TableRef) -> String {
+    format!(
+        "INSERT INTO pgdog.copy_tables \
+         (slot, schema_name, table_name, watermark_lsn, ranges, drain_pending) \
+         VALUES ({}, {}, {}, '0/0', 1, true) \
+         ON CONFLICT (slot, schema_name, table_name) DO UPDATE SET drain_pending = true",
+        quote::literal(slot),
+        quote::literal(&table.schema),
+        quote::literal(&table.name)
+    )
+}
+
 /// The statement recording range `range` inside the transaction that copied it.
 pub fn range_done(slot: &str, table: &TableRef, range: usize, digest: Digest) -> String {
     format!(

@@ -1,11 +1,12 @@
 //! Copying tables while a move streams: a table added to the publication (found by its
 //! first change or by the publication's table list), a table named by `RESYNC_TABLE`, and a
-//! table whose copy an earlier run left unfinished. The stream ends its session with every
-//! shard's batches committed, the table is created where missing (schema sync), emptied on
+//! table whose copy an earlier run left unfinished. [`copy_tables`] runs while the stream's
+//! session is over (every shard's batches committed); [`copy_beside`] while it goes on (see
+//! [`super::side`]). Either way the table is created where missing (schema sync), emptied on
 //! the shards, copied at a fresh snapshot whose position becomes its watermark, verified, and
-//! indexed; the next session skips the table's changes before the watermark and applies the
-//! rest, so the table ends exactly like the source. A crash in between leaves the table's
-//! copy unfinished, which the next session finds and redoes.
+//! indexed; the stream skips the table's changes before the watermark and applies the rest,
+//! so the table ends exactly like the source. A crash in between leaves the table's copy
+//! unfinished, which the next session finds and redoes.
 
 use std::time::{Duration, Instant};
 

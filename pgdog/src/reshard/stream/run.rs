@@ -554,7 +554,7 @@ impl Stream<'_> {
                             && self.completed.is_some_and(|b| b >= self.copy_after_batch)
                         {
                             let tables = std::mem::take(&mut self.copy_after);
-                            self.copy_beside(tables)?;
+                            self.copy_beside(tables).await?;
                         }
                         self.start_side_copy();
                     }
@@ -696,7 +696,7 @@ impl Stream<'_> {
             }
         }
         if !resync.is_empty() {
-            return self.copy_beside(resync);
+            return self.copy_beside(resync).await;
         }
         if self.last_publication_check.elapsed() < PUBLICATION_CHECK {
             return Ok(());
@@ -1124,10 +1124,30 @@ impl Stream<'_> {
 
     /// Starts copying `tables` again (emptied first) while the others stream; their changes
     /// wait until the copy is in. One such copy at a time: with one running, the session
-    /// ends and the tables are copied while it waits.
-    fn copy_beside(&mut self, tables: Vec<TableRef>) -> Result<(), StreamError> {
-        if self.side.is_some() {
+    /// ends and both copies' tables are copied while it waits.
+    async fn copy_beside(&mut self, mut tables: Vec<TableRef>) -> Result<(), StreamError> {
+        if let Some(side) = self.side.take() {
+            for table in &side.tables {
+                if !tables.contains(table) {
+                    tables.push(table.clone());
+                }
+            }
             return Err(self.copy_now(tables, true));
+        }
+        // Marked unfinished on every shard before any change is held back: the batches
+        // committed from now on confirm positions past changes the shards do not have yet,
+        // so a session that ends before they are applied must lead to a fresh copy.
+        for shard in 0..self.ctx.destination.shards.len() {
+            let mut conn = self.ctx.destination.connect_primary(shard).await?;
+            let mut sql = vec![crate::reshard::copy::state::CREATE.to_string()];
+            sql.extend(
+                tables
+                    .iter()
+                    .map(|t| crate::reshard::copy::state::mark_pending(&self.ctx.slot, t)),
+            );
+            let marked = conn.execute(&sql.join(";\n")).await;
+            conn.close().await;
+            marked?;
         }
         // The batch being filled may hold changes of the tables: it must be in before the
         // copy empties them.

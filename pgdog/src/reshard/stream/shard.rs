@@ -231,12 +231,8 @@ async fn apply(
                 commit_time,
                 ..
             } => {
-                if !statements.is_empty() {
-                    sql.push_str(&statements);
-                    sql.push_str(";\n");
-                }
-                sql.push_str(&state::record(&slot, commit_lsn, end_lsn, commit_time));
-                sql.push_str(";\nCOMMIT");
+                let record = state::record(&slot, commit_lsn, end_lsn, commit_time);
+                commit_with(&mut sql, &statements, &record);
                 open = false;
                 Some(batch)
             }
@@ -246,12 +242,7 @@ async fn apply(
                 batch,
                 ..
             } => {
-                if !statements.is_empty() {
-                    sql.push_str(&statements);
-                    sql.push_str(";\n");
-                }
-                sql.push_str(&finish);
-                sql.push_str(";\nCOMMIT");
+                commit_with(&mut sql, &statements, &finish);
                 open = false;
                 Some(batch)
             }
@@ -272,6 +263,16 @@ async fn apply(
         let _ = conn.execute("ROLLBACK").await;
     }
     conn.close().await;
+}
+
+/// Ends `sql` (an open transaction) with `statements`, then `last`, then COMMIT.
+fn commit_with(sql: &mut String, statements: &str, last: &str) {
+    if !statements.is_empty() {
+        sql.push_str(statements);
+        sql.push_str(";\n");
+    }
+    sql.push_str(last);
+    sql.push_str(";\nCOMMIT");
 }
 
 /// Why a schema step failed.

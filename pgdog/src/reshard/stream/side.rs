@@ -1,11 +1,12 @@
 //! Copying a table again beside the stream (`RESYNC_TABLE`, a column added with a volatile
-//! default) while the other tables keep streaming. From the moment it is asked for, the
-//! table's changes wait here, routed per shard but not sent; the copy starts once every batch
-//! that still had changes of the table is committed (the copy empties the table first), and
-//! reads a fresh snapshot. Once it is in, the waiting changes committed at or after the
-//! snapshot's position go to each shard in one transaction that also clears the table's
-//! `drain_pending` mark, before any later change of the table. A crash before that leaves the
-//! table's copy unfinished, and the next session copies it again from scratch.
+//! default) while the other tables keep streaming. The table is first marked unfinished on
+//! every shard (`drain_pending`); from then on its changes wait here, routed per shard but not
+//! sent. The copy starts once every batch that still had changes of the table is committed
+//! (the copy empties the table first), and reads a fresh snapshot. Once it is in, the waiting
+//! changes committed at or after the snapshot's position go to each shard in one transaction
+//! that also clears the mark, before any later change of the table. A session that ends
+//! before that (crash, error, pause) leaves the mark, and the next session copies the table
+//! again from scratch while it waits.
 
 use tokio::task::JoinHandle;
 
