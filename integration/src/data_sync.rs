@@ -316,6 +316,14 @@ impl DataSyncSetup {
         }
     }
 
+    /// What the running pgdog logged so far (empty when none runs), for failure messages.
+    pub fn pgdog_log(&self) -> String {
+        self.pgdog
+            .as_ref()
+            .map(PgdogProcess::log)
+            .unwrap_or_default()
+    }
+
     /// Kills pgdog with SIGKILL (no cleanup of any kind); [`start_pgdog`](Self::start_pgdog)
     /// starts a new one on the same files.
     pub fn kill_pgdog(&mut self) {

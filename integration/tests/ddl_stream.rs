@@ -2,11 +2,12 @@
 //! writer changes the source, and migrations run through pgdog in the middle: ADD COLUMN
 //! with and without a default, DROP COLUMN, ALTER COLUMN TYPE int→bigint and text→varchar(n),
 //! RENAME COLUMN, CREATE INDEX, CREATE TABLE plus ALTER PUBLICATION ADD TABLE, a column with
-//! a volatile default (each row its own value: the table is copied again), and pgdog
-//! killed with SIGKILL right after a change. The stream never stops on its own, the slot is
+//! a volatile default (each row its own value: the
+//! table is copied again), and pgdog killed with SIGKILL right after a change. The stream never stops on its own, the slot is
 //! never dropped, and in the end every shard has the source's columns and index and the shards
 //! hold exactly the source's rows. A second test pauses and resumes the stream, copies one
-//! table again while the others stream, and meets a change it cannot apply by itself (run on
+//! table again while the others stream (and again with pgdog killed during that copy), and
+//! meets a change it cannot apply by itself (run on
 //! the source directly, so only the Relation message tells): the stream pauses with the
 //! reason, the operator fixes the shards, and RESUME_REPLICATION continues from that change.
 
@@ -213,6 +214,18 @@ async fn slot_exists(source: &Client, slot: &str) -> bool {
         .is_some()
 }
 
+/// Whether a session uses `slot` on the source.
+async fn slot_active(source: &Client, slot: &str) -> bool {
+    source
+        .query_one(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("pg_replication_slots: {e}"))
+        .get(0)
+}
+
 /// A source and two shards, pgdog, and `COPY_DATA` with `slot` streaming: the setup, an
 /// admin connection, the task id and a direct connection to the source.
 async fn streaming(slot: &str) -> (DataSyncSetup, Client, String, Client) {
@@ -320,7 +333,22 @@ async fn migrations_through_pgdog_reach_every_shard_in_order() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The new table is copied (beside the stream when no other copy runs then).
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let copies = admin::of_task(&admin::table_copies(&admin).await, &task);
+        if (0..copies.rows.len()).any(|r| {
+            copies.cell(r, "table") == Some("audit") && copies.cell(r, "status") == Some("done")
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit copy did not finish in {WAIT:?}:\n{}",
+            setup.pgdog_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_running(&admin, &task).await;
     let rounds = writer.stop().await;
     assert!(rounds > 0);
@@ -422,15 +450,7 @@ async fn pause_resume_resync_and_a_change_the_operator_fixes() {
     integration::eventually(WAIT, "the customers copy to finish", || {
         let (admin, source, task, slot_let_go) = (&admin, &source, &task, &slot_let_go);
         async move {
-            let active: bool = source
-                .query_one(
-                    "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                    &[&SLOT],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            slot_let_go.fetch_or(!active, Ordering::Relaxed);
+            slot_let_go.fetch_or(!slot_active(source, SLOT).await, Ordering::Relaxed);
             let copies = admin::of_task(&admin::table_copies(admin).await, task);
             (copies.rows.len() > copies_before
                 && (0..copies.rows.len()).any(|r| {

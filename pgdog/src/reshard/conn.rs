@@ -150,6 +150,18 @@ impl Conn {
         Ok(rows)
     }
 
+    /// Runs `CREATE ... IF NOT EXISTS` statements: when several sessions create the same
+    /// object at once (the streams back from several shards), the losers of the race see a
+    /// duplicate (23505, 42P07, 42P06); by then it exists, and running them again succeeds.
+    pub async fn create_if_missing(&mut self, sql: &str) -> Result<(), ConnError> {
+        match self.execute(sql).await {
+            Err(e) if matches!(e.code(), Some("23505" | "42P07" | "42P06")) => {
+                self.execute(sql).await.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Runs `sql` and returns its command tag.
     pub async fn execute(&mut self, sql: &str) -> Result<String, ConnError> {
         Ok(self.run(sql).await?.tag.unwrap_or_default())

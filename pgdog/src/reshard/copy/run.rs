@@ -156,7 +156,7 @@ pub async fn run(
     let mut shards = Vec::new();
     for shard in 0..destination.shards.len() {
         let mut conn = destination.connect_primary(shard).await?;
-        conn.execute(state::CREATE).await?;
+        conn.create_if_missing(state::CREATE).await?;
         shards.push(conn);
     }
     let tables = publication::tables(&mut source_conn, &options.publication).await?;

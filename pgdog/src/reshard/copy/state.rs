@@ -75,7 +75,7 @@ pub async fn read(
     conn: &mut Conn,
     slot: &str,
 ) -> Result<BTreeMap<(String, String), TableState>, ConnError> {
-    conn.execute(CREATE).await?;
+    conn.create_if_missing(CREATE).await?;
     let mut states: BTreeMap<(String, String), TableState> = BTreeMap::new();
     let tables = conn
         .query(&format!(

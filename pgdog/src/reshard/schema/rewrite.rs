@@ -71,6 +71,11 @@ pub fn target_of(sql: &str) -> Option<Name> {
     Some(range_var_name(range))
 }
 
+/// Whether the statement is a `CREATE TABLE`.
+pub fn creates_table(sql: &str) -> bool {
+    matches!(parse_one(sql), Ok((_, NodeEnum::CreateStmt(_))))
+}
+
 /// Whether the statement is `ALTER TABLE ... ADD [CONSTRAINT c] PRIMARY KEY ...`.
 pub fn adds_primary_key(sql: &str) -> bool {
     let Ok((_, NodeEnum::AlterTableStmt(stmt))) = parse_one(sql) else {

@@ -90,8 +90,8 @@ pub async fn copy_tables(
     Ok(warning)
 }
 
-/// Copies `tables` again while the stream runs ([`super::side`]): emptied and marked
-/// unfinished, created where missing, copied at a fresh snapshot whose position
+/// Copies `tables` while the stream runs ([`super::side`]): emptied (`clean`, tables the
+/// shards have) and marked unfinished, created where missing, copied at a fresh snapshot whose position
 /// becomes their watermark, verified, and left `drain_pending` for the stream. Their indexes
 /// come after the stream applied what it held ([`indexes`]).
 pub async fn copy_beside(
@@ -99,6 +99,7 @@ pub async fn copy_beside(
     options: StreamOptions,
     slot_name: String,
     tables: Vec<TableRef>,
+    clean: bool,
     task: Option<TaskHandle>,
 ) -> Result<(), StreamError> {
     let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
@@ -108,7 +109,7 @@ pub async fn copy_beside(
         &options,
         &slot_name,
         &tables,
-        true,
+        clean,
         true,
         task.as_ref(),
     )

@@ -23,7 +23,7 @@ use super::schema::{self, SchemaChange};
 use super::shard::{self, Report, Work};
 use super::side::{self, SideCopy};
 use super::source::{Received, Source, VALUE_SETTINGS};
-use super::tables::Tables;
+use super::tables::{TableInfo, Tables};
 use super::wal::{self, Lsn};
 use super::{state, StreamError};
 use crate::quote;
@@ -390,17 +390,8 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
     )
     .await?;
     ctx.control.set_tables(tables.all());
+    // Tables a shard lacks or whose copy is unfinished are copied beside the stream.
     let unfinished = resync::unfinished(&mut conns, &ctx.slot, &tables.all()).await?;
-    if !unfinished.is_empty() {
-        for conn in conns {
-            conn.close().await;
-        }
-        source_sql.close().await;
-        return Err(StreamError::Resync {
-            tables: unfinished,
-            clean: false,
-        });
-    }
     info!(
         "replicating {} table(s) from slot {} to {} shard(s); shards applied up to {}",
         tables.len(),
@@ -456,6 +447,7 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         moved: tables.all(),
         side: None,
         side_copies: 0,
+        unfinished,
         last_message: Instant::now(),
         last_feedback: Instant::now(),
     };
@@ -525,6 +517,8 @@ struct Stream<'a> {
     side: Option<SideCopy>,
     /// Copies made beside the stream in this session.
     side_copies: usize,
+    /// Tables found unfinished when the session started: copied beside it first thing.
+    unfinished: Vec<TableRef>,
     received: Lsn,
     last_message: Instant,
     last_feedback: Instant,
@@ -538,6 +532,13 @@ impl Stream<'_> {
         tables: &mut Tables,
         reports: &mut mpsc::UnboundedReceiver<Report>,
     ) -> Result<(), StreamError> {
+        if !self.unfinished.is_empty() {
+            // Emptied by the copy itself where they have rows (an unfinished copy's state
+            // says so), created where missing.
+            let unfinished = std::mem::take(&mut self.unfinished);
+            self.copy_beside(unfinished, false).await?;
+            self.start_side_copy();
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -554,7 +555,7 @@ impl Stream<'_> {
                             && self.completed.is_some_and(|b| b >= self.copy_after_batch)
                         {
                             let tables = std::mem::take(&mut self.copy_after);
-                            self.copy_beside(tables).await?;
+                            self.copy_beside(tables, true).await?;
                         }
                         self.start_side_copy();
                     }
@@ -680,7 +681,7 @@ impl Stream<'_> {
     async fn tables_to_copy(
         &mut self,
         source_sql: &mut Conn,
-        tables: &Tables,
+        tables: &mut Tables,
     ) -> Result<(), StreamError> {
         let mut resync = Vec::new();
         for name in self.ctx.control.take_resyncs() {
@@ -696,7 +697,7 @@ impl Stream<'_> {
             }
         }
         if !resync.is_empty() {
-            return self.copy_beside(resync).await;
+            return self.copy_beside(resync, true).await;
         }
         if self.last_publication_check.elapsed() < PUBLICATION_CHECK {
             return Ok(());
@@ -710,7 +711,30 @@ impl Stream<'_> {
         if added.is_empty() {
             return Ok(());
         }
-        Err(self.copy_now(added, false))
+        self.add_tables(added, source_sql, tables).await
+    }
+
+    /// Tables new to the publication join the move: created on the shards and copied beside
+    /// the stream, their changes held back meanwhile.
+    async fn add_tables(
+        &mut self,
+        added: Vec<TableRef>,
+        source_sql: &mut Conn,
+        tables: &mut Tables,
+    ) -> Result<(), StreamError> {
+        if self.side.is_some() {
+            // One copy beside the stream at a time: the running one's tables are copied while
+            // the stream waits, and the next session finds these again.
+            return Err(self.abandon_side_copy());
+        }
+        for table in &added {
+            tables
+                .add(source_sql, table.clone(), &self.ctx.sharding, Lsn::ZERO)
+                .await?;
+            self.moved.push(table.clone());
+        }
+        self.ctx.control.set_tables(tables.all());
+        self.copy_beside(added, false).await
     }
 
     /// Ends the session to copy `tables` (again); from now on the stream does not look
@@ -841,10 +865,11 @@ impl Stream<'_> {
             }
             Message::Relation { relation, .. } => {
                 if !tables.contains(relation.oid) {
-                    // Added to the publication since the session started: copy it first.
+                    // Added to the publication since the session started: copied beside the
+                    // stream, its changes held back until then.
                     let added = publication::tables(source_sql, &self.ctx.publication).await?;
                     if let Some(table) = added.into_iter().find(|t| t.oid == relation.oid) {
-                        return Err(self.copy_now(vec![table], false));
+                        self.add_tables(vec![table], source_sql, tables).await?;
                     }
                 }
                 if let Some(changed) = tables.is_new_shape(&relation)? {
@@ -977,11 +1002,15 @@ impl Stream<'_> {
             return Ok(());
         };
         if self.side.as_ref().is_some_and(|s| s.has(&info.table)) {
-            if changed {
-                // The copy may have the old shape or the new one: copy it again, waiting.
+            // Its copy brings the shape of the moment. A change the shards lack (DDL run on
+            // the source directly) may come after the copy read it: copy again, waiting.
+            if changed
+                && self
+                    .shards_lack(&self.shape_of(&info, &source_columns))
+                    .await?
+            {
                 return Err(self.abandon_side_copy());
             }
-            // Its copy brings the shape of the moment.
             return Ok(());
         }
         let Some(open) = self.open.as_ref() else {
@@ -993,14 +1022,7 @@ impl Stream<'_> {
         }
         let active = open.active.clone();
         self.commit_before_open().await?;
-        let change = Arc::new(SchemaChange {
-            source: info.table.clone(),
-            table: info.table.qualified(),
-            key: info.rule.as_ref().map(|r| r.column().to_string()),
-            columns: source_columns,
-            attnums: info.attnums.clone(),
-            back: self.ctx.from_cutover,
-        });
+        let change = Arc::new(self.shape_of(&info, &source_columns));
         let batch = self.next_batch;
         self.send_to_active_shards(&active, changed, || Work::Schema {
             change: change.clone(),
@@ -1009,16 +1031,43 @@ impl Stream<'_> {
         .await
     }
 
+    /// The new shape of `info`'s table, with its `columns` on the source.
+    fn shape_of(&self, info: &TableInfo, columns: &[schema::SourceColumn]) -> SchemaChange {
+        SchemaChange {
+            source: info.table.clone(),
+            table: info.table.qualified(),
+            key: info.rule.as_ref().map(|r| r.column().to_string()),
+            columns: columns.to_vec(),
+            attnums: info.attnums.clone(),
+            back: self.ctx.from_cutover,
+        }
+    }
+
+    /// Whether some shard's table differs from `change` (or the shard lacks the table).
+    async fn shards_lack(&self, change: &SchemaChange) -> Result<bool, StreamError> {
+        for shard in 0..self.ctx.destination.shards.len() {
+            let mut conn = self.ctx.destination.connect_primary(shard).await?;
+            let columns = schema::shard_columns(&mut conn, &change.table).await;
+            conn.close().await;
+            match columns? {
+                Some(columns) if schema::plan(&columns, change).is_ok_and(|ops| ops.is_empty()) => {
+                }
+                _ => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
     /// DDL an application ran through pgdog on the source: replayed on the shards that apply
     /// this transaction, at this point of it.
     async fn replay_ddl(&mut self, content: &[u8]) -> Result<(), StreamError> {
-        if self.side.is_some() {
-            // It may change a table being copied under the copy's feet: copy it again,
+        let text = String::from_utf8_lossy(content);
+        let (search_path, sql) = crate::router::ddl::split_message(&text).unwrap_or(("", &text));
+        if self.side.as_ref().is_some_and(|s| s.named_by(sql)) {
+            // It changes a table being copied, under the copy's feet: copy it again,
             // waiting, and replay the DDL when the next session reaches it.
             return Err(self.abandon_side_copy());
         }
-        let text = String::from_utf8_lossy(content);
-        let (search_path, sql) = crate::router::ddl::split_message(&text).unwrap_or(("", &text));
         let Some(open) = self.open.as_ref() else {
             warn!("DDL captured outside a transaction was not replayed: {sql}");
             return Ok(());
@@ -1125,29 +1174,40 @@ impl Stream<'_> {
     /// Starts copying `tables` again (emptied first) while the others stream; their changes
     /// wait until the copy is in. One such copy at a time: with one running, the session
     /// ends and both copies' tables are copied while it waits.
-    async fn copy_beside(&mut self, mut tables: Vec<TableRef>) -> Result<(), StreamError> {
-        if let Some(side) = self.side.take() {
-            for table in &side.tables {
-                if !tables.contains(table) {
-                    tables.push(table.clone());
-                }
-            }
-            return Err(self.copy_now(tables, true));
-        }
+    async fn copy_beside(
+        &mut self,
+        mut tables: Vec<TableRef>,
+        clean: bool,
+    ) -> Result<(), StreamError> {
         // Marked unfinished on every shard before any change is held back: the batches
         // committed from now on confirm positions past changes the shards do not have yet,
         // so a session that ends before they are applied must lead to a fresh copy.
         for shard in 0..self.ctx.destination.shards.len() {
             let mut conn = self.ctx.destination.connect_primary(shard).await?;
-            let mut sql = vec![crate::reshard::copy::state::CREATE.to_string()];
+            let mut sql = Vec::new();
             sql.extend(
                 tables
                     .iter()
                     .map(|t| crate::reshard::copy::state::mark_pending(&self.ctx.slot, t)),
             );
-            let marked = conn.execute(&sql.join(";\n")).await;
+            let marked = async {
+                conn.create_if_missing(crate::reshard::copy::state::CREATE)
+                    .await?;
+                conn.execute(&sql.join(";\n")).await
+            }
+            .await;
             conn.close().await;
             marked?;
+        }
+        if let Some(side) = self.side.take() {
+            // One copy beside the stream at a time: both copies' tables are copied while
+            // the stream waits (marked, so the copy empties those it finds with rows).
+            for table in &side.tables {
+                if !tables.contains(table) {
+                    tables.push(table.clone());
+                }
+            }
+            return Err(self.copy_now(tables, false));
         }
         // The batch being filled may hold changes of the tables: it must be in before the
         // copy empties them.
@@ -1158,7 +1218,7 @@ impl Stream<'_> {
         };
         self.side_copies += 1;
         info!(
-            "copying {} again while the other tables stream",
+            "copying {} while the other tables stream",
             tables
                 .iter()
                 .map(TableRef::qualified)
@@ -1167,6 +1227,7 @@ impl Stream<'_> {
         );
         self.side = Some(SideCopy::new(
             tables,
+            clean,
             self.batch.shards.len(),
             self.side_copies,
             after_batch,
@@ -1196,6 +1257,7 @@ impl Stream<'_> {
             ctx.options.clone(),
             ctx.slot.clone(),
             side.tables.clone(),
+            side.clean,
             ctx.task.clone(),
         )));
     }
@@ -1222,7 +1284,9 @@ impl Stream<'_> {
     /// (again, from scratch) while the stream waits.
     fn abandon_side_copy(&mut self) -> StreamError {
         match self.side.take() {
-            Some(side) => self.copy_now(side.tables.clone(), true),
+            // Marked unfinished, so the copy empties those it finds with rows (and creates
+            // those the shards lack).
+            Some(side) => self.copy_now(side.tables.clone(), false),
             None => StreamError::Protocol("no copy beside the stream to give up".into()),
         }
     }

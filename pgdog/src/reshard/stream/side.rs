@@ -1,5 +1,5 @@
-//! Copying a table again beside the stream (`RESYNC_TABLE`, a column added with a volatile
-//! default) while the other tables keep streaming. The table is first marked unfinished on
+//! Copying a table beside the stream (`RESYNC_TABLE`, a column added with a volatile default,
+//! a table new to the publication) while the other tables keep streaming. The table is first marked unfinished on
 //! every shard (`drain_pending`); from then on its changes wait here, routed per shard but not
 //! sent. The copy starts once every batch that still had changes of the table is committed
 //! (the copy empties the table first), and reads a fresh snapshot. Once it is in, the waiting
@@ -26,6 +26,8 @@ pub type CopyTask = JoinHandle<Result<(), StreamError>>;
 pub struct SideCopy {
     /// The tables copied.
     pub tables: Vec<TableRef>,
+    /// Whether they are emptied first (they have rows on the shards), or new to the move.
+    pub clean: bool,
     /// The copy may start once this batch is committed on every shard (`None`: at once).
     pub after_batch: Option<u64>,
     /// The copy, once started and until it ends.
@@ -46,12 +48,14 @@ impl SideCopy {
     /// names apart from the stream's and from earlier copies' of the session.
     pub fn new(
         tables: Vec<TableRef>,
+        clean: bool,
         shards: usize,
         generation: usize,
         after_batch: Option<u64>,
     ) -> SideCopy {
         SideCopy {
             tables,
+            clean,
             after_batch,
             task: None,
             started: false,
@@ -107,6 +111,25 @@ impl SideCopy {
                 self.names()
             ))),
         }
+    }
+
+    /// Whether DDL `sql` changes one of the copied tables (by name: an unqualified name
+    /// matches any schema), or cannot be read. Creating one does not count: the copy creates
+    /// it where missing, and either finds the other's work done.
+    pub fn named_by(&self, sql: &str) -> bool {
+        let Ok(statements) = pg_query::split_with_parser(sql) else {
+            return true;
+        };
+        statements.iter().any(|statement| {
+            if crate::reshard::schema::rewrite::creates_table(statement) {
+                return false;
+            }
+            crate::reshard::schema::rewrite::target_of(statement).is_some_and(|(schema, name)| {
+                self.tables
+                    .iter()
+                    .any(|t| t.name == name && (schema.is_empty() || t.schema == schema))
+            })
+        })
     }
 
     /// Whether `table` is one of the copied tables.
@@ -187,7 +210,7 @@ mod tests {
 
     #[test]
     fn keeps_the_transactions_at_or_after_the_watermark() {
-        let mut side = SideCopy::new(vec![table(7)], 2, 1, None);
+        let mut side = SideCopy::new(vec![table(7)], true, 2, 1, None);
         assert!(side.has(&table(7)));
         assert!(!side.has(&table(8)));
         let active = [true, true];
@@ -208,8 +231,21 @@ mod tests {
     }
 
     #[test]
+    fn ddl_naming_a_copied_table() {
+        let side = SideCopy::new(vec![table(7)], true, 1, 1, None);
+        assert!(side.named_by("ALTER TABLE t7 ADD COLUMN c int"));
+        assert!(side.named_by("CREATE INDEX i ON public.t7 (c)"));
+        assert!(side.named_by("CREATE TABLE x (a int); ALTER TABLE t7 DROP COLUMN c"));
+        assert!(!side.named_by("ALTER TABLE other.t7 ADD COLUMN c int"));
+        assert!(!side.named_by("CREATE INDEX i ON t8 (c)"));
+        assert!(!side.named_by("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'"));
+        assert!(side.named_by("ALTER TABLE t7 ADD COLUMN ("));
+        assert!(!side.named_by("CREATE TABLE public.t7 (id bigint PRIMARY KEY)"));
+    }
+
+    #[test]
     fn nothing_at_or_after_the_watermark_drains_nothing() {
-        let mut side = SideCopy::new(vec![table(7)], 1, 1, None);
+        let mut side = SideCopy::new(vec![table(7)], false, 1, 1, None);
         let out = side.out(Lsn(10), &[true]);
         out.shards[0].push_statement("-- a");
         assert_eq!(side.drain(Lsn(11))[0].1, "");

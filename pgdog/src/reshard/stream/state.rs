@@ -18,7 +18,7 @@ pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS pgdog; \
 /// The commit LSN of the last transaction applied on this shard (`Lsn::ZERO`: none yet).
 pub async fn applied(conn: &mut Conn, slot: &str) -> Result<Lsn, ConnError> {
     for create in [CREATE, super::schema::CREATE_SHAPES] {
-        create_once(conn, create).await?;
+        conn.create_if_missing(create).await?;
     }
     let rows = conn
         .query(&format!(
@@ -30,17 +30,6 @@ pub async fn applied(conn: &mut Conn, slot: &str) -> Result<Lsn, ConnError> {
         .scalar()
         .and_then(|text| text.parse().ok())
         .unwrap_or(Lsn::ZERO))
-}
-
-/// Runs a `CREATE ... IF NOT EXISTS`: when several streams (the streams back from several
-/// shards) create it at once, the losers of the race see a duplicate; by then it exists.
-async fn create_once(conn: &mut Conn, sql: &str) -> Result<(), ConnError> {
-    match conn.execute(sql).await {
-        Err(e) if matches!(e.code(), Some("23505" | "42P07" | "42P06")) => {
-            conn.execute(sql).await.map(|_| ())
-        }
-        other => other.map(|_| ()),
-    }
 }
 
 /// The statement recording that the transaction committed at `commit_lsn` (ending at

@@ -78,47 +78,60 @@ impl Tables {
     ) -> Result<Tables, StreamError> {
         let mut tables = Tables::default();
         for table in publication::tables(source, publication).await? {
-            let rows = source
-                .query(&format!(
-                    "SELECT a.attname, COALESCE(a.attnum = ANY(i.indkey), false), \
-                     pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnum \
-                     FROM pg_catalog.pg_attribute a \
-                     LEFT JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid AND i.indisprimary \
-                     WHERE a.attrelid = {} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                    table.oid
-                ))
-                .await?;
-            let names: Vec<&str> = (0..rows.rows.len())
-                .filter_map(|r| rows.get(r, 0))
-                .collect();
-            let primary_key = (0..rows.rows.len())
-                .filter(|&r| rows.get(r, 1) == Some("t"))
-                .filter_map(|r| rows.get(r, 0).map(str::to_string))
-                .collect();
-            let types = (0..rows.rows.len())
-                .filter_map(|r| Some((rows.get(r, 0)?.to_string(), rows.get(r, 2)?.to_string())))
-                .collect();
-            let attnums = (0..rows.rows.len())
-                .filter_map(|r| Some((rows.get(r, 0)?.to_string(), rows.get(r, 3)?.parse().ok()?)))
-                .collect();
-            let rule = rule_of(source, &table, &names, sharding).await?;
             let watermark = watermarks
                 .get(&(table.schema.clone(), table.name.clone()))
                 .copied()
                 .unwrap_or(Lsn::ZERO);
-            tables.by_oid.insert(
-                table.oid,
-                Arc::new(TableInfo {
-                    table,
-                    rule,
-                    primary_key,
-                    types,
-                    attnums,
-                    watermark,
-                }),
-            );
+            tables.add(source, table, sharding, watermark).await?;
         }
         Ok(tables)
+    }
+
+    /// Adds `table` (copied at `watermark`): its columns, primary key and rule, read from the
+    /// source.
+    pub async fn add(
+        &mut self,
+        source: &mut Conn,
+        table: TableRef,
+        sharding: &ShardingSchema,
+        watermark: Lsn,
+    ) -> Result<(), StreamError> {
+        let rows = source
+            .query(&format!(
+                "SELECT a.attname, COALESCE(a.attnum = ANY(i.indkey), false), \
+                 pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnum \
+                 FROM pg_catalog.pg_attribute a \
+                 LEFT JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid AND i.indisprimary \
+                 WHERE a.attrelid = {} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                table.oid
+            ))
+            .await?;
+        let names: Vec<&str> = (0..rows.rows.len())
+            .filter_map(|r| rows.get(r, 0))
+            .collect();
+        let primary_key = (0..rows.rows.len())
+            .filter(|&r| rows.get(r, 1) == Some("t"))
+            .filter_map(|r| rows.get(r, 0).map(str::to_string))
+            .collect();
+        let types = (0..rows.rows.len())
+            .filter_map(|r| Some((rows.get(r, 0)?.to_string(), rows.get(r, 2)?.to_string())))
+            .collect();
+        let attnums = (0..rows.rows.len())
+            .filter_map(|r| Some((rows.get(r, 0)?.to_string(), rows.get(r, 3)?.parse().ok()?)))
+            .collect();
+        let rule = rule_of(source, &table, &names, sharding).await?;
+        self.by_oid.insert(
+            table.oid,
+            Arc::new(TableInfo {
+                table,
+                rule,
+                primary_key,
+                types,
+                attnums,
+                watermark,
+            }),
+        );
+        Ok(())
     }
 
     /// Whether table `oid` is part of the move.
