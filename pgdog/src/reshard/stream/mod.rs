@@ -113,10 +113,8 @@ pub enum StreamError {
     /// Tables to copy (again) before streaming on: the session ends for it.
     #[error("tables to copy: {}", .tables.iter().map(|t| t.qualified()).collect::<Vec<_>>().join(", "))]
     Resync {
-        /// The tables.
+        /// The tables (marked unfinished: the copy empties those it finds with rows).
         tables: Vec<crate::reshard::publication::TableRef>,
-        /// Empty them on the shards first (RESYNC_TABLE).
-        clean: bool,
     },
 }
 

@@ -60,14 +60,14 @@ pub async fn unfinished(
     Ok(found)
 }
 
-/// Copies `tables` again (`clean`: empty them on the shards first, for RESYNC_TABLE) while
-/// the stream's session is over; a warning when an index or constraint could not be made.
+/// Copies `tables` (marked unfinished, or new: the copy empties those it finds with rows)
+/// while the stream's session is over; a warning when an index or constraint could not be
+/// made.
 pub async fn copy_tables(
     config: &ConfigAndUsers,
     options: &StreamOptions,
     slot_name: &str,
     tables: &[TableRef],
-    clean: bool,
     task: Option<&TaskHandle>,
 ) -> Result<Option<String>, StreamError> {
     let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
@@ -84,7 +84,7 @@ pub async fn copy_tables(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     conn.close().await;
-    copy_rows(config, options, slot_name, tables, clean, false, task).await?;
+    copy_rows(config, options, slot_name, tables, false, false, task).await?;
     let warning = indexes(config, options, tables, task).await?;
     info!("copied {}; streaming again", names.join(", "));
     Ok(warning)

@@ -141,7 +141,7 @@ pub async fn run(
                 );
                 return Ok(());
             }
-            Err(StreamError::Resync { tables, clean }) => {
+            Err(StreamError::Resync { tables }) => {
                 stats.update(id, |r| r.status = StreamStatus::SyncingSchema);
                 if let Some(task) = task {
                     task.set_step(format!(
@@ -154,7 +154,7 @@ pub async fn run(
                     ));
                 }
                 let copied =
-                    resync::copy_tables(config, options, &context.slot, &tables, clean, task).await;
+                    resync::copy_tables(config, options, &context.slot, &tables, task).await;
                 if let Some(task) = task {
                     task.set_step(format!("streaming changes from slot {}", context.slot));
                 }
@@ -737,17 +737,14 @@ impl Stream<'_> {
         self.copy_beside(added, false).await
     }
 
-    /// Ends the session to copy `tables` (again); from now on the stream does not look
-    /// caught up (its status says it is changing a table) until they are copied.
-    fn copy_now(
-        &self,
-        tables: Vec<crate::reshard::publication::TableRef>,
-        clean: bool,
-    ) -> StreamError {
+    /// Ends the session to copy `tables` (marked unfinished) while it waits; from now on
+    /// the stream does not look caught up (its status says it is changing a table) until
+    /// they are copied.
+    fn copy_now(&self, tables: Vec<TableRef>) -> StreamError {
         self.ctx
             .stats
             .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
-        StreamError::Resync { tables, clean }
+        StreamError::Resync { tables }
     }
 
     /// Takes a shard's report; whether the confirmed position moved.
@@ -1207,7 +1204,7 @@ impl Stream<'_> {
                     tables.push(table.clone());
                 }
             }
-            return Err(self.copy_now(tables, false));
+            return Err(self.copy_now(tables));
         }
         // The batch being filled may hold changes of the tables: it must be in before the
         // copy empties them.
@@ -1286,7 +1283,7 @@ impl Stream<'_> {
         match self.side.take() {
             // Marked unfinished, so the copy empties those it finds with rows (and creates
             // those the shards lack).
-            Some(side) => self.copy_now(side.tables.clone(), false),
+            Some(side) => self.copy_now(side.tables.clone()),
             None => StreamError::Protocol("no copy beside the stream to give up".into()),
         }
     }
