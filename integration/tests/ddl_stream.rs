@@ -428,15 +428,10 @@ async fn pause_resume_resync_and_a_change_the_operator_fixes() {
         applied
     );
     assert_eq!(digest(&shard, "\"Sales\".orders").await, before);
-    let active: bool = source
-        .query_one(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-            &[&SLOT],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(!active, "a paused stream lets go of its slot");
+    assert!(
+        !slot_active(&source, SLOT).await,
+        "a paused stream lets go of its slot"
+    );
     admin_command(&admin, &format!("RESUME_REPLICATION {task}")).await;
     admin::wait_caught_up(&admin, &source, &task, WAIT).await;
 

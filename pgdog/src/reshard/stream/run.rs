@@ -1214,21 +1214,15 @@ impl Stream<'_> {
             Some(self.next_batch)
         };
         self.side_copies += 1;
-        info!(
-            "copying {} while the other tables stream",
-            tables
-                .iter()
-                .map(TableRef::qualified)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        self.side = Some(SideCopy::new(
+        let side = SideCopy::new(
             tables,
             clean,
             self.batch.shards.len(),
             self.side_copies,
             after_batch,
-        ));
+        );
+        info!("copying {} while the other tables stream", side.names());
+        self.side = Some(side);
         self.ctx
             .stats
             .update(self.ctx.id, |r| r.status = StreamStatus::SyncingSchema);
