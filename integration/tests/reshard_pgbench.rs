@@ -596,11 +596,28 @@ async fn pgbench_through_the_whole_move_sees_no_failure() {
         initial_balance + deltas,
         "balances on the shards moved by exactly the history's deltas"
     );
-    assert_eq!(
-        totals(&source).await,
-        (balance, history, deltas),
-        "the old database after the stream back"
-    );
+    let old = totals(&source).await;
+    if old != (balance, history, deltas) {
+        let replication = run_simple(&admin_client, "SHOW REPLICATION").await;
+        let state: Vec<String> = match source
+            .query(
+                "SELECT slot || ' ' || commit_lsn::text || ' ' || end_lsn::text \
+                 FROM pgdog.replication_state",
+                &[],
+            )
+            .await
+        {
+            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+            Err(e) => vec![e.to_string()],
+        };
+        panic!(
+            "the old database after the stream back: {old:?}, the shards: {:?}\n\
+             SHOW REPLICATION: {replication:?}\nold database's replication_state: {state:?}\n\
+             --- pgdog log\n{}",
+            (balance, history, deltas),
+            tail(&setup.pgdog.log(), 300)
+        );
+    }
 
     // VERIFY agrees: the old database and the shards hold the same rows.
     let sql = format!("VERIFY {SOURCE}_before_cutover {SOURCE}");

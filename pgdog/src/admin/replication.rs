@@ -66,8 +66,8 @@ fn row(record: &ReplicationRecord, lag: Duration, elapsed: Duration) -> Row {
         .text(record.received_lsn)
         .text(record.applied_lsn)
         .text(record.source_lsn)
-        .text(record.lag_bytes)
-        .text(human::bytes(record.lag_bytes))
+        .opt(record.lag_bytes)
+        .opt(record.lag_bytes.map(human::bytes))
         .text(seconds(lag))
         .text(lag.as_millis())
         .text(record.transactions)
@@ -121,7 +121,7 @@ mod tests {
             r.received_lsn = Lsn(0x1_0000_0010);
             r.applied_lsn = Lsn(0x1_0000_0000);
             r.source_lsn = Lsn(0x1_0000_0020);
-            r.lag_bytes = 1536;
+            r.lag_bytes = Some(1536);
             r.transactions = 3;
             r.rows = 9;
             r.bytes = 4096;

@@ -211,7 +211,7 @@ impl StreamDisplay {
             record.status.describe(),
             record.applied_lsn,
             record.source_lsn,
-            human::bytes(record.lag_bytes),
+            record.lag_bytes_text(),
             record.lag().as_secs_f64(),
             record.rates.0,
             record.rates.1,

@@ -181,7 +181,7 @@ fn line(
     match stream.map(|s| (s, &s.status)) {
         Some((stream, status)) if status.is_applying() => parts.push(format!(
             "lag: {} ({:.1} s), {} changes applied",
-            human::bytes(stream.lag_bytes),
+            stream.lag_bytes_text(),
             stream.lag().as_secs_f64(),
             human::count(stream.rows)
         )),

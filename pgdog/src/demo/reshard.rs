@@ -217,8 +217,7 @@ impl Watch<'_> {
                 match &stream.status {
                     status
                         if status.is_applying()
-                            && stream.source_lsn.0 > 0
-                            && stream.lag_bytes <= threshold =>
+                            && stream.lag_bytes.is_some_and(|lag| lag <= threshold) =>
                     {
                         return Ok(())
                     }

@@ -9,7 +9,6 @@ use pgdog_config::ConfigAndUsers;
 use super::CutoverError;
 use crate::quote;
 use crate::reshard::endpoints::ClusterEndpoints;
-use crate::reshard::stream::wal::Lsn;
 use crate::reshard::stream::{ReplicationRecord, StreamStatus};
 use crate::reshard::tasks::TaskHandle;
 use crate::state::PoolerState;
@@ -124,21 +123,20 @@ pub async fn wait_lag(
         let mut lag = 0u64;
         for record in &streams {
             // Measured once the stream runs (its first look at the source's WAL).
-            let behind = match record.status {
+            let behind = match (&record.status, record.lag_bytes) {
                 // A stream changing a table (copying it again) is not caught up, whatever its
                 // position says: wait for it.
-                StreamStatus::Streaming | StreamStatus::CatchingUp
-                    if record.source_lsn > Lsn::ZERO =>
-                {
-                    record.lag_bytes
-                }
+                (StreamStatus::Streaming | StreamStatus::CatchingUp, Some(lag)) => lag,
                 // Starting or reconnecting: wait for it (up to the timeout).
-                StreamStatus::Streaming
-                | StreamStatus::CatchingUp
-                | StreamStatus::SyncingSchema
-                | StreamStatus::Starting
-                | StreamStatus::Retrying(_) => u64::MAX,
-                ref other => {
+                (
+                    StreamStatus::Streaming
+                    | StreamStatus::CatchingUp
+                    | StreamStatus::SyncingSchema
+                    | StreamStatus::Starting
+                    | StreamStatus::Retrying(_),
+                    _,
+                ) => u64::MAX,
+                (other, _) => {
                     return Err(CutoverError::NotStreaming {
                         slot: record.slot.clone(),
                         status: other.describe(),

@@ -86,8 +86,9 @@ pub struct ReplicationRecord {
     pub applied_lsn: Lsn,
     /// The source's current WAL position (read about every second).
     pub source_lsn: Lsn,
-    /// `source_lsn - confirmed_flush_lsn` of the slot.
-    pub lag_bytes: u64,
+    /// `source_lsn - confirmed_flush_lsn` of the slot, as the running session last measured
+    /// it (`None`: not measured since the stream (re)started, or it is not running).
+    pub lag_bytes: Option<u64>,
     /// Source commit time of the oldest transaction received but not applied everywhere
     /// (`None`: nothing pending).
     pub oldest_pending: Option<SystemTime>,
@@ -116,6 +117,13 @@ impl ReplicationRecord {
         self.oldest_pending
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .unwrap_or_default()
+    }
+
+    /// `lag_bytes` for people: a size, or "unknown" when not measured.
+    pub fn lag_bytes_text(&self) -> String {
+        self.lag_bytes
+            .map(crate::reshard::human::bytes)
+            .unwrap_or_else(|| "unknown".into())
     }
 
     /// Time since the stream started.
@@ -166,7 +174,7 @@ impl ReplicationStats {
             received_lsn: Lsn::ZERO,
             applied_lsn: Lsn::ZERO,
             source_lsn: Lsn::ZERO,
-            lag_bytes: 0,
+            lag_bytes: None,
             oldest_pending: None,
             transactions: 0,
             rows: 0,

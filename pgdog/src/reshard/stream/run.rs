@@ -132,6 +132,8 @@ pub async fn run(
     loop {
         let started = Instant::now();
         let result = session(&context).await;
+        // Measured again by the next session: a stale zero would read as caught up.
+        stats.update(id, |r| r.lag_bytes = None);
         match result {
             Ok(()) | Err(StreamError::Stopped) => {
                 stats.update(id, |r| r.status = StreamStatus::Stopped);
@@ -661,7 +663,7 @@ impl Stream<'_> {
         self.ctx.stats.update(self.ctx.id, |r| {
             // Sampled before the last feedback: never behind what is known applied.
             r.source_lsn = current.max(r.applied_lsn);
-            r.lag_bytes = current.0.saturating_sub(flushed.0);
+            r.lag_bytes = Some(current.0.saturating_sub(flushed.0));
             r.oldest_pending = pending_time.map(wal::to_system_time);
             r.status = if syncing {
                 StreamStatus::SyncingSchema
