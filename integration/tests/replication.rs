@@ -5,6 +5,8 @@
 //! the shards must equal the source table by table (counts and checksums of the rows that
 //! belong on each shard). Also: kill -9 mid-stream then `--replicate-only` resumes with no
 //! loss and no duplicate, and a destination shard restart pauses the stream, which resumes.
+//! Rows changed many times within one batch (written by their net effect) end as on the
+//! source too.
 
 use std::time::{Duration, Instant};
 
@@ -396,6 +398,107 @@ async fn replica_identity_full_without_a_key_changes_one_row_at_a_time() {
     run.terminate();
     let output = run.finish(Duration::from_secs(60)).await;
     assert_eq!(output.code, 0, "{}", describe(&output));
+}
+
+/// Rows changed many times within one batch (written by their net effect): counters updated
+/// thousands of times with their TOAST body unchanged, rows inserted then updated, inserted
+/// then deleted, deleted then inserted again, keys that change in between; and a unique index
+/// made on the source and the shards behind pgdog's back, then two rows swapping values under
+/// it (the batch written by its net effect trips it, the stream writes the changes one by
+/// one from then on). Every shard ends with the source's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_changed_many_times_in_one_batch_end_as_on_the_source() {
+    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
+    let source = setup.source_client(SOURCE).await;
+    source
+        .batch_execute(
+            "CREATE TABLE public.counters (id int PRIMARY KEY, n bigint NOT NULL, body text); \
+             INSERT INTO public.counters SELECT i, 0, \
+               (SELECT string_agg(md5(i::text || g::text), '') FROM generate_series(1, 300) g) \
+             FROM generate_series(1, 50) AS i; \
+             CREATE TABLE public.swaps (id int PRIMARY KEY, code int NOT NULL); \
+             INSERT INTO public.swaps SELECT i, i FROM generate_series(1, 10) AS i; \
+             ALTER PUBLICATION pub ADD TABLE public.counters, public.swaps",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("tables: {e:?}"));
+    let mut run = setup.spawn_streaming(&[]);
+    run.wait_for_stderr("streaming changes", Duration::from_secs(120))
+        .await;
+    let one_transaction = "BEGIN; \
+        DO $$ BEGIN FOR r IN 1..200 LOOP UPDATE public.counters SET n = n + 1; END LOOP; END $$; \
+        INSERT INTO public.counters SELECT i, i, 'new ' || i FROM generate_series(1000, 1100) AS i; \
+        UPDATE public.counters SET n = n * 2 WHERE id >= 1000; \
+        DELETE FROM public.counters WHERE id >= 1000 AND id % 3 = 0; \
+        INSERT INTO public.counters SELECT i, -i, NULL FROM generate_series(1000, 1100) AS i \
+          WHERE i % 3 = 0; \
+        DELETE FROM public.counters WHERE id <= 10; \
+        INSERT INTO public.counters SELECT i, 7, 'again ' || i FROM generate_series(1, 5) AS i; \
+        UPDATE public.counters SET body = 'edited' WHERE id BETWEEN 3 AND 8; \
+        UPDATE public.counters SET id = id + 10000 WHERE id BETWEEN 40 AND 45; \
+        UPDATE public.counters SET n = n + 1 WHERE id > 10000; \
+        COMMIT";
+    source
+        .batch_execute(one_transaction)
+        .await
+        .unwrap_or_else(|e| panic!("the large transaction: {e:?}"));
+    // Many small transactions, most of them in the same batches.
+    for i in 0..300 {
+        source
+            .batch_execute(&format!(
+                "UPDATE public.counters SET n = n + 1 WHERE id = {}",
+                i % 50 + 1
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("small transaction {i}: {e:?}"));
+    }
+    // A unique index pgdog does not know about, then a swap that passes through a third value.
+    for k in 0..setup.shards() {
+        setup
+            .shard_client(k)
+            .await
+            .batch_execute("CREATE UNIQUE INDEX swaps_code ON public.swaps (code)")
+            .await
+            .unwrap_or_else(|e| panic!("unique index on shard {k}: {e:?}"));
+    }
+    source
+        .batch_execute(
+            "CREATE UNIQUE INDEX swaps_code ON public.swaps (code); \
+             BEGIN; \
+             UPDATE public.swaps SET code = -1 WHERE id = 1; \
+             UPDATE public.swaps SET code = 1 WHERE id = 2; \
+             UPDATE public.swaps SET code = 2 WHERE id = 1; \
+             COMMIT",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("swap: {e:?}"));
+    for table in ["public.counters", "public.swaps"] {
+        let expected = rows_hash(&source, table).await;
+        let deadline = Instant::now() + CATCH_UP;
+        for k in 0..setup.shards() {
+            let shard = setup.shard_client(k).await;
+            loop {
+                let found = rows_hash(&shard, table).await;
+                if found == expected {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "shard {k}: {table} is {found:?}, the source {expected:?}\n{}",
+                    describe(&run.output())
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    run.terminate();
+    let output = run.finish(Duration::from_secs(60)).await;
+    assert_eq!(output.code, 0, "{}", describe(&output));
+    assert!(
+        output.stderr.contains("applying changes one by one"),
+        "the swap should have tripped the unique index once\n{}",
+        describe(&output)
+    );
 }
 
 /// `--replicate-only` from a slot that does not exist fails at once, naming the slot and what

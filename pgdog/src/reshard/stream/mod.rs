@@ -6,6 +6,7 @@
 //! is flushed only once every shard committed it.
 
 pub mod control;
+pub mod net;
 pub mod pgoutput;
 pub mod progress;
 pub mod resync;
@@ -133,6 +134,13 @@ impl StreamError {
     /// A shard refused a row because its key is taken (unique violation).
     pub fn key_conflict(&self) -> bool {
         matches!(self, StreamError::Apply { error, .. } if error.code() == Some("23505"))
+    }
+
+    /// A shard refused a row for a unique index or an exclusion constraint: what a batch
+    /// written by its net effect (in a new order) can trip where the changes one by one do not.
+    pub fn order_conflict(&self) -> bool {
+        self.key_conflict()
+            || matches!(self, StreamError::Apply { error, .. } if error.code() == Some("23P01"))
     }
 
     /// Whether reconnecting later may fix it (a server restarting or unreachable).

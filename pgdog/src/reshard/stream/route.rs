@@ -8,14 +8,12 @@
 
 use std::fmt::Write;
 
+use super::net::{Bulk, Net, RowChange, NO_EQUALITY};
 use super::pgoutput::{OldTuple, Value};
 use super::tables::Target;
 use super::StreamError;
 use crate::quote;
 use crate::router::route::Shards;
-
-/// Types without an equality operator: rows are matched on their text form.
-const NO_EQUALITY: [u32; 9] = [114, 142, 600, 601, 602, 603, 604, 628, 718];
 
 /// Values of a statement: inlined as literals, or collected as parameters of a prepared
 /// statement (`$1`, `$2`, ... with their types).
@@ -72,6 +70,12 @@ pub struct ShardSql {
     open_at: (usize, u64),
     /// The start of its prepared statements' names (empty: `pgdog_apply_`).
     prefix: String,
+    /// Row changes held to be written by their net effect (`None`: each is written as it
+    /// comes). See [`Net`].
+    net: Option<Net>,
+    /// The open transaction's changes are held with (or were written together with) the
+    /// earlier ones: it can no longer be cut off.
+    open_mixed: bool,
 }
 
 impl ShardSql {
@@ -84,25 +88,87 @@ impl ShardSql {
         }
     }
 
+    /// Writes row changes by their net effect from now on (see [`Net`]): only where the
+    /// shard's triggers and foreign keys are off, as the order of the steps changes.
+    pub fn hold_changes(&mut self, on: bool) {
+        self.write_held();
+        self.net = on.then(Net::default);
+    }
+
     /// Adds a statement as it is.
     pub fn push_statement(&mut self, sql: &str) {
         self.statement(sql);
     }
 
     fn statement(&mut self, sql: &str) {
+        self.write_held();
+        self.push_sql(sql);
+        self.rows += 1;
+    }
+
+    fn push_sql(&mut self, sql: &str) {
         if !self.sql.is_empty() {
             self.sql.push_str(";\n");
         }
         self.sql.push_str(sql);
         self.open_insert = None;
-        self.rows += 1;
     }
 
-    /// Takes the SQL so far (the batch goes to the shard).
-    pub fn take(&mut self) -> String {
+    /// Holds `change` when the net takes it (counted as a row changed).
+    fn hold(&mut self, target: &Target, change: RowChange<'_>) -> bool {
+        let held = self
+            .net
+            .as_mut()
+            .is_some_and(|net| net.absorb(target, change));
+        if held {
+            self.rows += 1;
+            self.open_mixed = true;
+        }
+        held
+    }
+
+    /// Writes the held changes' statements.
+    fn write_held(&mut self) {
+        let Some(net) = self.net.as_mut().filter(|n| !n.is_empty()) else {
+            return;
+        };
+        for bulk in net.take() {
+            let Bulk {
+                shape,
+                types,
+                values,
+            } = bulk;
+            let params = Params {
+                prepared: true,
+                types,
+                values,
+            };
+            self.run_prepared(&shape, &params);
+        }
+        self.open_mixed = true;
+    }
+
+    /// Whether nothing waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.sql.is_empty()
+            && self.prepares.is_empty()
+            && self.net.as_ref().is_none_or(Net::is_empty)
+    }
+
+    /// About how large what waits to be sent is (bytes).
+    pub fn size(&self) -> usize {
+        self.sql.len() + self.net.as_ref().map_or(0, Net::bytes)
+    }
+
+    /// Takes what goes to the shard now: the PREPAREs to run first and the statements.
+    pub fn take(&mut self) -> (Vec<String>, String) {
+        self.write_held();
         self.open_insert = None;
         self.open_at = (usize::MAX, u64::MAX);
-        std::mem::take(&mut self.sql)
+        (
+            std::mem::take(&mut self.prepares),
+            std::mem::take(&mut self.sql),
+        )
     }
 
     /// A source transaction begins: its statements start here (and do not extend an INSERT
@@ -110,12 +176,14 @@ impl ShardSql {
     pub fn begin_transaction(&mut self) {
         self.open_at = (self.sql.len(), self.rows);
         self.open_insert = None;
+        self.open_mixed = false;
     }
 
-    /// Whether the open transaction's statements are all here (none sent ahead).
+    /// Whether the open transaction's statements are all here (none sent ahead) and apart
+    /// from the earlier ones.
     pub fn can_split(&self) -> bool {
         let (at, rows) = self.open_at;
-        at <= self.sql.len() && rows <= self.rows
+        !self.open_mixed && at <= self.sql.len() && rows <= self.rows
     }
 
     /// Cuts off the open transaction's statements and row count (the rest of the batch is
@@ -142,6 +210,10 @@ impl ShardSql {
 
     /// Starts the next batch: no SQL, no rows; the prepared statements stay.
     pub fn reset(&mut self) {
+        if let Some(net) = self.net.as_mut() {
+            net.clear();
+        }
+        self.open_mixed = false;
         self.open_insert = None;
         self.sql.clear();
         self.rows = 0;
@@ -151,8 +223,15 @@ impl ShardSql {
     /// Runs `shape` (a statement with `$n` parameters) with `params`: prepared once per
     /// session (planning is the costly part of a one-row UPDATE or DELETE), then EXECUTEd.
     fn execute(&mut self, shape: &str, params: &Params) {
+        self.write_held();
+        self.run_prepared(shape, params);
+        self.rows += 1;
+    }
+
+    /// [`execute`](Self::execute) without writing what is held or counting a row.
+    fn run_prepared(&mut self, shape: &str, params: &Params) {
         if !params.prepared || params.values.is_empty() {
-            self.statement(shape);
+            self.push_sql(shape);
             return;
         }
         // The types are part of the statement: a column whose type changed on the source
@@ -171,10 +250,14 @@ impl ShardSql {
                 name
             }
         };
-        self.statement(&format!("EXECUTE {name}({})", params.values.join(", ")));
+        self.push_sql(&format!("EXECUTE {name}({})", params.values.join(", ")));
     }
 
     fn insert(&mut self, target: &Target, new: &[Value]) -> Result<(), StreamError> {
+        if self.hold(target, RowChange::Insert(new)) {
+            return Ok(());
+        }
+        self.write_held();
         let values = row_values(target, new)?;
         let open = (target.qualified.clone(), new.len());
         if self.open_insert.as_ref() == Some(&open) {
@@ -431,15 +514,22 @@ pub fn insert(out: &mut Out<'_>, target: &Target, new: &[Value]) -> Result<(), S
 /// Writes a DELETE.
 pub fn delete(out: &mut Out<'_>, target: &Target, old: &OldTuple) -> Result<(), StreamError> {
     let old_values = old_identity(Some(old), &[]);
-    let mut params = Params::prepared();
-    let statement = format!(
-        "DELETE FROM {} WHERE {}",
-        target.qualified,
-        identity_with(target, old_values, &mut params)?
-    );
     let shards = old_shard(target, Some(old), None)?.unwrap_or(Shards::All);
+    // Written only for shards that do not hold the change.
+    let mut statement = None;
     out.each(&shards, |sql| {
-        sql.execute(&statement, &params);
+        if sql.hold(target, RowChange::Delete(old_values)) {
+            return Ok(());
+        }
+        if statement.is_none() {
+            let mut params = Params::prepared();
+            let condition = identity_with(target, old_values, &mut params)?;
+            let shape = format!("DELETE FROM {} WHERE {condition}", target.qualified);
+            statement = Some((shape, params));
+        }
+        if let Some((shape, params)) = &statement {
+            sql.execute(shape, params);
+        }
         Ok(())
     })
 }
@@ -472,26 +562,35 @@ pub fn update(
     check_width(target, new)?;
     let to = shard_of(target, new)?;
     let from = old_shard(target, old, Some(new))?;
-    let set = set_list(target, new, &mut Params::literal())?;
-    let old_where = identity(target, old_identity(old, new))?;
-    let update = format!("UPDATE {} SET {set} WHERE {old_where}", target.qualified);
     match (from, to) {
         // Same shard (or every shard): update in place.
         (Some(from), Some(to)) if from == to => {
-            if set.is_empty() {
+            if new.iter().all(|v| *v == Value::Unchanged) {
                 return Ok(());
             }
-            let mut params = Params::prepared();
-            let set = set_list(target, new, &mut params)?;
-            let condition = identity_with(target, old_identity(old, new), &mut params)?;
-            let shape = format!("UPDATE {} SET {set} WHERE {condition}", target.qualified);
+            // Held only when the identity did not change (no old tuple came); written only
+            // for shards that do not hold it.
+            let mut statement = None;
             out.each(&to, |sql| {
-                sql.execute(&shape, &params);
+                if old.is_none() && sql.hold(target, RowChange::Update(new)) {
+                    return Ok(());
+                }
+                if statement.is_none() {
+                    let mut params = Params::prepared();
+                    let set = set_list(target, new, &mut params)?;
+                    let condition = identity_with(target, old_identity(old, new), &mut params)?;
+                    let shape = format!("UPDATE {} SET {set} WHERE {condition}", target.qualified);
+                    statement = Some((shape, params));
+                }
+                if let Some((shape, params)) = &statement {
+                    sql.execute(shape, params);
+                }
                 Ok(())
             })
         }
         // The row moves: delete it where it was, insert it where it goes.
         (Some(from), Some(Shards::One(to))) => {
+            let old_where = identity(target, old_identity(old, new))?;
             let delete = format!("DELETE FROM {} WHERE {old_where}", target.qualified);
             out.each(&from, |sql| {
                 sql.statement(&delete);
@@ -502,6 +601,9 @@ pub fn update(
         // Where the row was is unknown: the new shard updates it or, when it is not there,
         // inserts it; every other shard deletes it.
         (_, Some(Shards::One(to))) => {
+            let set = set_list(target, new, &mut Params::literal())?;
+            let old_where = identity(target, old_identity(old, new))?;
+            let update = format!("UPDATE {} SET {set} WHERE {old_where}", target.qualified);
             let delete = format!("DELETE FROM {} WHERE {old_where}", target.qualified);
             out.all_but(to, |sql| {
                 sql.statement(&delete);
@@ -548,15 +650,12 @@ pub fn truncate(out: &mut Out<'_>, tables: &[String]) -> Result<(), StreamError>
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::Arc;
 
     use bytes::Bytes;
 
     use super::*;
-    use crate::reshard::publication::TableRef;
     use crate::reshard::stream::tables::TableInfo;
-    use crate::reshard::stream::wal::Lsn;
     use crate::router::plan::ShardingSchema;
     use crate::router::sharding::shard_of;
     use crate::router::sharding::KeyValue;
@@ -582,18 +681,7 @@ mod tests {
         let rule = (!everywhere).then(rule);
         let key = rule.as_ref().map(|_| 1);
         Target {
-            info: Arc::new(TableInfo {
-                table: TableRef {
-                    schema: "public".into(),
-                    name: "t".into(),
-                    oid: 1,
-                },
-                rule,
-                primary_key: vec!["id".into()],
-                types: HashMap::new(),
-                attnums: HashMap::new(),
-                watermark: Lsn::ZERO,
-            }),
+            info: Arc::new(TableInfo::test_table(rule, false)),
             qualified: "\"public\".\"t\"".into(),
             columns: vec!["id".into(), "k".into(), "body".into()],
             identity: identity.to_vec(),

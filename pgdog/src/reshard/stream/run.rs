@@ -7,6 +7,7 @@
 //! every shard skips what it has, so nothing is lost or applied twice.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,6 +128,7 @@ pub async fn run(
         task: task.cloned(),
         config: config.clone(),
         options: options.clone(),
+        net_effect: AtomicBool::new(true),
     };
     let mut attempt: u32 = 0;
     loop {
@@ -189,6 +191,15 @@ pub async fn run(
                 }
                 attempt = 0;
             }
+            // The new order of a batch's steps tripped a unique index (or exclusion constraint)
+            // the table was not known to have: the same changes again, each written as it came.
+            Err(e) if e.order_conflict() && context.net_effect.swap(false, Ordering::Relaxed) => {
+                warn!(
+                    "replication from slot {}: {e}; applying changes one by one from now on",
+                    context.slot
+                );
+                stats.update(id, |r| r.last_error = Some(e.to_string()));
+            }
             Err(e) if e.pauses() => {
                 if !context.pause_for(&e).await {
                     return Ok(());
@@ -250,6 +261,9 @@ struct Context {
     /// For copies made beside the stream.
     config: ConfigAndUsers,
     options: StreamOptions,
+    /// Whether shards write row changes by their net effect (see [`super::net`]); turned off
+    /// for the rest of the run when a batch written that way hit a unique violation.
+    net_effect: AtomicBool,
 }
 
 impl Context {
@@ -339,7 +353,7 @@ impl Batch {
     }
 
     fn largest(&self) -> usize {
-        self.shards.iter().map(|s| s.sql.len()).max().unwrap_or(0)
+        self.shards.iter().map(ShardSql::size).max().unwrap_or(0)
     }
 }
 
@@ -373,6 +387,7 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
     let shards = ctx.destination.shards.len();
     let mut applied = Vec::with_capacity(shards);
     let mut conns = Vec::with_capacity(shards);
+    let mut net_effect = Vec::with_capacity(shards);
     let mut watermarks = BTreeMap::new();
     for shard in 0..shards {
         let mut conn = ctx.destination.connect_primary(shard).await?;
@@ -381,7 +396,7 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
             let entry = watermarks.entry(table).or_insert(lsn);
             *entry = (*entry).max(lsn);
         }
-        shard::prepare(&mut conn).await?;
+        net_effect.push(shard::prepare(&mut conn).await? && ctx.net_effect.load(Ordering::Relaxed));
         conns.push(conn);
     }
     let mut tables = Tables::load(
@@ -427,11 +442,15 @@ async fn session(ctx: &Context) -> Result<(), StreamError> {
         r.last_error = None;
     });
 
+    let mut batch = Batch::new(shards);
+    for (sql, on) in batch.shards.iter_mut().zip(net_effect) {
+        sql.hold_changes(on);
+    }
     let mut stream = Stream {
         ctx,
         workers,
         applied,
-        batch: Batch::new(shards),
+        batch,
         open: None,
         in_flight: VecDeque::new(),
         next_batch: 0,
@@ -1125,9 +1144,8 @@ impl Stream<'_> {
                 continue;
             }
             let pending = &mut self.batch.shards[shard];
-            if !pending.sql.is_empty() || !pending.prepares.is_empty() {
-                let prepare = std::mem::take(&mut pending.prepares);
-                let sql = pending.take();
+            if !pending.is_empty() {
+                let (prepare, sql) = pending.take();
                 self.send(shard, Work::Sql { prepare, sql }).await?;
             }
             self.batch.touched[shard] = true;
@@ -1367,9 +1385,8 @@ impl Stream<'_> {
             if self.batch.shards[shard].rows > 0 {
                 self.batch.touched[shard] = true;
             }
-            if self.batch.shards[shard].sql.len() >= CHUNK_BYTES {
-                let prepare = std::mem::take(&mut self.batch.shards[shard].prepares);
-                let sql = self.batch.shards[shard].take();
+            if self.batch.shards[shard].size() >= CHUNK_BYTES {
+                let (prepare, sql) = self.batch.shards[shard].take();
                 self.send(shard, Work::Sql { prepare, sql }).await?;
             }
         }
@@ -1398,8 +1415,7 @@ impl Stream<'_> {
                 continue;
             }
             pending.insert(shard);
-            let prepare = std::mem::take(&mut self.batch.shards[shard].prepares);
-            let sql = self.batch.shards[shard].take();
+            let (prepare, sql) = self.batch.shards[shard].take();
             self.send(
                 shard,
                 Work::Commit {

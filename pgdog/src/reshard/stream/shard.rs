@@ -118,14 +118,16 @@ pub enum Report {
 
 /// Session settings of an applier: values read like the source printed them, no timeouts,
 /// row lookups by index, and (where the role may) triggers and foreign keys off like
-/// PostgreSQL's own apply workers.
-pub async fn prepare(conn: &mut Conn) -> Result<(), ConnError> {
+/// PostgreSQL's own apply workers. Returns whether they are off.
+pub async fn prepare(conn: &mut Conn) -> Result<bool, ConnError> {
     conn.execute(super::source::VALUE_SETTINGS).await?;
-    // Every UPDATE and DELETE finds one row by its key: always through the key's index, like
-    // PostgreSQL's apply workers (the planner would scan small, bloated tables instead).
+    // Every UPDATE and DELETE finds its rows by key: always through the key's index, like
+    // PostgreSQL's apply workers (the planner would scan small, bloated tables instead, or
+    // hash a whole table to join it with a few thousand keys of a set-based statement).
     conn.execute(
         "SET statement_timeout = 0; SET lock_timeout = 0; \
-         SET idle_in_transaction_session_timeout = 0; SET enable_seqscan = off",
+         SET idle_in_transaction_session_timeout = 0; SET enable_seqscan = off; \
+         SET enable_hashjoin = off; SET enable_mergejoin = off",
     )
     .await?;
     if let Err(e) = conn.execute("SET session_replication_role = replica").await {
@@ -136,8 +138,9 @@ pub async fn prepare(conn: &mut Conn) -> Result<(), ConnError> {
             "{}: may not set session_replication_role (needs superuser): triggers and foreign keys stay on while applying",
             conn.addr()
         );
+        return Ok(false);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Starts shard `shard`'s applier on `conn`; `queue` bounds the batches waiting.

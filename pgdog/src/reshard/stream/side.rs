@@ -170,8 +170,8 @@ impl SideCopy {
             .iter_mut()
             .enumerate()
             .map(|(shard, sql)| {
-                let prepares = std::mem::take(&mut sql.prepares);
-                let text = sql.take();
+                // The buffer writes every change as it comes (no net): offsets hold.
+                let (prepares, text) = sql.take();
                 let kept = match &cut {
                     Some(at) => text
                         .get(at[shard].min(text.len())..)

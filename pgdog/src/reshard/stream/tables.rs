@@ -24,6 +24,9 @@ pub struct TableInfo {
     pub rule: Option<TableRule>,
     /// Its primary key columns (empty without one).
     pub primary_key: Vec<String>,
+    /// It has a unique index or exclusion constraint besides the primary key (its changes
+    /// must be applied in their own order).
+    pub other_unique: bool,
     /// Each column's type as SQL (`format_type`), by column name.
     pub types: HashMap<String, String>,
     /// Each column's attribute number on the source, by name (names a column had earlier
@@ -31,6 +34,26 @@ pub struct TableInfo {
     pub attnums: HashMap<String, i16>,
     /// Changes committed before this position are in the copied rows already.
     pub watermark: Lsn,
+}
+
+#[cfg(test)]
+impl TableInfo {
+    /// `public.t` (OID 1) with primary key `id`, for unit tests.
+    pub fn test_table(rule: Option<TableRule>, other_unique: bool) -> TableInfo {
+        TableInfo {
+            table: TableRef {
+                schema: "public".into(),
+                name: "t".into(),
+                oid: 1,
+            },
+            rule,
+            primary_key: vec!["id".into()],
+            other_unique,
+            types: HashMap::new(),
+            attnums: HashMap::new(),
+            watermark: Lsn::ZERO,
+        }
+    }
 }
 
 /// A table with the shape of its last Relation message.
@@ -120,12 +143,24 @@ impl Tables {
             .filter_map(|r| Some((rows.get(r, 0)?.to_string(), rows.get(r, 3)?.parse().ok()?)))
             .collect();
         let rule = rule_of(source, &table, &names, sharding).await?;
+        let other_unique = source
+            .query(&format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index \
+                 WHERE indrelid = {oid} AND indisunique AND NOT indisprimary) \
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint \
+                 WHERE conrelid = {oid} AND contype = 'x')",
+                oid = table.oid
+            ))
+            .await?
+            .scalar()
+            != Some("f");
         self.by_oid.insert(
             table.oid,
             Arc::new(TableInfo {
                 table,
                 rule,
                 primary_key,
+                other_unique,
                 types,
                 attnums,
                 watermark,
