@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::schema::{self, SchemaChange};
 use super::state;
@@ -73,6 +73,9 @@ pub enum Work {
         batch: u64,
     },
 }
+
+/// Applying one piece of work slower than this is logged.
+const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// SQLSTATEs of DDL whose work is already done: duplicate column, table, object, schema,
 /// function; undefined column, table, object.
@@ -251,10 +254,24 @@ async fn apply(
             }
             Work::Schema { .. } | Work::Ddl { .. } => None,
         };
+        let started = std::time::Instant::now();
         if let Err(error) = conn.execute(&sql).await {
             let _ = reports.send(Report::Failed { shard, error });
             conn.close().await;
             return;
+        }
+        let took = started.elapsed();
+        if took >= SLOW_APPLY {
+            debug!(
+                "shard {shard}: {} bytes of statements took {} ms{}",
+                sql.len(),
+                took.as_millis(),
+                if committed.is_some() {
+                    " (with the commit)"
+                } else {
+                    ""
+                }
+            );
         }
         if let Some(batch) = committed {
             if reports.send(Report::Committed { shard, batch }).is_err() {
