@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use integration::data_sync::writer::Writer;
-use integration::data_sync::{DataSyncOptions, DataSyncSetup, DEFAULT_SLOT, SOURCE};
+use integration::data_sync::{CliRun, DataSyncOptions, DataSyncSetup, DEFAULT_SLOT, SOURCE};
 use integration::schema_sync::describe;
 
 /// How long the source may take to reach the shards once writes stop.
@@ -343,6 +343,33 @@ async fn rows_hash(client: &tokio_postgres::Client, table: &str) -> (i64, String
     (row.get(0), row.get(1))
 }
 
+/// Waits until every shard holds exactly the source's rows of `table` (a table on every
+/// shard), or panics with what the stream printed.
+async fn wait_every_shard_has(
+    setup: &DataSyncSetup,
+    source: &tokio_postgres::Client,
+    table: &str,
+    run: &mut CliRun,
+) {
+    let expected = rows_hash(source, table).await;
+    let deadline = Instant::now() + CATCH_UP;
+    for k in 0..setup.shards() {
+        let shard = setup.shard_client(k).await;
+        loop {
+            let found = rows_hash(&shard, table).await;
+            if found == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shard {k}: {table} is {found:?}, the source {expected:?}\n{}",
+                describe(&run.output())
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// A table with REPLICA IDENTITY FULL and no primary key (duplicate rows, json and point
 /// columns, which have no equality operator): updates and deletes change exactly one row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,23 +405,7 @@ async fn replica_identity_full_without_a_key_changes_one_row_at_a_time() {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
-    let expected = rows_hash(&source, "public.audit").await;
-    let deadline = Instant::now() + CATCH_UP;
-    for k in 0..setup.shards() {
-        let shard = setup.shard_client(k).await;
-        loop {
-            let found = rows_hash(&shard, "public.audit").await;
-            if found == expected {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shard {k}: audit is {found:?}, the source {expected:?}\n{}",
-                describe(&run.output())
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    wait_every_shard_has(&setup, &source, "public.audit", &mut run).await;
     run.terminate();
     let output = run.finish(Duration::from_secs(60)).await;
     assert_eq!(output.code, 0, "{}", describe(&output));
@@ -473,23 +484,7 @@ async fn rows_changed_many_times_in_one_batch_end_as_on_the_source() {
         .await
         .unwrap_or_else(|e| panic!("swap: {e:?}"));
     for table in ["public.counters", "public.swaps"] {
-        let expected = rows_hash(&source, table).await;
-        let deadline = Instant::now() + CATCH_UP;
-        for k in 0..setup.shards() {
-            let shard = setup.shard_client(k).await;
-            loop {
-                let found = rows_hash(&shard, table).await;
-                if found == expected {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "shard {k}: {table} is {found:?}, the source {expected:?}\n{}",
-                    describe(&run.output())
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        wait_every_shard_has(&setup, &source, table, &mut run).await;
     }
     run.terminate();
     let output = run.finish(Duration::from_secs(60)).await;
