@@ -515,23 +515,43 @@ pub fn insert(out: &mut Out<'_>, target: &Target, new: &[Value]) -> Result<(), S
 pub fn delete(out: &mut Out<'_>, target: &Target, old: &OldTuple) -> Result<(), StreamError> {
     let old_values = old_identity(Some(old), &[]);
     let shards = old_shard(target, Some(old), None)?.unwrap_or(Shards::All);
-    // Written only for shards that do not hold the change.
     let mut statement = None;
     out.each(&shards, |sql| {
-        if sql.hold(target, RowChange::Delete(old_values)) {
-            return Ok(());
-        }
-        if statement.is_none() {
-            let mut params = Params::prepared();
-            let condition = identity_with(target, old_values, &mut params)?;
-            let shape = format!("DELETE FROM {} WHERE {condition}", target.qualified);
-            statement = Some((shape, params));
-        }
-        if let Some((shape, params)) = &statement {
-            sql.execute(shape, params);
-        }
-        Ok(())
+        hold_or_execute(
+            sql,
+            target,
+            Some(RowChange::Delete(old_values)),
+            &mut statement,
+            || {
+                let mut params = Params::prepared();
+                let condition = identity_with(target, old_values, &mut params)?;
+                let shape = format!("DELETE FROM {} WHERE {condition}", target.qualified);
+                Ok((shape, params))
+            },
+        )
     })
+}
+
+/// Writes one change on one shard: held by the shard's net when `change` is given and the
+/// net takes it, else as the prepared statement `build` makes (built once, for the first
+/// shard that needs it, and kept in `statement` for the others).
+fn hold_or_execute(
+    sql: &mut ShardSql,
+    target: &Target,
+    change: Option<RowChange<'_>>,
+    statement: &mut Option<(String, Params)>,
+    build: impl FnOnce() -> Result<(String, Params), StreamError>,
+) -> Result<(), StreamError> {
+    if change.is_some_and(|change| sql.hold(target, change)) {
+        return Ok(());
+    }
+    if statement.is_none() {
+        *statement = Some(build()?);
+    }
+    if let Some((shape, params)) = statement {
+        sql.execute(shape, params);
+    }
+    Ok(())
 }
 
 fn set_list(target: &Target, new: &[Value], params: &mut Params) -> Result<String, StreamError> {
@@ -568,24 +588,17 @@ pub fn update(
             if new.iter().all(|v| *v == Value::Unchanged) {
                 return Ok(());
             }
-            // Held only when the identity did not change (no old tuple came); written only
-            // for shards that do not hold it.
+            // Held only when the identity did not change (no old tuple came).
+            let change = old.is_none().then_some(RowChange::Update(new));
             let mut statement = None;
             out.each(&to, |sql| {
-                if old.is_none() && sql.hold(target, RowChange::Update(new)) {
-                    return Ok(());
-                }
-                if statement.is_none() {
+                hold_or_execute(sql, target, change, &mut statement, || {
                     let mut params = Params::prepared();
                     let set = set_list(target, new, &mut params)?;
                     let condition = identity_with(target, old_identity(old, new), &mut params)?;
                     let shape = format!("UPDATE {} SET {set} WHERE {condition}", target.qualified);
-                    statement = Some((shape, params));
-                }
-                if let Some((shape, params)) = &statement {
-                    sql.execute(shape, params);
-                }
-                Ok(())
+                    Ok((shape, params))
+                })
             })
         }
         // The row moves: delete it where it was, insert it where it goes.
