@@ -262,7 +262,7 @@ struct Context {
     config: ConfigAndUsers,
     options: StreamOptions,
     /// Whether shards write row changes by their net effect (see [`super::net`]); turned off
-    /// for the rest of the run when a batch written that way hit a unique violation.
+    /// for the rest of the run when a batch written that way hit a unique or exclusion violation.
     net_effect: AtomicBool,
 }
 
