@@ -10,6 +10,8 @@
 //! meets a change it cannot apply by itself (run on
 //! the source directly, so only the Relation message tells): the stream pauses with the
 //! reason, the operator fixes the shards, and RESUME_REPLICATION continues from that change.
+//! A third runs DDL on the source while the stream is paused: a constant default whose kept
+//! value a table rewrite cleared makes the stream copy the table again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -518,4 +520,46 @@ async fn pause_resume_resync_and_a_change_the_operator_fixes() {
     writer.stop().await;
     admin::wait_caught_up(&admin, &source, &task, WAIT).await;
     setup.assert_copied("after the operator's fix").await;
+}
+
+/// DDL run on the source directly while the stream is paused, so the stream reads the
+/// catalog only after all of it: a column added with a constant default whose kept value a
+/// table rewrite (`VACUUM FULL`) then cleared, and a later type change. The catalog no longer
+/// says what the existing rows read, so the stream copies the table again; the copy meets the
+/// later type, which the shards get first. Every shard ends with the source's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_the_source_no_longer_keeps_is_copied_again() {
+    const SLOT: &str = "rewrite_slot";
+    let (setup, admin, task, source) = streaming(SLOT).await;
+    admin_command(&admin, &format!("PAUSE_REPLICATION {task}")).await;
+    wait_status(&admin, &task, "the stream to pause", |s| s == "paused").await;
+    for sql in [
+        "ALTER TABLE public.customers ADD COLUMN level int NOT NULL DEFAULT 7",
+        "VACUUM FULL public.customers",
+        "UPDATE public.customers SET balance = balance + 1 WHERE id = 1",
+        "ALTER TABLE public.customers ALTER COLUMN name TYPE varchar(300)",
+        "UPDATE public.customers SET name = name || '!' WHERE id = 2",
+    ] {
+        source
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    admin_command(&admin, &format!("RESUME_REPLICATION {task}")).await;
+    admin::wait_caught_up(&admin, &source, &task, WAIT).await;
+    assert_running(&admin, &task).await;
+    setup.assert_copied("after the rewrite").await;
+    for k in 0..setup.shards() {
+        let shard = setup.shard_client(k).await;
+        assert_eq!(
+            columns(&shard, "public.customers").await,
+            columns(&source, "public.customers").await,
+            "shard {k}: columns of public.customers"
+        );
+    }
+    let log = setup.pgdog_log();
+    assert!(
+        log.contains("public.customers: a column was added whose values"),
+        "the table was not copied again:\n{log}"
+    );
 }

@@ -14,7 +14,9 @@ use pgdog_config::ConfigAndUsers;
 use tracing::{info, warn};
 
 use super::run::StreamOptions;
-use super::schema::forget_shapes;
+use super::schema::{
+    forget_shapes, plan, shard_columns, source_table_columns, statements, SchemaChange,
+};
 use super::StreamError;
 use crate::reshard::conn::Conn;
 use crate::reshard::copy::{self, slot, state, DataSyncOptions};
@@ -129,6 +131,8 @@ async fn copy_rows(
     let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
     let destination =
         ClusterEndpoints::resolve_as(config, &options.to, options.to_user.as_deref())?;
+    let source = ClusterEndpoints::resolve_as(config, &options.from, options.from_user.as_deref())?;
+    let mut source_conn = source.connect_primary(options.source_shard).await?;
     for shard in 0..destination.shards.len() {
         let mut conn = destination.connect_primary(shard).await?;
         if clean {
@@ -136,15 +140,19 @@ async fn copy_rows(
             // that the next session finds and redoes.
             conn.execute("BEGIN").await?;
             for table in tables {
-                state::clean(&mut conn, slot_name, table).await?;
-                state::begin_table(&mut conn, slot_name, table, "0/0", 1, false).await?;
+                empty(&mut conn, slot_name, table).await?;
             }
             conn.execute("COMMIT").await?;
         }
-        // The copy has the source's shape of the moment: shapes applied before mean nothing.
+        // The copy has the source's shape of the moment: shapes applied before mean nothing,
+        // and the shard's table takes that shape first.
         forget_shapes(&mut conn, slot_name, &names).await?;
+        for table in tables {
+            align_columns(&mut source_conn, &mut conn, slot_name, table, options).await?;
+        }
         conn.close().await;
     }
+    source_conn.close().await;
     if let Some(error) = sync(config, options, Phase::Pre, names_of(tables), task).await? {
         return Err(failed(&names, "schema sync", error));
     }
@@ -170,6 +178,65 @@ async fn copy_rows(
     )
     .await
     .map_err(|e| failed(&names, "copy", e.to_string()))?;
+    Ok(())
+}
+
+/// Empties `table` on a shard and marks its copy unfinished (inside the caller's
+/// transaction).
+async fn empty(conn: &mut Conn, slot_name: &str, table: &TableRef) -> Result<(), StreamError> {
+    state::clean(conn, slot_name, table).await?;
+    state::begin_table(conn, slot_name, table, "0/0", 1, false).await?;
+    Ok(())
+}
+
+/// Gives a shard's table the columns the source's table has now, which is the shape the
+/// copy brings: the stream may not have reached the DDL behind them yet, or may have gone
+/// past a shape the source no longer has. A table with rows is emptied first (the copy
+/// replaces them anyway), so no statement has to convert data.
+async fn align_columns(
+    source: &mut Conn,
+    shard: &mut Conn,
+    slot_name: &str,
+    table: &TableRef,
+    options: &StreamOptions,
+) -> Result<(), StreamError> {
+    let qualified = table.qualified();
+    let Some(columns) = shard_columns(shard, &qualified).await? else {
+        // Schema sync creates it.
+        return Ok(());
+    };
+    let change = SchemaChange {
+        source: table.clone(),
+        table: qualified.clone(),
+        key: None,
+        columns: source_table_columns(source, table.oid).await?,
+        attnums: Default::default(),
+        back: options.from_cutover,
+    };
+    let names = [qualified.clone()];
+    let ops = plan(&columns, &change).map_err(|e| failed(&names, "schema change", e))?;
+    let ddl = statements(&qualified, &ops, &columns, options.from_cutover);
+    if ddl.is_empty() {
+        return Ok(());
+    }
+    if state::has_rows(shard, table).await? {
+        shard.execute("BEGIN").await?;
+        empty(shard, slot_name, table).await?;
+        shard.execute("COMMIT").await?;
+    }
+    for statement in ddl {
+        match shard.execute(&statement.sql).await {
+            Ok(_) => info!(
+                "{}: {} (before copying it again)",
+                shard.addr(),
+                statement.sql
+            ),
+            Err(e) if statement.essential => {
+                return Err(failed(&names, &statement.sql, e.to_string()))
+            }
+            Err(e) => warn!("{}: {} failed (left out): {e}", shard.addr(), statement.sql),
+        }
+    }
     Ok(())
 }
 

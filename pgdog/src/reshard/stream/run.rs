@@ -526,7 +526,7 @@ struct Stream<'a> {
     schema_batch: Option<u64>,
     /// When the publication's tables were last compared with the move's.
     last_publication_check: Instant,
-    /// Tables to copy again (a column added with a volatile default) once the batch
+    /// Tables to copy again (a column added whose existing values only a copy brings) once the batch
     /// `copy_after_batch`, which adds the column, is committed everywhere.
     copy_after: Vec<crate::reshard::publication::TableRef>,
     copy_after_batch: u64,
@@ -776,7 +776,7 @@ impl Stream<'_> {
                 match self.moved.iter().find(|t| t.is_named(&table)) {
                     Some(found) => {
                         info!(
-                        "{table}: a column was added with a volatile default; copying the table again once the batch that adds it is in"
+                        "{table}: a column was added whose values in the rows already there only a copy can bring (a volatile default, or a default the source catalog no longer keeps for them); copying the table again once the batch that adds it is in"
                     );
                         if !self.copy_after.contains(found) {
                             self.copy_after.push(found.clone());
@@ -789,7 +789,7 @@ impl Stream<'_> {
                         Ok(false)
                     }
                     None => {
-                        warn!("{table}: a column was added with a volatile default, but the table is not part of the move");
+                        warn!("{table}: a column was added whose existing values only a copy can bring, but the table is not part of the move");
                         Ok(false)
                     }
                 }

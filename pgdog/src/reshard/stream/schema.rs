@@ -33,10 +33,13 @@ pub struct SourceColumn {
     pub missing: Option<String>,
     /// `NOT NULL`.
     pub not_null: bool,
-    /// Its default calls a volatile function and rows that existed when it was added did
-    /// not all read one value: each got its own (a table rewrite on the source, which logical
-    /// replication does not carry). Adding it means copying the table again.
-    pub volatile_default: bool,
+    /// The catalog cannot say what the rows that existed when it was added read: it has a
+    /// default or is `NOT NULL`, but no value kept for those rows. Either each row got its own
+    /// (a volatile default or an identity: a table rewrite, which logical replication does
+    /// not carry), or a later rewrite (`ALTER COLUMN ... TYPE`, `VACUUM FULL`, `CLUSTER`)
+    /// cleared the kept value before the stream read the catalog, or the default came later
+    /// and those rows read NULL. Adding it means copying the table again.
+    pub copy_when_added: bool,
 }
 
 /// A table's shape after a change, sent to every shard that applies the transaction.
@@ -418,29 +421,18 @@ pub async fn forget_shapes(
 /// The columns `ops` adds whose existing rows have values only a copy can bring.
 pub fn needs_copy(ops: &[Op]) -> bool {
     ops.iter()
-        .any(|op| matches!(op, Op::Add(column) if column.volatile_default))
+        .any(|op| matches!(op, Op::Add(column) if column.copy_when_added))
 }
 
-/// Names called in a default expression (`name(`), for looking up their volatility.
-fn called_functions(expression: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut word = String::new();
-    let mut quoted = false;
-    for c in expression.chars() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                word.clear();
-            }
-            _ if quoted => {}
-            c if c.is_alphanumeric() || c == '_' => word.push(c.to_ascii_lowercase()),
-            '(' if !word.is_empty() => names.push(std::mem::take(&mut word)),
-            _ => word.clear(),
-        }
-    }
-    names.sort();
-    names.dedup();
-    names
+/// Whether the catalog, read now and possibly after later DDL, cannot say what the rows that
+/// existed when a column was added read: only a kept value, or neither a default nor
+/// `NOT NULL` (those rows read NULL), tells.
+fn existing_values_unknown(
+    default: &Option<String>,
+    missing: &Option<String>,
+    not_null: bool,
+) -> bool {
+    missing.is_none() && (default.is_some() || not_null)
 }
 
 /// What the source says about the columns of a Relation message (`columns`: name, type OID,
@@ -470,44 +462,48 @@ pub async fn source_columns(
             mods.join(", ")
         ))
         .await?;
-    let mut columns: Vec<SourceColumn> = (0..rows.rows.len())
-        .map(|r| SourceColumn {
-            name: rows.get(r, 0).unwrap_or_default().to_string(),
-            sql_type: rows.get(r, 1).unwrap_or("text").to_string(),
-            attnum: rows.get(r, 2).and_then(|a| a.parse().ok()),
-            default: rows.get(r, 3).map(str::to_string),
-            missing: rows.get(r, 4).map(str::to_string),
-            not_null: rows.get(r, 5) == Some("t"),
-            volatile_default: false,
+    let columns = (0..rows.rows.len())
+        .map(|r| {
+            let default = rows.get(r, 3).map(str::to_string);
+            let missing = rows.get(r, 4).map(str::to_string);
+            let not_null = rows.get(r, 5) == Some("t");
+            SourceColumn {
+                name: rows.get(r, 0).unwrap_or_default().to_string(),
+                sql_type: rows.get(r, 1).unwrap_or("text").to_string(),
+                attnum: rows.get(r, 2).and_then(|a| a.parse().ok()),
+                copy_when_added: existing_values_unknown(&default, &missing, not_null),
+                default,
+                missing,
+                not_null,
+            }
         })
         .collect();
-    // A default without a value for the rows already there either came later (those rows
-    // kept NULL) or is volatile (each row got its own); only the second needs a copy. Any
-    // overload of a called name being volatile counts: a needless copy is only slower.
-    for column in columns.iter_mut() {
-        let Some(default) = &column.default else {
-            continue;
-        };
-        if column.missing.is_some() {
-            continue;
-        }
-        let names: Vec<String> = called_functions(default)
-            .iter()
-            .map(|n| quote::literal(n))
-            .collect();
-        if names.is_empty() {
-            continue;
-        }
-        let volatile = source
-            .query(&format!(
-                "SELECT COALESCE(bool_or(provolatile = 'v'), false) FROM pg_catalog.pg_proc \
-                 WHERE proname = ANY(ARRAY[{}])",
-                names.join(", ")
-            ))
-            .await?;
-        column.volatile_default = volatile.scalar() == Some("t");
-    }
     Ok(columns)
+}
+
+/// The published columns the source's table `oid` has now, in order (generated ones left
+/// out, as pgoutput does).
+pub async fn source_table_columns(
+    source: &mut Conn,
+    oid: u32,
+) -> Result<Vec<SourceColumn>, ConnError> {
+    let rows = source
+        .query(&format!(
+            "SELECT attname, atttypid, atttypmod FROM pg_catalog.pg_attribute \
+             WHERE attrelid = {oid} AND attnum > 0 AND NOT attisdropped AND attgenerated = '' \
+             ORDER BY attnum"
+        ))
+        .await?;
+    let columns: Vec<(String, u32, i32)> = (0..rows.rows.len())
+        .filter_map(|r| {
+            Some((
+                rows.get(r, 0)?.to_string(),
+                rows.get(r, 1)?.parse().ok()?,
+                rows.get(r, 2)?.parse().ok()?,
+            ))
+        })
+        .collect();
+    source_columns(source, oid, &columns).await
 }
 
 /// The columns a shard has for `table` (`"schema"."table"`), generated ones left out (they
@@ -571,7 +567,7 @@ mod tests {
                     default: None,
                     missing: None,
                     not_null: false,
-                    volatile_default: false,
+                    copy_when_added: false,
                 })
                 .collect(),
             attnums: columns
@@ -733,16 +729,15 @@ mod tests {
     }
 
     #[test]
-    fn volatile_defaults_need_a_copy() {
-        assert_eq!(
-            called_functions("(clock_timestamp() + '1 day(s)'::interval)"),
-            vec!["clock_timestamp"]
-        );
-        assert_eq!(
-            called_functions("nextval('seq(1)'::regclass)"),
-            vec!["nextval"]
-        );
-        assert!(called_functions("'new'::text").is_empty());
+    fn columns_whose_existing_values_are_unknown_need_a_copy() {
+        let default = Some("'basic'::text".to_string());
+        let kept = Some("basic".to_string());
+        // A constant default kept for the rows already there, or a plain column: known.
+        assert!(!existing_values_unknown(&default, &kept, true));
+        assert!(!existing_values_unknown(&None, &None, false));
+        // A default or NOT NULL without a kept value: volatile, rewritten since, or later.
+        assert!(existing_values_unknown(&default, &None, false));
+        assert!(existing_values_unknown(&None, &None, true));
         let mut change = source(&[
             ("id", "bigint", Some(1)),
             ("user_id", "bigint", Some(2)),
@@ -751,7 +746,7 @@ mod tests {
         ]);
         let ops = plan(&shard(&BASE), &change).unwrap();
         assert!(!needs_copy(&ops));
-        change.columns[3].volatile_default = true;
+        change.columns[3].copy_when_added = true;
         let ops = plan(&shard(&BASE), &change).unwrap();
         assert!(needs_copy(&ops));
     }

@@ -100,8 +100,9 @@ pub enum Report {
         /// Why.
         error: ConnError,
     },
-    /// A column was added whose existing rows each got their own value on the source (a
-    /// volatile default): the table must be copied again once the batch is in.
+    /// A column was added whose values in the existing rows only a copy can bring (a
+    /// volatile default, or one the source catalog no longer keeps for those rows): the
+    /// table must be copied again once the batch is in.
     CopyAgain {
         /// The table, `schema.name`.
         table: String,
@@ -351,7 +352,7 @@ async fn in_savepoint(conn: &mut Conn, sql: &str) -> Result<Result<(), ConnError
 /// Takes the table's new shape: the steps from the shape this shard applied last (or its
 /// catalog, the first time) to the new one, minus what the shard already has, run in the
 /// batch's transaction with the new shape recorded. True when the table must be copied
-/// again (a column added with a volatile default).
+/// again (a column added whose existing values only a copy can bring).
 async fn apply_change(
     conn: &mut Conn,
     slot: &str,

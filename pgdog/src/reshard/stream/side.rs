@@ -1,4 +1,4 @@
-//! Copying a table beside the stream (`RESYNC_TABLE`, a column added with a volatile default,
+//! Copying a table beside the stream (`RESYNC_TABLE`, a column added whose existing values only a copy brings,
 //! a table new to the publication) while the other tables keep streaming. The table is first marked unfinished on
 //! every shard (`drain_pending`); from then on its changes wait here, routed per shard but not
 //! sent. The copy starts once every batch that still had changes of the table is committed
