@@ -7,6 +7,7 @@
 #   bash benches/stream.sh                # scale 10, 1M changes, 30 s steady state (~15 min on 2 cores)
 #   bash benches/stream.sh --quick        # scale 1, 50k changes, 10 s: a smoke run (~2 min)
 #   bash benches/stream.sh --tools pgdog2,native --changes 200000 --logs /tmp/stream-logs
+#   bash benches/stream.sh --rounds 3         # every tool three times in turn; goals on the medians
 #
 # Installs PostgreSQL and its client tools from Debian's packages when missing (with sudo unless
 # root), builds pgdog and the bench binary in release mode, runs the bench, prints a markdown

@@ -24,6 +24,8 @@
 //! - `--changes N`: row changes in each catch-up backlog (default 1,000,000);
 //! - `--seconds S`: length of each steady-state run (default 30);
 //! - `--tools LIST`: which tools, in order (default `pgdog1,pgdog2,native`);
+//! - `--rounds N`: run every tool N times, taking turns (default 1); the goals compare the
+//!   medians and list each round's ratio;
 //! - `--rate TPS`: steady-state rate instead of half the measured maximum (for comparing runs
 //!   on a machine whose maximum moves with other work);
 //! - `--quick`: `--scale 1 --changes 50000 --seconds 10` unless those are given too;
@@ -117,16 +119,21 @@ pub(crate) struct Args {
     pub(crate) logs: Option<PathBuf>,
     /// `(name, value)` set on every destination database (`--dest-setting`).
     pub(crate) dest_settings: Vec<(String, String)>,
+    /// `--rounds`: how many times every tool runs, in turn (the goals take the medians).
+    pub(crate) rounds: u64,
 }
 
 const USAGE: &str = "usage: bench_stream [--scale N] [--changes N] [--seconds S] [--rate TPS] \
-[--tools pgdog1,pgdog2,native] [--quick] [--out PATH] [--logs DIR] [--dest-setting NAME=VALUE]...";
+[--tools pgdog1,pgdog2,native] [--rounds N] [--quick] [--out PATH] [--logs DIR] \
+[--dest-setting NAME=VALUE]...";
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let (mut scale, mut changes, mut seconds, mut rate) = (None, None, None, None);
     let (mut tools, mut out, mut logs, mut quick) = (TOOLS.to_vec(), None, None, false);
     let mut dest_settings = Vec::new();
+    let mut rounds = 1;
     let with_value = [
+        "--rounds",
         "--scale",
         "--changes",
         "--seconds",
@@ -143,6 +150,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--changes" => changes = Some(positive(&flag, &value)?),
             "--seconds" => seconds = Some(positive(&flag, &value)?),
             "--rate" => rate = Some(positive(&flag, &value)?),
+            "--rounds" => rounds = positive(&flag, &value)?,
             "--quick" => quick = true,
             "--tools" => {
                 tools = value
@@ -174,6 +182,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         out: out.unwrap_or_else(|| workspace_root().join("benches/results/stream.md")),
         logs,
         dest_settings,
+        rounds,
     })
 }
 
@@ -212,19 +221,24 @@ fn run(args: &Args, argv: &[String]) -> Result<(), String> {
     let bench = Bench::start(args.scale)?;
     interrupted()?;
     let mut outcomes: Vec<Outcome> = Vec::new();
-    for tool in &args.tools {
-        interrupted()?;
-        let outcome = runtime.block_on(runs::run(&bench, args, *tool));
-        if let Some(error) = &outcome.error {
-            eprintln!("!! {}: {error}", tool.name());
-        }
-        if let Some(dir) = &args.logs {
-            for (step, text) in &outcome.logs {
-                let path = dir.join(format!("{}-{step}.log", tool.key()));
-                write_report(&path, text)?;
+    // Rounds take turns (every tool once, then again) so a change in the machine's load
+    // reaches every tool alike.
+    for round in 1..=args.rounds {
+        for tool in &args.tools {
+            interrupted()?;
+            let mut outcome = runtime.block_on(runs::run(&bench, args, *tool));
+            outcome.round = round;
+            if let Some(error) = &outcome.error {
+                eprintln!("!! {}: {error}", tool.name());
             }
+            if let Some(dir) = &args.logs {
+                for (step, text) in &outcome.logs {
+                    let path = dir.join(format!("{}-r{round}-{step}.log", tool.key()));
+                    write_report(&path, text)?;
+                }
+            }
+            outcomes.push(outcome);
         }
-        outcomes.push(outcome);
     }
     interrupted()?;
     let machine = Machine {
@@ -273,6 +287,9 @@ mod tests {
             vec![("enable_seqscan".to_string(), "off".to_string())]
         );
         assert!(parse_args(&argv(&["--dest-setting", "x;y=1"])).is_err());
+        assert_eq!(args.rounds, 1);
+        assert_eq!(parse_args(&argv(&["--rounds", "3"])).unwrap().rounds, 3);
+        assert!(parse_args(&argv(&["--rounds", "0"])).is_err());
     }
 
     #[test]

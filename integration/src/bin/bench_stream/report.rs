@@ -176,7 +176,7 @@ fn catch_up(out: &mut String, outcomes: &[Outcome]) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            outcome.tool.name(),
+            outcome.label(rounds_of(outcomes)),
             check_cell(outcome),
             num(outcome.copy_seconds, 1),
             backlog.map_or("—".into(), |b| b.changes.to_string()),
@@ -229,7 +229,7 @@ fn steady(out: &mut String, args: &Args, bench: &Bench, outcomes: &[Outcome]) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            outcome.tool.name(),
+            outcome.label(rounds_of(outcomes)),
             args.rate.unwrap_or_else(|| bench.half_tps()),
             num(steady.and_then(|s| s.run.as_ref()?.tps), 0),
             ms(0.5),
@@ -263,21 +263,37 @@ fn rate_text(args: &Args, bench: &Bench) -> String {
     }
 }
 
-fn find(outcomes: &[Outcome], tool: Tool) -> Option<&Outcome> {
-    outcomes
+/// How many rounds the outcomes come from.
+fn rounds_of(outcomes: &[Outcome]) -> u64 {
+    outcomes.iter().map(|o| o.round).max().unwrap_or(1)
+}
+
+/// The median catch-up changes/s of `tool`'s rounds that did not fail.
+fn median_rate(outcomes: &[Outcome], tool: Tool) -> Option<f64> {
+    let mut rates: Vec<f64> = outcomes
         .iter()
-        .find(|o| o.tool == tool && o.error.is_none())
+        .filter(|o| o.tool == tool && o.error.is_none())
+        .filter_map(Outcome::changes_per_second)
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    let mid = rates.len() / 2;
+    match rates.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(rates[mid]),
+        _ => Some((rates[mid - 1] + rates[mid]) / 2.0),
+    }
 }
 
 fn goals(out: &mut String, args: &Args, bench: &Bench, outcomes: &[Outcome]) {
-    let native = find(outcomes, Tool::Native).and_then(Outcome::changes_per_second);
+    let rounds = rounds_of(outcomes);
+    let native = median_rate(outcomes, Tool::Native);
     let _ = writeln!(out, "### Goals of the replication stream\n");
     for tool in [Tool::Pgdog1, Tool::Pgdog2] {
-        let Some(outcome) = outcomes.iter().find(|o| o.tool == tool) else {
+        if !outcomes.iter().any(|o| o.tool == tool) {
             continue;
-        };
-        let ratio = match (outcome.changes_per_second(), native) {
-            (Some(p), Some(n)) if n > 0.0 && outcome.error.is_none() => Some(p / n),
+        }
+        let ratio = match (median_rate(outcomes, tool), native) {
+            (Some(p), Some(n)) if n > 0.0 => Some(p / n),
             _ => None,
         };
         let verdict = ratio.map_or("n/a (a run is missing or failed)".into(), |r| {
@@ -286,9 +302,33 @@ fn goals(out: &mut String, args: &Args, bench: &Bench, outcomes: &[Outcome]) {
                 if r >= 2.0 { "met" } else { "not met" }
             )
         });
+        let basis = match rounds {
+            1 => String::new(),
+            n => {
+                // Each round's own ratio, pgdog against the native run of the same round.
+                let per_round: Vec<String> = (1..=n)
+                    .map(|round| {
+                        let rate = |t: Tool| {
+                            outcomes
+                                .iter()
+                                .find(|o| o.tool == t && o.round == round && o.error.is_none())
+                                .and_then(Outcome::changes_per_second)
+                        };
+                        match (rate(tool), rate(Tool::Native)) {
+                            (Some(p), Some(n)) if n > 0.0 => format!("{:.2}×", p / n),
+                            _ => "n/a".into(),
+                        }
+                    })
+                    .collect();
+                format!(
+                    " (medians of {n} rounds; round by round: {})",
+                    per_round.join(", ")
+                )
+            }
+        };
         let _ = writeln!(
             out,
-            "- {} catch-up vs native subscription (changes/s ratio): {verdict}",
+            "- {} catch-up vs native subscription (changes/s ratio): {verdict}{basis}",
             tool.name()
         );
     }
@@ -309,7 +349,7 @@ fn goals(out: &mut String, args: &Args, bench: &Bench, outcomes: &[Outcome]) {
         let _ = writeln!(
             out,
             "- {} lag p99 at {}{reference}: {verdict}",
-            outcome.tool.name(),
+            outcome.label(rounds),
             rate_text(args, bench)
         );
     }
@@ -332,7 +372,7 @@ fn details(out: &mut String, outcomes: &[Outcome]) {
                  worker, defaults otherwise), stopped with `DROP SUBSCRIPTION`"
             }
         };
-        let _ = writeln!(out, "- **{}**: {how}.", outcome.tool.name());
+        let _ = writeln!(out, "- **{}**: {how}.", outcome.label(rounds_of(outcomes)));
         if let Some(backlog) = &outcome.backlog {
             let _ = writeln!(
                 out,
@@ -379,12 +419,16 @@ fn details(out: &mut String, outcomes: &[Outcome]) {
             let _ = writeln!(
                 out,
                 "- **{}** failed:\n\n```\n{}\n```\n",
-                outcome.tool.name(),
+                outcome.label(rounds_of(outcomes)),
                 error.trim_end()
             );
         }
         for problem in &outcome.problems {
-            let _ = writeln!(out, "- **{}** differs: {problem}", outcome.tool.name());
+            let _ = writeln!(
+                out,
+                "- **{}** differs: {problem}",
+                outcome.label(rounds_of(outcomes))
+            );
         }
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct Backlog {
 pub(crate) struct Outcome {
     /// The tool.
     pub(crate) tool: Tool,
+    /// Which round (`--rounds`) it ran in, from 1.
+    pub(crate) round: u64,
     /// Seconds of the initial copy (`pgdog data-sync --sync-only`, schema included).
     pub(crate) copy_seconds: Option<f64>,
     /// The backlog.
@@ -65,6 +67,7 @@ impl Outcome {
     fn new(tool: Tool) -> Outcome {
         Outcome {
             tool,
+            round: 1,
             copy_seconds: None,
             backlog: None,
             catch_up: None,
@@ -78,6 +81,14 @@ impl Outcome {
             error: None,
             notes: Vec::new(),
             logs: Vec::new(),
+        }
+    }
+
+    /// The tool's name, with the round when there were several.
+    pub(crate) fn label(&self, rounds: u64) -> String {
+        match rounds {
+            1 => self.tool.name().to_string(),
+            _ => format!("{} (round {})", self.tool.name(), self.round),
         }
     }
 
