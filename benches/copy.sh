@@ -7,6 +7,7 @@
 #   bash benches/copy.sh                  # full size (~1.5 GB), 2 jobs (~10 min on 2 cores); not for CI
 #   bash benches/copy.sh --scale 0.05     # ~75 MB: a smoke run (~1 min)
 #   bash benches/copy.sh --jobs 4 --tools raw,pgcopydb,pgdog2
+#   bash benches/copy.sh --tools raw,pgcopydb,pgdog2 --rounds 3   # in turn, goals on the medians
 #
 # Installs PostgreSQL, its client tools and pgcopydb from Debian's packages when missing (with
 # sudo unless root), builds pgdog and the bench binary in release mode, runs the bench, prints a

@@ -15,8 +15,11 @@
 //! - `--jobs J`: parallel jobs of every tool that has them (default 2);
 //! - `--tools LIST`: which tools, in order (default all: `raw,raw-split,raw-lz4,dump,dump-dir,
 //!   pgcopydb,pgcopydb-split,pgdog1,pgdog2`);
+//! - `--rounds N`: run every tool N times, taking turns (default 1); the goals compare the
+//!   medians and list each round's ratios;
 //! - `--out PATH`: where to write the report (default `benches/results/copy.md`);
-//! - `--logs DIR`: also write what each tool printed, with times, to `DIR/<tool>.log`.
+//! - `--logs DIR`: also write what each tool printed, with times, to `DIR/<tool>.log`
+//!   (`DIR/<tool>-r<round>.log` with several rounds).
 
 mod dataset;
 mod dump;
@@ -128,15 +131,20 @@ pub(crate) struct Args {
     pub(crate) tools: Vec<Tool>,
     pub(crate) out: PathBuf,
     pub(crate) logs: Option<PathBuf>,
+    /// `--rounds`: how many times every tool runs, in turn (the goals take the medians).
+    pub(crate) rounds: u64,
 }
 
 const USAGE: &str = "usage: bench_copy [--scale F] [--jobs J] \
-[--tools raw,raw-split,dump,dump-dir,pgcopydb,pgcopydb-split,pgdog1,pgdog2] [--out PATH] [--logs DIR]";
+[--tools raw,raw-split,dump,dump-dir,pgcopydb,pgcopydb-split,pgdog1,pgdog2] [--rounds N] \
+[--out PATH] [--logs DIR]";
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let (mut scale, mut jobs, mut tools, mut out) = (1.0, 2, TOOLS.to_vec(), None);
-    let mut logs = None;
-    let with_value = ["--scale", "--jobs", "--tools", "--out", "--logs"];
+    let (mut logs, mut rounds) = (None, 1);
+    let with_value = [
+        "--scale", "--jobs", "--tools", "--out", "--logs", "--rounds",
+    ];
     for (flag, value) in flags(argv, &with_value, USAGE)? {
         let value = value.unwrap_or_default();
         match flag.as_str() {
@@ -151,6 +159,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                 }
             }
             "--jobs" => jobs = positive(&flag, &value)? as usize,
+            "--rounds" => rounds = positive(&flag, &value)?,
             "--tools" => {
                 tools = value
                     .split(',')
@@ -173,6 +182,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         tools,
         out: out.unwrap_or_else(|| workspace_root().join("benches/results/copy.md")),
         logs,
+        rounds,
     })
 }
 
@@ -192,17 +202,25 @@ fn run(args: &Args, argv: &[String]) -> Result<(), String> {
     );
     let load_before = load_average();
     let mut outcomes: Vec<Outcome> = Vec::new();
-    for tool in &args.tools {
-        interrupted()?;
-        let outcome = runs::run(&bench, *tool, args.jobs);
-        if let Some(error) = &outcome.error {
-            eprintln!("!! {}: {error}", tool.name());
+    // Rounds take turns (every tool once, then again) so a change in the machine's load
+    // reaches every tool alike.
+    for round in 1..=args.rounds {
+        for tool in &args.tools {
+            interrupted()?;
+            let mut outcome = runs::run(&bench, *tool, args.jobs);
+            outcome.round = round;
+            if let Some(error) = &outcome.error {
+                eprintln!("!! {}: {error}", tool.name());
+            }
+            if let Some(dir) = &args.logs {
+                let name = match args.rounds {
+                    1 => format!("{}.log", tool.key()),
+                    _ => format!("{}-r{round}.log", tool.key()),
+                };
+                write_report(&dir.join(name), &outcome.log)?;
+            }
+            outcomes.push(outcome);
         }
-        if let Some(dir) = &args.logs {
-            let path = dir.join(format!("{}.log", tool.key()));
-            write_report(&path, &outcome.log)?;
-        }
-        outcomes.push(outcome);
     }
     interrupted()?;
     let machine = Machine {
@@ -238,6 +256,8 @@ mod tests {
         assert!(parse_args(&argv(&["--scale", "0"])).is_err());
         assert!(parse_args(&argv(&["--tools", "nope"])).is_err());
         assert_eq!(parse_args(&argv(&[])).unwrap().tools.len(), TOOLS.len());
+        assert_eq!(parse_args(&argv(&[])).unwrap().rounds, 1);
+        assert_eq!(parse_args(&argv(&["--rounds", "3"])).unwrap().rounds, 3);
     }
 
     #[test]

@@ -155,6 +155,19 @@ fn label(tool: Tool, jobs: usize) -> String {
     tool.name().replace(" J ", &format!(" {jobs} "))
 }
 
+/// How many rounds the outcomes come from.
+fn rounds_of(outcomes: &[Outcome]) -> u64 {
+    outcomes.iter().map(|o| o.round).max().unwrap_or(1)
+}
+
+/// An outcome's row label: [`label`], with its round when there were several.
+fn row_label(outcome: &Outcome, outcomes: &[Outcome], jobs: usize) -> String {
+    match rounds_of(outcomes) {
+        1 => label(outcome.tool, jobs),
+        _ => format!("{} (round {})", label(outcome.tool, jobs), outcome.round),
+    }
+}
+
 fn table(out: &mut String, bench: &Bench, outcomes: &[Outcome], jobs: usize) {
     let (size, rows) = (mb(bench.bytes()), bench.rows() as f64);
     let _ = writeln!(
@@ -176,7 +189,7 @@ fn table(out: &mut String, bench: &Bench, outcomes: &[Outcome], jobs: usize) {
         let _ = writeln!(
             out,
             "| {} | {check} | {} | {} | {rows_per_s} | {} | {} | {cpu} |",
-            label(outcome.tool, jobs).replace('|', "\\|"),
+            row_label(outcome, outcomes, jobs).replace('|', "\\|"),
             secs(outcome.total),
             rate(size, outcome.total),
             secs(outcome.copy),
@@ -198,26 +211,66 @@ fn table(out: &mut String, bench: &Bench, outcomes: &[Outcome], jobs: usize) {
     );
 }
 
-fn find(outcomes: &[Outcome], tool: Tool) -> Option<&Outcome> {
-    outcomes
+/// The median of `value` over `tool`'s outcomes that did not fail (`round`: that round's only).
+fn median(
+    outcomes: &[Outcome],
+    tool: Tool,
+    round: Option<u64>,
+    value: fn(&Outcome) -> Option<f64>,
+) -> Option<f64> {
+    let mut values: Vec<f64> = outcomes
         .iter()
-        .find(|o| o.tool == tool && o.error.is_none())
+        .filter(|o| o.tool == tool && o.error.is_none() && round.is_none_or(|r| o.round == r))
+        .filter_map(value)
+        .collect();
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[mid]),
+        _ => Some((values[mid - 1] + values[mid]) / 2.0),
+    }
 }
 
-fn goals(out: &mut String, outcomes: &[Outcome]) {
-    let pgdog2 = find(outcomes, Tool::Pgdog2);
-    let pgcopydb = find(outcomes, Tool::Pgcopydb);
-    let raw = find(outcomes, Tool::Raw);
-    let raw_split = find(outcomes, Tool::RawSplit);
-    let raw_lz4 = find(outcomes, Tool::RawLz4);
+/// The goals' ratios, over every round (`None`) or one: pgdog 1→2 end to end against
+/// pgcopydb, and its copy phase against the raw pipes (plain, in ranges, lz4).
+fn ratios(outcomes: &[Outcome], round: Option<u64>) -> [Option<f64>; 4] {
+    let total = |o: &Outcome| o.total;
+    let copy = |o: &Outcome| o.copy;
     let ratio = |fast: Option<f64>, slow: Option<f64>| match (fast, slow) {
         (Some(a), Some(b)) if a > 0.0 => Some(b / a),
         _ => None,
     };
-    let speedup = ratio(pgdog2.and_then(|o| o.total), pgcopydb.and_then(|o| o.total));
-    let limit = ratio(pgdog2.and_then(|o| o.copy), raw.and_then(|o| o.copy));
-    let split_limit = ratio(pgdog2.and_then(|o| o.copy), raw_split.and_then(|o| o.copy));
-    let lz4_limit = ratio(pgdog2.and_then(|o| o.copy), raw_lz4.and_then(|o| o.copy));
+    let pgdog_copy = median(outcomes, Tool::Pgdog2, round, copy);
+    [
+        ratio(
+            median(outcomes, Tool::Pgdog2, round, total),
+            median(outcomes, Tool::Pgcopydb, round, total),
+        ),
+        ratio(pgdog_copy, median(outcomes, Tool::Raw, round, copy)),
+        ratio(pgdog_copy, median(outcomes, Tool::RawSplit, round, copy)),
+        ratio(pgdog_copy, median(outcomes, Tool::RawLz4, round, copy)),
+    ]
+}
+
+fn goals(out: &mut String, outcomes: &[Outcome]) {
+    let [speedup, limit, split_limit, lz4_limit] = ratios(outcomes, None);
+    let rounds = rounds_of(outcomes);
+    // With several rounds: the ratios of the medians, then each round's own.
+    let per_round = |which: usize| match rounds {
+        1 => String::new(),
+        n => {
+            let each: Vec<String> = (1..=n)
+                .map(|r| {
+                    ratios(outcomes, Some(r))[which].map_or("n/a".into(), |v| format!("{v:.2}×"))
+                })
+                .collect();
+            format!(
+                " (medians of {n} rounds; round by round: {})",
+                each.join(", ")
+            )
+        }
+    };
     let show = |value: Option<f64>, goal: f64| match value {
         Some(v) => format!(
             "**{v:.2}×** (goal ≥ {goal}×: {})",
@@ -228,24 +281,28 @@ fn goals(out: &mut String, outcomes: &[Outcome]) {
     let _ = writeln!(out, "Goals of the data copy (issue 7):\n");
     let _ = writeln!(
         out,
-        "- pgdog 1→2 end to end vs pgcopydb clone 1→1 end to end (MB/s ratio): {}",
-        show(speedup, 1.2)
+        "- pgdog 1→2 end to end vs pgcopydb clone 1→1 end to end (MB/s ratio): {}{}",
+        show(speedup, 1.2),
+        per_round(0)
     );
     let _ = writeln!(
         out,
-        "- pgdog 1→2 copy phase vs the raw pipes, every table at once (MB/s ratio): {}",
-        show(limit, 0.8)
+        "- pgdog 1→2 copy phase vs the raw pipes, every table at once (MB/s ratio): {}{}",
+        show(limit, 0.8),
+        per_round(1)
     );
     let _ = writeln!(
         out,
-        "- (for reference) pgdog 1→2 copy phase vs the raw pipes in 64 MB CTID ranges: {}",
-        show(split_limit, 0.8)
+        "- (for reference) pgdog 1→2 copy phase vs the raw pipes in 64 MB CTID ranges: {}{}",
+        show(split_limit, 0.8),
+        per_round(2)
     );
     let _ = writeln!(
         out,
         "- (for reference) pgdog 1→2 copy phase vs the raw pipes writing TOAST with lz4 as pgdog \
-         does: {}\n",
-        show(lz4_limit, 0.8)
+         does: {}{}\n",
+        show(lz4_limit, 0.8),
+        per_round(3)
     );
 }
 
@@ -255,7 +312,7 @@ fn details(out: &mut String, args: &Args, outcomes: &[Outcome]) {
         let _ = writeln!(
             out,
             "- **{}**: {}.",
-            label(outcome.tool, args.jobs),
+            row_label(outcome, outcomes, args.jobs),
             command(outcome.tool, args.jobs)
         );
         for note in &outcome.notes {
@@ -296,6 +353,7 @@ mod tests {
     fn outcome(tool: Tool, total: Option<f64>, copy: Option<f64>) -> Outcome {
         Outcome {
             tool,
+            round: 1,
             total,
             copy,
             notes: Vec::new(),
@@ -319,6 +377,28 @@ mod tests {
         assert!(out.contains("**1.50×** (goal ≥ 1.2×: met)"), "{out}");
         assert!(out.contains("**0.80×** (goal ≥ 0.8×: met)"), "{out}");
         assert!(out.contains("n/a (a run is missing or failed)"), "{out}");
+    }
+
+    #[test]
+    fn goals_take_the_medians_of_rounds() {
+        let mut outcomes = Vec::new();
+        for (round, pgdog, pgcopydb) in [(1, 20.0, 30.0), (2, 25.0, 26.0), (3, 22.0, 28.0)] {
+            for (tool, total) in [(Tool::Pgdog2, pgdog), (Tool::Pgcopydb, pgcopydb)] {
+                let mut one = outcome(tool, Some(total), Some(total));
+                one.round = round;
+                outcomes.push(one);
+            }
+        }
+        let mut out = String::new();
+        goals(&mut out, &outcomes);
+        assert!(
+            out.contains("**1.27×** (goal ≥ 1.2×: met) (medians of 3 rounds; round by round: 1.50×, 1.04×, 1.27×)"),
+            "{out}"
+        );
+        assert_eq!(
+            row_label(&outcomes[2], &outcomes, 2),
+            "pgdog 1→2 shards (round 2)"
+        );
     }
 
     #[test]

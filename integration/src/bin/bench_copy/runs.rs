@@ -17,6 +17,8 @@ use crate::{dump, pgdog_run, raw, Tool};
 pub(crate) struct Outcome {
     /// The tool.
     pub(crate) tool: Tool,
+    /// Which round (`--rounds`) it ran in, from 1.
+    pub(crate) round: u64,
     /// Seconds end to end (schema, data, indexes); `None` for the raw pipes (copy only).
     pub(crate) total: Option<f64>,
     /// Seconds of the copy phase, when the tool lets us tell.
@@ -39,6 +41,7 @@ pub(crate) struct Outcome {
 pub(crate) fn run(bench: &Bench, tool: Tool, jobs: usize) -> Outcome {
     let mut outcome = Outcome {
         tool,
+        round: 1,
         total: None,
         copy: None,
         notes: Vec::new(),

@@ -30,7 +30,7 @@
 //!   on a machine whose maximum moves with other work);
 //! - `--quick`: `--scale 1 --changes 50000 --seconds 10` unless those are given too;
 //! - `--out PATH`: where to write the report (default `benches/results/stream.md`);
-//! - `--logs DIR`: also write what each pgdog run printed to `DIR/<tool>-<step>.log`;
+//! - `--logs DIR`: also write what each pgdog run printed to `DIR/<tool>-r<round>-<step>.log`;
 //! - `--dest-setting NAME=VALUE` (repeatable): an experiment, not a default: `ALTER DATABASE
 //!   ... SET NAME = 'VALUE'` on every fresh destination database before the tool's turn (e.g.
 //!   `enable_seqscan=off` to see what the appliers' plans cost); listed in the report.
