@@ -466,6 +466,14 @@ async fn pause_resume_resync_and_a_change_the_operator_fixes() {
         "the stream's session ended for RESYNC_TABLE: the other tables waited for the copy"
     );
     admin::wait_caught_up(&admin, &source, &task, WAIT).await;
+    // SHOW TASKS says so again once the copy and its indexes are done.
+    integration::eventually(WAIT, "the task's step to say it streams again", || async {
+        admin::task(&admin, &task)
+            .await
+            .filter(|t| t.step.starts_with("streaming changes from slot"))
+            .map(|_| ())
+    })
+    .await;
 
     // pgdog dies while a table is copied beside the stream: the copy is left unfinished,
     // and the next session copies the table again (while it waits) before streaming on

@@ -86,10 +86,33 @@ pub async fn copy_tables(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     conn.close().await;
-    copy_rows(config, options, slot_name, tables, false, false, task).await?;
-    let warning = indexes(config, options, tables, task).await?;
+    let step = format!("copying {} while the stream waits", names.join(", "));
+    let copied = showing_step(task, slot_name, step, async {
+        copy_rows(config, options, slot_name, tables, false, false, task).await?;
+        indexes(config, options, tables, task).await
+    })
+    .await;
+    let warning = copied?;
     info!("copied {}; streaming again", names.join(", "));
     Ok(warning)
+}
+
+/// Runs `copy` with `step` as the task's step, then puts back the streaming step (the
+/// copy's schema sync and data copy set steps of their own meanwhile).
+pub(super) async fn showing_step<T>(
+    task: Option<&TaskHandle>,
+    slot_name: &str,
+    step: String,
+    copy: impl std::future::Future<Output = T>,
+) -> T {
+    if let Some(task) = task {
+        task.set_step(step);
+    }
+    let result = copy.await;
+    if let Some(task) = task {
+        task.set_step(format!("streaming changes from slot {slot_name}"));
+    }
+    result
 }
 
 /// Copies `tables` while the stream runs ([`super::side`]): emptied (`clean`, tables the
@@ -106,15 +129,19 @@ pub async fn copy_beside(
 ) -> Result<(), StreamError> {
     let names: Vec<String> = tables.iter().map(TableRef::qualified).collect();
     info!("copying {} while the other tables stream", names.join(", "));
-    copy_rows(
-        &config,
-        &options,
-        &slot_name,
-        &tables,
-        clean,
-        true,
-        task.as_ref(),
-    )
+    let step = format!("copying {} while the other tables stream", names.join(", "));
+    showing_step(task.as_ref(), &slot_name, step, async {
+        copy_rows(
+            &config,
+            &options,
+            &slot_name,
+            &tables,
+            clean,
+            true,
+            task.as_ref(),
+        )
+        .await
+    })
     .await
 }
 

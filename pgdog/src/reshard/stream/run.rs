@@ -147,21 +147,8 @@ pub async fn run(
             }
             Err(StreamError::Resync { tables }) => {
                 stats.update(id, |r| r.status = StreamStatus::SyncingSchema);
-                if let Some(task) = task {
-                    task.set_step(format!(
-                        "copying {} while streaming",
-                        tables
-                            .iter()
-                            .map(|t| t.qualified())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
                 let copied =
                     resync::copy_tables(config, options, &context.slot, &tables, task).await;
-                if let Some(task) = task {
-                    task.set_step(format!("streaming changes from slot {}", context.slot));
-                }
                 match copied {
                     Ok(warning) => {
                         attempt = 0;
@@ -602,6 +589,8 @@ impl Stream<'_> {
                             self.ctx.stats.update(self.ctx.id, |r| {
                                 r.bytes += bytes as u64;
                                 r.received_lsn = r.received_lsn.max(lsn);
+                                // The source wrote at least what it sent (sampled each second).
+                                r.source_lsn = r.source_lsn.max(lsn);
                             });
                             self.change(message, source_sql, tables).await?;
                         }
@@ -609,6 +598,7 @@ impl Stream<'_> {
                             self.received = self.received.max(end);
                             self.ctx.stats.update(self.ctx.id, |r| {
                                 r.received_lsn = r.received_lsn.max(end);
+                                r.source_lsn = r.source_lsn.max(end);
                             });
                             if self.idle() && end > self.confirmed {
                                 // Everything the source sent is applied.
@@ -1368,9 +1358,17 @@ impl Stream<'_> {
             ctx.task.clone(),
             side.tables.clone(),
         );
-        let (stats, id) = (ctx.stats.clone(), ctx.id);
+        let (stats, id, slot) = (ctx.stats.clone(), ctx.id, ctx.slot.clone());
         tokio::spawn(async move {
-            match resync::indexes(&config, &options, &tables, task.as_ref()).await {
+            let names: Vec<String> = tables.iter().map(|t| t.qualified()).collect();
+            let step = format!(
+                "building the indexes of {} while streaming",
+                names.join(", ")
+            );
+            let built = resync::showing_step(task.as_ref(), &slot, step, async {
+                resync::indexes(&config, &options, &tables, task.as_ref()).await
+            });
+            match built.await {
                 Ok(Some(warning)) => stats.update(id, |r| r.last_error = Some(warning)),
                 Ok(None) => {}
                 Err(e) => warn!("building the indexes of a table copied again: {e}"),
