@@ -218,18 +218,13 @@ fn median(
     round: Option<u64>,
     value: fn(&Outcome) -> Option<f64>,
 ) -> Option<f64> {
-    let mut values: Vec<f64> = outcomes
-        .iter()
-        .filter(|o| o.tool == tool && o.error.is_none() && round.is_none_or(|r| o.round == r))
-        .filter_map(value)
-        .collect();
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    match values.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(values[mid]),
-        _ => Some((values[mid - 1] + values[mid]) / 2.0),
-    }
+    integration::bench::median(
+        outcomes
+            .iter()
+            .filter(|o| o.tool == tool && o.error.is_none() && round.is_none_or(|r| o.round == r))
+            .filter_map(value)
+            .collect(),
+    )
 }
 
 /// The goals' ratios, over every round (`None`) or one: pgdog 1→2 end to end against

@@ -270,18 +270,13 @@ fn rounds_of(outcomes: &[Outcome]) -> u64 {
 
 /// The median catch-up changes/s of `tool`'s rounds that did not fail.
 fn median_rate(outcomes: &[Outcome], tool: Tool) -> Option<f64> {
-    let mut rates: Vec<f64> = outcomes
-        .iter()
-        .filter(|o| o.tool == tool && o.error.is_none())
-        .filter_map(Outcome::changes_per_second)
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    let mid = rates.len() / 2;
-    match rates.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(rates[mid]),
-        _ => Some((rates[mid - 1] + rates[mid]) / 2.0),
-    }
+    integration::bench::median(
+        outcomes
+            .iter()
+            .filter(|o| o.tool == tool && o.error.is_none())
+            .filter_map(Outcome::changes_per_second)
+            .collect(),
+    )
 }
 
 fn goals(out: &mut String, args: &Args, bench: &Bench, outcomes: &[Outcome]) {
