@@ -481,14 +481,21 @@ pub fn settings_fingerprint(settings: &HashMap<String, String>) -> u64 {
         .fold(0u64, |acc, h| acc.wrapping_add(h))
 }
 
-/// Sends a CancelRequest for `key` to the server at `host:port`.
+/// Sends a CancelRequest for `key` to the server at `host:port` and waits until the server
+/// closes the connection, which it does once it has signalled the backend.
 pub async fn cancel(host: &str, port: u16, key: BackendKey) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect((host, port)).await?;
+    const STEP: Duration = Duration::from_secs(5);
+    let timed_out =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_string());
+    let mut stream = tokio::time::timeout(STEP, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| timed_out("connecting to send a cancel request timed out"))??;
     let mut out = BytesMut::new();
     frontend::cancel_request(key.pid, key.secret, &mut out);
     stream.write_all(&out).await?;
-    // Postgres closes the connection after reading the request.
     let mut sink = [0u8; 1];
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
+    tokio::time::timeout(STEP, stream.read(&mut sink))
+        .await
+        .map_err(|_| timed_out("the server did not confirm the cancel request"))??;
     Ok(())
 }

@@ -1,21 +1,43 @@
 //! Query cancellation. pgdog gives each client its own BackendKeyData and remembers which
 //! server is running that client's query, so a CancelRequest reaches the right backend.
+//!
+//! Postgres delivers a cancel from a separate process that signals the backend twice (the
+//! process, then its process group). A process descheduled between the two signals can make
+//! the second one land after the cancelled query ended, on whatever the backend runs next.
+//! libpq guards against this by waiting until the server closes the cancel connection; pgdog
+//! does the same before it gives the backend more work (see [`CancelTarget::settled`]).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use rand::Rng;
+use tokio::sync::watch;
 
 use crate::backend::server::{self, BackendKey, ServerAddress};
 
 /// A server session a cancel request can reach.
 pub type ServerSession = (Arc<ServerAddress>, BackendKey);
 
+/// How long a client waits for its cancel requests to be delivered before it stops trusting
+/// its server connections (they are then closed instead of reused).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The servers currently running a client's query: none, one, or every shard of a
 /// cross-shard statement.
-#[derive(Default)]
 pub struct CancelTarget {
     servers: Mutex<Vec<ServerSession>>,
+    /// Cancel requests sent for this client whose delivery the server has not confirmed.
+    in_flight: watch::Sender<usize>,
+}
+
+impl Default for CancelTarget {
+    fn default() -> Self {
+        Self {
+            servers: Mutex::default(),
+            in_flight: watch::Sender::new(0),
+        }
+    }
 }
 
 impl CancelTarget {
@@ -34,6 +56,55 @@ impl CancelTarget {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Starts cancelling the client's running query: from now until the returned request is
+    /// delivered (or dropped), [`CancelTarget::settled`] waits.
+    pub fn start_cancel(self: &Arc<Self>) -> PendingCancel {
+        self.in_flight.send_modify(|n| *n += 1);
+        PendingCancel {
+            target: self.clone(),
+            servers: self.get(),
+        }
+    }
+
+    /// Waits until every cancel request sent for this client has been delivered, so none can
+    /// land on the next query its servers run. Returns false if that took too long: the
+    /// caller must then not reuse the servers.
+    pub async fn settled(&self) -> bool {
+        if *self.in_flight.borrow() == 0 {
+            return true;
+        }
+        let mut delivered = self.in_flight.subscribe();
+        let wait = delivered.wait_for(|n| *n == 0);
+        tokio::time::timeout(SETTLE_TIMEOUT, wait)
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// A cancel request on its way to the servers running a client's query.
+pub struct PendingCancel {
+    target: Arc<CancelTarget>,
+    servers: Vec<ServerSession>,
+}
+
+impl PendingCancel {
+    /// Sends the CancelRequest to each server and waits until each has processed it.
+    pub async fn deliver(self) {
+        for (addr, server_key) in &self.servers {
+            if let Err(e) = server::cancel(&addr.host, addr.port, *server_key).await {
+                tracing::warn!("could not forward cancel request to {addr}: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for PendingCancel {
+    fn drop(&mut self) {
+        self.target
+            .in_flight
+            .send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -68,11 +139,9 @@ impl CancelRegistry {
     /// Forwards a CancelRequest to the server(s) running the query of the client with `key`.
     /// Unknown keys are ignored, as Postgres does.
     pub async fn cancel(&self, key: BackendKey) {
-        let targets = self.clients.get(&key).map(|t| t.get()).unwrap_or_default();
-        for (addr, server_key) in targets {
-            if let Err(e) = server::cancel(&addr.host, addr.port, server_key).await {
-                tracing::warn!("could not forward cancel request to {addr}: {e}");
-            }
+        let target = self.clients.get(&key).map(|t| t.value().clone());
+        if let Some(target) = target {
+            target.start_cancel().deliver().await;
         }
     }
 
@@ -84,5 +153,29 @@ impl CancelRegistry {
     /// Whether no client is registered.
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn settled_waits_for_cancels_in_flight() {
+        let target = Arc::new(CancelTarget::default());
+        assert!(target.settled().await, "nothing in flight");
+        let pending = target.start_cancel();
+        let waiter = tokio::spawn({
+            let target = target.clone();
+            async move { target.settled().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiter.is_finished(),
+            "settled before the cancel was delivered"
+        );
+        // No servers to reach: delivering just confirms.
+        pending.deliver().await;
+        assert!(waiter.await.unwrap_or(false));
     }
 }

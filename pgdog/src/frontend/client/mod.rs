@@ -266,16 +266,14 @@ impl Client {
     /// query_timeout: ask the server to cancel; the client gets the server's 57014 error.
     async fn cancel_running_query(&mut self) {
         self.cancel_sent = true;
-        if let Some(server) = self.server.as_ref() {
-            let addr = server.addr().clone();
-            let key = server.key();
+        if self.server.is_some() {
             warn!(
                 "query_timeout reached for {}@{}; cancelling",
                 self.login.user, self.login.database
             );
-            tokio::spawn(async move {
-                let _ = crate::backend::server::cancel(&addr.host, addr.port, key).await;
-            });
+            // Counted from now: the server is not reused until the cancel has landed.
+            let cancel = self.login.cancel.start_cancel();
+            tokio::spawn(cancel.deliver());
         }
     }
 
@@ -843,10 +841,27 @@ impl Client {
         add(&self.registered.info().stats.bytes_sent, sent);
         add(&server.stats.bytes_sent, sent);
         add(&server.pool().stats().sent, sent);
+        if server.pending.is_empty() {
+            self.settle_cancels().await;
+        }
         // Return the server before writing to the client: the write wakes the client, and
         // pgdog should be ready to sleep by then.
         self.release_if_done();
         self.flush_client().await
+    }
+
+    /// Before the server runs anything else, waits for cancel requests still being delivered
+    /// to it; a server that cannot be trusted not to get one late is closed, not reused.
+    async fn settle_cancels(&mut self) {
+        if !self.login.cancel.settled().await {
+            if let Some(server) = self.server.as_mut() {
+                warn!(
+                    "a cancel request to {} was not confirmed; closing that connection",
+                    server.addr()
+                );
+                server.broken = true;
+            }
+        }
     }
 
     /// The server connection broke mid-request: tell the client, drop the server.

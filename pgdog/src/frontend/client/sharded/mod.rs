@@ -638,6 +638,15 @@ impl Client {
             return;
         }
         self.apply_pending_changes();
+        // A cancel still landing on a shard would hit what it runs next.
+        if !self.login.cancel.settled().await {
+            tracing::warn!(
+                "a cancel request to a shard was not confirmed; closing those connections"
+            );
+            for server in self.sharded.servers.iter_mut().flatten() {
+                server.broken = true;
+            }
+        }
         if self.cluster.pooler_mode == pgdog_config::PoolerMode::Transaction {
             for server in self.sharded.drop_servers() {
                 drop(server);
