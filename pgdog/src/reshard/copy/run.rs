@@ -449,7 +449,8 @@ async fn indexes_as_tables_finish(
 ) -> Result<PlannedPhase, CopyError> {
     let mut plan = schema::plan_phase(config, options, task, false).await?;
     while let Some(table) = verified.recv().await {
-        let own = plan.take_table(&table);
+        // The channel closes when the copy ends: tables queued by then get the whole machine.
+        let own = plan.take_table(&table, !verified.is_closed());
         if own.is_empty() {
             continue;
         }

@@ -26,6 +26,9 @@ pub const SESSION: &str = "SET statement_timeout = 0; SET lock_timeout = 0; \
     SET check_function_bodies = false; SET xmloption = content; SET client_min_messages = warning; \
     SET row_security = off; SET default_table_access_method = heap";
 
+/// Index builds beside the copy use no parallel maintenance workers ([`RunOptions::beside_copy`]).
+const NO_PARALLEL_WORKERS: &str = "SET max_parallel_maintenance_workers = 0";
+
 /// One statement to run on a shard, already compared with what the shard has.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -173,6 +176,10 @@ pub struct RunOptions {
     pub ignore_errors: bool,
     /// Parallel steps at once.
     pub index_jobs: usize,
+    /// The steps build a copied table's indexes while the copy goes on with other tables:
+    /// one at a time per shard and without parallel maintenance workers, so that the copy
+    /// (which holds a snapshot open on the source) keeps most of the machine.
+    pub beside_copy: bool,
 }
 
 /// Runs `steps` on shard `shard` of `destination`, recording each in `log`; serial steps run
@@ -317,7 +324,12 @@ async fn run_parallel(
     task: Option<&TaskHandle>,
     outcome: &mut ShardOutcome,
 ) -> bool {
-    let jobs = options.index_jobs.max(1).min(steps.len());
+    let jobs = if options.beside_copy {
+        1
+    } else {
+        options.index_jobs.max(1).min(steps.len())
+    };
+    let beside_copy = options.beside_copy;
     info!(
         "shard {shard}: building {} indexes, {jobs} at a time",
         steps.len()
@@ -339,7 +351,14 @@ async fn run_parallel(
             log.start(id);
             let result = match connect(&destination, shard).await {
                 Ok(mut conn) => {
-                    let result = conn.execute(&step.sql).await;
+                    let result = match beside_copy {
+                        true => conn.execute(NO_PARALLEL_WORKERS).await,
+                        false => Ok(Default::default()),
+                    };
+                    let result = match result {
+                        Ok(_) => conn.execute(&step.sql).await,
+                        Err(e) => Err(e),
+                    };
                     conn.close().await;
                     result.map(|_| ())
                 }

@@ -175,6 +175,7 @@ pub async fn run(
                 destination,
                 shards: steps?,
                 show_steps: true,
+                beside_copy: false,
             }
         }
         Phase::Sync => {
@@ -236,18 +237,22 @@ pub struct PlannedPhase {
     shards: Vec<Vec<Step>>,
     /// Whether applying it shows its steps in `SHOW TASKS` (not while the copy runs).
     show_steps: bool,
+    /// It runs while the copy still copies other tables: see [`RunOptions::beside_copy`].
+    beside_copy: bool,
 }
 
 impl PlannedPhase {
     /// Takes out the steps that need `table` alone (its indexes, primary key and other
     /// constraints but foreign keys, its ANALYZE), to run once the table is copied. Nothing
     /// when the plan attaches partitions (their keys and indexes go together, at the end).
-    pub fn take_table(&mut self, table: &Name) -> PlannedPhase {
+    /// `beside_copy`: other tables are still being copied meanwhile.
+    pub fn take_table(&mut self, table: &Name, beside_copy: bool) -> PlannedPhase {
         PlannedPhase {
             options: self.options.clone(),
             destination: self.destination.clone(),
             shards: take_table_steps(&mut self.shards, table),
             show_steps: false,
+            beside_copy,
         }
     }
 
@@ -324,6 +329,7 @@ pub async fn plan_phase(
         destination,
         shards: steps_per_shard,
         show_steps,
+        beside_copy: false,
     })
 }
 
@@ -335,7 +341,10 @@ pub async fn apply_planned(
     task: Option<&TaskHandle>,
 ) -> Result<SchemaSyncReport, SchemaSyncError> {
     let steps = planned.shards.into_iter().map(|s| (s, None)).collect();
-    let run = run_options(config, &planned.options, task);
+    let run = RunOptions {
+        beside_copy: planned.beside_copy,
+        ..run_options(config, &planned.options, task)
+    };
     let shards = apply_all(
         &run,
         &planned.destination,
@@ -473,6 +482,7 @@ fn run_options(
             .index_jobs
             .unwrap_or(config.config.replication.index_jobs)
             .max(1),
+        beside_copy: false,
     }
 }
 
