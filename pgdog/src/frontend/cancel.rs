@@ -7,6 +7,7 @@
 //! libpq guards against this by waiting until the server closes the cancel connection; pgdog
 //! does the same before it gives the backend more work (see [`CancelTarget::settled`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct CancelTarget {
     servers: Mutex<Vec<ServerSession>>,
     /// Cancel requests sent for this client whose delivery the server has not confirmed.
     in_flight: watch::Sender<usize>,
+    /// A delivery failed or timed out: whether (and when) the signal lands is unknown.
+    unconfirmed: AtomicBool,
 }
 
 impl Default for CancelTarget {
@@ -36,6 +39,7 @@ impl Default for CancelTarget {
         Self {
             servers: Mutex::default(),
             in_flight: watch::Sender::new(0),
+            unconfirmed: AtomicBool::new(false),
         }
     }
 }
@@ -69,17 +73,21 @@ impl CancelTarget {
     }
 
     /// Waits until every cancel request sent for this client has been delivered, so none can
-    /// land on the next query its servers run. Returns false if that took too long: the
-    /// caller must then not reuse the servers.
+    /// land on the next query its servers run. Returns false if that took too long or a
+    /// delivery failed: the caller must then not reuse the servers.
     pub async fn settled(&self) -> bool {
-        if *self.in_flight.borrow() == 0 {
-            return true;
+        if *self.in_flight.borrow() != 0 {
+            let mut delivered = self.in_flight.subscribe();
+            let wait = delivered.wait_for(|n| *n == 0);
+            if !tokio::time::timeout(SETTLE_TIMEOUT, wait)
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                return false;
+            }
         }
-        let mut delivered = self.in_flight.subscribe();
-        let wait = delivered.wait_for(|n| *n == 0);
-        tokio::time::timeout(SETTLE_TIMEOUT, wait)
-            .await
-            .is_ok_and(|r| r.is_ok())
+        !(self.unconfirmed.load(Ordering::Acquire)
+            && self.unconfirmed.swap(false, Ordering::AcqRel))
     }
 }
 
@@ -94,6 +102,7 @@ impl PendingCancel {
     pub async fn deliver(self) {
         for (addr, server_key) in &self.servers {
             if let Err(e) = server::cancel(&addr.host, addr.port, *server_key).await {
+                self.target.unconfirmed.store(true, Ordering::Release);
                 tracing::warn!("could not forward cancel request to {addr}: {e}");
             }
         }
@@ -177,5 +186,29 @@ mod tests {
         // No servers to reach: delivering just confirms.
         pending.deliver().await;
         assert!(waiter.await.unwrap_or(false));
+    }
+
+    #[tokio::test]
+    async fn a_failed_delivery_is_not_settled_once() {
+        let target = Arc::new(CancelTarget::default());
+        // A server that refuses connections: the request cannot be delivered.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        let address = Arc::new(ServerAddress {
+            host: "127.0.0.1".into(),
+            port: closed,
+            database: "db".into(),
+            user: "u".into(),
+            password: None,
+        });
+        target.set(Some((address, BackendKey { pid: 1, secret: 2 })));
+        target.start_cancel().deliver().await;
+        assert!(
+            !target.settled().await,
+            "a failed cancel counted as delivered"
+        );
+        assert!(target.settled().await, "reported more than once");
     }
 }
