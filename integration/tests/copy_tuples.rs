@@ -61,6 +61,7 @@ fn plan(port: u16) -> TuplePlan {
         widen: vec![1],
         shards: SHARDS,
         shape: None,
+        fields: false,
     }
 }
 

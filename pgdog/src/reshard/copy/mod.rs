@@ -4,6 +4,7 @@
 //! copy resumes exactly, and verified by reading the shards back.
 
 pub mod digest;
+pub mod field_digest;
 pub mod progress;
 pub mod run;
 pub mod shape;

@@ -187,7 +187,7 @@ pub async fn run(
     };
     let mut to_copy: Vec<TableJob> = Vec::new();
     let mut to_verify: Vec<TableJob> = Vec::new();
-    for job in jobs {
+    for mut job in jobs {
         let key = (job.table.schema.clone(), job.table.name.clone());
         let on_shards: Vec<Option<&TableState>> = states.iter().map(|s| s.get(&key)).collect();
         // Rows copied for a slot that no longer exists predate the new slot's start: the
@@ -198,7 +198,19 @@ pub async fn run(
                 .iter()
                 .all(|s| s.is_some_and(TableState::complete))
         {
-            if on_shards.iter().all(|s| s.is_some_and(|s| s.verified)) {
+            let verified = on_shards.iter().all(|s| s.is_some_and(|s| s.verified));
+            if !verified && !digested_as_recorded(&mut job, &on_shards) {
+                info!(
+                    "{} was copied by an earlier run whose digests this run cannot check: copying it again",
+                    job.table
+                );
+                for conn in shards.iter_mut() {
+                    state::clean(conn, &slot_name, &job.table).await?;
+                }
+                to_copy.push(job);
+                continue;
+            }
+            if verified {
                 let id = progress.add(
                     task.map(TaskHandle::id),
                     &job.table.schema,
@@ -301,15 +313,13 @@ pub async fn run(
     for job in to_copy {
         let watermark = snapshot.as_ref().map(|s| s.lsn.clone()).unwrap_or_default();
         for conn in shards.iter_mut() {
-            state::begin_table(
-                conn,
-                &slot_name,
-                &job.table,
-                &watermark,
-                job.ranges.len(),
-                options.beside_stream,
-            )
-            .await?;
+            let start = state::TableStart {
+                watermark: &watermark,
+                ranges: job.ranges.len(),
+                drain_pending: options.beside_stream,
+                digest_method: job.digest_method(),
+            };
+            state::begin_table(conn, &slot_name, &job.table, start).await?;
         }
         let job = Arc::new(job);
         let copy = progress.add(
@@ -372,6 +382,23 @@ pub async fn run(
         )?;
     }
     Ok(report)
+}
+
+/// Makes `job` verify its shards the way the earlier run that copied it digested the
+/// ranges; false when that is not possible (the shards disagree, or their digests need send
+/// functions this run did not find).
+fn digested_as_recorded(job: &mut TableJob, on_shards: &[Option<&TableState>]) -> bool {
+    let methods: Vec<&str> = on_shards
+        .iter()
+        .flatten()
+        .map(|s| s.digest_method.as_str())
+        .collect();
+    if methods.iter().all(|m| *m == tables::DIGEST_BYTES) {
+        job.fields = None;
+        true
+    } else {
+        methods.iter().all(|m| *m == tables::DIGEST_FIELDS) && job.fields.is_some()
+    }
 }
 
 /// Runs the workers over `queue`, then verifies the tables an earlier run copied (returned:

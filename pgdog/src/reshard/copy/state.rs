@@ -25,7 +25,11 @@ pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS pgdog; \
     DO $pgdog$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
         WHERE attrelid = 'pgdog.copy_tables'::regclass AND attname = 'drain_pending') THEN \
         ALTER TABLE pgdog.copy_tables ADD COLUMN IF NOT EXISTS drain_pending boolean NOT NULL \
-        DEFAULT false; END IF; END $pgdog$";
+        DEFAULT false; END IF; \
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute \
+        WHERE attrelid = 'pgdog.copy_tables'::regclass AND attname = 'digest_method') THEN \
+        ALTER TABLE pgdog.copy_tables ADD COLUMN IF NOT EXISTS digest_method text NOT NULL \
+        DEFAULT 'bytes'; END IF; END $pgdog$";
 
 /// What one shard has of one table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,6 +45,8 @@ pub struct TableState {
     pub drain_pending: bool,
     /// Ranges committed on this shard, with what they hold.
     pub done: BTreeMap<usize, Digest>,
+    /// How the range digests were computed ([`super::tables::TableJob::digest_method`]).
+    pub digest_method: String,
 }
 
 impl TableState {
@@ -80,7 +86,7 @@ pub async fn read(
     let tables = conn
         .query(&format!(
             "SELECT schema_name, table_name, watermark_lsn::text, ranges, verified_at IS NOT NULL, \
-             drain_pending FROM pgdog.copy_tables WHERE slot = {}",
+             drain_pending, digest_method FROM pgdog.copy_tables WHERE slot = {}",
             quote::literal(slot)
         ))
         .await?;
@@ -94,6 +100,7 @@ pub async fn read(
                 verified: text(4) == "t",
                 drain_pending: text(5) == "t",
                 done: BTreeMap::new(),
+                digest_method: text(6),
             },
         );
     }
@@ -116,24 +123,37 @@ pub async fn read(
     Ok(states)
 }
 
-/// Records that `table` is being copied at `watermark` in `ranges` ranges (`drain_pending`:
-/// beside a running stream, which finishes it with [`drained`]).
+/// What [`begin_table`] records about a table's copy.
+#[derive(Debug, Clone, Copy)]
+pub struct TableStart<'a> {
+    /// The snapshot position it is copied at.
+    pub watermark: &'a str,
+    /// Ranges it is split into.
+    pub ranges: usize,
+    /// Beside a running stream, which finishes it with [`drained`].
+    pub drain_pending: bool,
+    /// How its range digests are computed.
+    pub digest_method: &'a str,
+}
+
+/// Records that `table` is being copied as `start` says.
 pub async fn begin_table(
     conn: &mut Conn,
     slot: &str,
     table: &TableRef,
-    watermark: &str,
-    ranges: usize,
-    drain_pending: bool,
+    start: TableStart<'_>,
 ) -> Result<(), ConnError> {
     conn.execute(&format!(
         "INSERT INTO pgdog.copy_tables \
-         (slot, schema_name, table_name, watermark_lsn, ranges, drain_pending) \
-         VALUES ({}, {}, {}, {}, {ranges}, {drain_pending})",
+         (slot, schema_name, table_name, watermark_lsn, ranges, drain_pending, digest_method) \
+         VALUES ({}, {}, {}, {}, {}, {}, {})",
         quote::literal(slot),
         quote::literal(&table.schema),
         quote::literal(&table.name),
-        quote::literal(watermark)
+        quote::literal(start.watermark),
+        start.ranges,
+        start.drain_pending,
+        quote::literal(start.digest_method)
     ))
     .await?;
     Ok(())

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::field_digest::FieldSends;
 use super::shape::TupleShape;
 use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
@@ -34,9 +35,17 @@ pub struct TableJob {
     pub bytes: u64,
     /// Where the copied columns' values carry type OIDs (for digests).
     pub shape: Option<Arc<TupleShape>>,
+    /// The shards compute the table's digest themselves with these send functions (see
+    /// [`super::field_digest`]); `None`: the copy reads each shard's table back instead.
+    pub fields: Option<Arc<FieldSends>>,
     /// Its ranges.
     pub ranges: Vec<CtidRange>,
 }
+
+/// [`TableJob::digest_method`] of tables whose shards compute their digest.
+pub const DIGEST_FIELDS: &str = "fields";
+/// [`TableJob::digest_method`] of tables read back to be digested.
+pub const DIGEST_BYTES: &str = "bytes";
 
 /// Why a table cannot be copied as it is.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +222,9 @@ pub async fn plan(
             .map(|c| c.type_oid)
             .collect();
         let shape = TupleShape::of_columns(source, &type_oids).await?;
+        let fields = FieldSends::of_columns(source, &type_oids, &widen)
+            .await?
+            .map(Arc::new);
         let rule = rule_of(source, table, &names, sharding)
             .await?
             .and_then(|rule| {
@@ -226,6 +238,7 @@ pub async fn plan(
             rule,
             bytes: heap + toast,
             shape,
+            fields,
             ranges: ranges(heap / block, heap + toast, range_bytes),
         });
     }
@@ -307,6 +320,15 @@ impl TableJob {
             self.table.qualified(),
             self.column_list()
         )
+    }
+
+    /// How the copy digests the table's tuples, as recorded in its state: `fields` (the
+    /// shards compute it) or `bytes` (read back).
+    pub fn digest_method(&self) -> &'static str {
+        match self.fields {
+            Some(_) => DIGEST_FIELDS,
+            None => DIGEST_BYTES,
+        }
     }
 
     /// A shard's whole table, read back for verification.

@@ -18,7 +18,23 @@ use crate::router::sharding::KeyValue;
 use std::sync::Arc;
 
 use super::digest::Digest;
+use super::field_digest::fields_hash;
 use super::shape::{tuple_hash, TupleShape};
+
+/// A tuple's hash for the digests: of its fields as the shards compute it (`fields`), or of
+/// its bytes with `shape`'s embedded OIDs zeroed.
+#[inline]
+fn digest_hash(
+    fields: bool,
+    shape: Option<&TupleShape>,
+    tuple: &[u8],
+    scratch: &mut Vec<u8>,
+) -> u64 {
+    match fields {
+        true => fields_hash(tuple),
+        false => tuple_hash(shape, tuple, scratch),
+    }
+}
 
 /// How each tuple of one table is placed and rewritten.
 #[derive(Debug, Clone)]
@@ -34,6 +50,9 @@ pub struct TuplePlan {
     /// Columns with type OIDs inside their values (arrays, composites): digests hash the
     /// tuples with those zeroed (see [`super::shape`]). `None`: hash the bytes as they are.
     pub shape: Option<Arc<TupleShape>>,
+    /// Digest each tuple as the shards will (PostgreSQL's hash of its fields, see
+    /// [`super::field_digest`]) instead of by its bytes; `shape` is then unused.
+    pub fields: bool,
 }
 
 /// Routes the tuples of one source COPY stream into per-shard binary COPY streams.
@@ -62,6 +81,7 @@ struct Output {
     buffers: Vec<BytesMut>,
     digests: Vec<Digest>,
     shape: Option<Arc<TupleShape>>,
+    fields: bool,
     scratch: Vec<u8>,
 }
 
@@ -73,6 +93,7 @@ impl TupleRouter {
             mut widen,
             shards,
             shape,
+            fields,
         } = plan;
         widen.sort_unstable();
         widen.dedup();
@@ -88,6 +109,7 @@ impl TupleRouter {
                 buffers: vec![BytesMut::new(); shards],
                 digests: vec![Digest::default(); shards],
                 shape,
+                fields,
                 scratch: Vec::new(),
             },
             bytes: 0,
@@ -208,7 +230,8 @@ impl Output {
             buffer.truncate(start);
             return Err(error);
         }
-        digest.add_hash(tuple_hash(
+        digest.add_hash(digest_hash(
+            self.fields,
             self.shape.as_deref(),
             &buffer[start..],
             &mut self.scratch,
@@ -226,7 +249,12 @@ impl Output {
             return Err(error);
         }
         let written = &first[start..];
-        let hash = tuple_hash(self.shape.as_deref(), written, &mut self.scratch);
+        let hash = digest_hash(
+            self.fields,
+            self.shape.as_deref(),
+            written,
+            &mut self.scratch,
+        );
         for buffer in rest {
             buffer.extend_from_slice(written);
         }
@@ -390,6 +418,7 @@ mapping = [ { values = [1], shard = 1 }, { shard = 2 } ]
             widen: widen.to_vec(),
             shards: SHARDS,
             shape: None,
+            fields: false,
         }
     }
 

@@ -328,6 +328,7 @@ async fn copy_once(
         widen: job.widen.clone(),
         shards: shards.len(),
         shape: job.shape.clone(),
+        fields: job.fields.is_some(),
     });
     source.copy_out_start(&job.copy_out_sql(range)).await?;
     let mut reported = (0u64, 0u64);
@@ -498,6 +499,9 @@ async fn read_back(
         }));
     };
     let expected = state::table_digest(conn, &ctx.slot, &job.table).await?;
+    if let Some(fields) = &job.fields {
+        return Ok((expected, fields.read(conn, job).await?));
+    }
     let found = read_digest(conn, &job.read_back_sql(), job.shape.clone(), None)
         .await
         .map_err(|e| match e {

@@ -212,7 +212,13 @@ async fn copy_rows(
 /// transaction).
 async fn empty(conn: &mut Conn, slot_name: &str, table: &TableRef) -> Result<(), StreamError> {
     state::clean(conn, slot_name, table).await?;
-    state::begin_table(conn, slot_name, table, "0/0", 1, false).await?;
+    let unfinished = state::TableStart {
+        watermark: "0/0",
+        ranges: 1,
+        drain_pending: false,
+        digest_method: crate::reshard::copy::tables::DIGEST_BYTES,
+    };
+    state::begin_table(conn, slot_name, table, unfinished).await?;
     Ok(())
 }
 

@@ -65,6 +65,7 @@ pub(super) async fn read_table(
             widen: job.widen.clone(),
             shards: shard_count,
             shape: job.shape.clone(),
+            fields: false,
         };
         let sql = sql.clone();
         set.spawn(async move {

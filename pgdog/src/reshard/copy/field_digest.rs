@@ -1,0 +1,336 @@
+//! Digests the shards compute themselves. Reading a shard's copy back over the network costs
+//! as much as the copy's own `COPY TO` on the source; instead, when every copied column holds
+//! only built-in types, each shard sums PostgreSQL's `hash_record_extended` over a row of the
+//! columns' send-function outputs (the bytes binary COPY carries) in one `SELECT`, and pgdog
+//! computes the same hash over the source's tuples in flight ([`fields_hash`]): PostgreSQL's
+//! `hash_bytes_extended` (Bob Jenkins' lookup3, little-endian, seed 0) of each field, combined
+//! as `hash_record_extended` combines its columns (`h = h * 31 + field`, NULL as 0).
+//!
+//! User-defined types are left to the read-back ([`super::shape`]): their OIDs, which differ
+//! between databases, sit inside array and composite values.
+
+use crate::quote;
+use crate::reshard::conn::{Conn, ConnError};
+
+use super::digest::Digest;
+use super::tables::TableJob;
+
+/// The first OID a database gives to objects it creates: below it, built-in types, the same
+/// in every database.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+/// Nesting followed at most when checking a type (deeper types are not built-in enough).
+const MAX_DEPTH: usize = 8;
+
+/// The send function of each copied column, as the shards call it in the digest query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldSends {
+    sends: Vec<String>,
+}
+
+impl FieldSends {
+    /// The send functions for columns of the types `type_oids` (on the server `conn` talks
+    /// to), the columns at positions `widen` being bigint on the shards; `None` when a column
+    /// holds a user-defined type anywhere inside it, or a type without a send function.
+    pub async fn of_columns(
+        conn: &mut Conn,
+        type_oids: &[u32],
+        widen: &[usize],
+    ) -> Result<Option<FieldSends>, ConnError> {
+        if type_oids.is_empty() {
+            return Ok(None);
+        }
+        let mut sends = Vec::with_capacity(type_oids.len());
+        for (position, oid) in type_oids.iter().enumerate() {
+            if widen.contains(&position) {
+                sends.push("pg_catalog.int8send".to_string());
+                continue;
+            }
+            if !built_in(conn, *oid, 0).await? {
+                return Ok(None);
+            }
+            let rows = conn
+                .query(&format!(
+                    "SELECT p.proname FROM pg_catalog.pg_type t \
+                     JOIN pg_catalog.pg_proc p ON p.oid = t.typsend \
+                     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                     WHERE t.oid = {oid} AND n.nspname = 'pg_catalog'"
+                ))
+                .await?;
+            match rows.get(0, 0) {
+                Some(name) => sends.push(format!("pg_catalog.{}", quote::ident(name))),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(FieldSends { sends }))
+    }
+
+    /// The query a shard answers with the row count and the digest (a numeric sum) of `job`'s
+    /// table.
+    pub fn digest_sql(&self, job: &TableJob) -> String {
+        let fields: Vec<String> = self
+            .sends
+            .iter()
+            .zip(&job.columns)
+            .map(|(send, column)| format!("{send}({})", quote::ident(column)))
+            .collect();
+        format!(
+            "SELECT count(*)::text, COALESCE(sum(pg_catalog.hash_record_extended(ROW({}), 0)), 0)::text \
+             FROM ONLY {}",
+            fields.join(", "),
+            job.table.qualified()
+        )
+    }
+
+    /// Row count and digest of `job`'s table on the shard `conn` talks to.
+    pub async fn read(&self, conn: &mut Conn, job: &TableJob) -> Result<Digest, ConnError> {
+        let rows = conn.query(&self.digest_sql(job)).await?;
+        let rows_text = rows.get(0, 0).unwrap_or("");
+        let sum_text = rows.get(0, 1).unwrap_or("");
+        match (rows_text.parse::<u64>(), numeric_mod_2_64(sum_text)) {
+            (Ok(rows), Some(sum)) => Ok(Digest { rows, sum }),
+            _ => Err(ConnError::Lost {
+                server: conn.addr().to_string(),
+                message: format!(
+                    "the digest query of {} returned {rows_text:?} and {sum_text:?}",
+                    job.table.qualified()
+                ),
+            }),
+        }
+    }
+}
+
+/// Whether type `oid` and every type inside its values (a domain's base type, an array's
+/// element, a composite's attributes) are built in.
+fn built_in<'a>(
+    conn: &'a mut Conn,
+    oid: u32,
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, ConnError>> + Send + 'a>> {
+    Box::pin(async move {
+        if oid >= FIRST_NORMAL_OID || oid == 0 || depth > MAX_DEPTH {
+            return Ok(false);
+        }
+        let rows = conn
+            .query(&format!(
+                "SELECT t.typbasetype, t.typelem, t.typrelid FROM pg_catalog.pg_type t \
+                 WHERE t.oid = {oid}"
+            ))
+            .await?;
+        if rows.rows.is_empty() {
+            return Ok(false);
+        }
+        let number = |i: usize| rows.get(0, i).and_then(|v| v.parse::<u32>().ok());
+        let (Some(base), Some(element), Some(relation)) = (number(0), number(1), number(2)) else {
+            return Ok(false);
+        };
+        for inner in [base, element].into_iter().filter(|o| *o != 0) {
+            if !built_in(conn, inner, depth + 1).await? {
+                return Ok(false);
+            }
+        }
+        if relation != 0 {
+            let attributes = conn
+                .query(&format!(
+                    "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = {relation} \
+                     AND attnum > 0 AND NOT attisdropped"
+                ))
+                .await?;
+            for row in &attributes.rows {
+                let inner = row
+                    .first()
+                    .cloned()
+                    .flatten()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if !built_in(conn, inner, depth + 1).await? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// PostgreSQL's `hash_record_extended(ROW(field, ...), 0)` of a binary COPY tuple's fields
+/// (field count, then each field's length and bytes), each field hashed as `bytea` is.
+/// Malformed tuples hash what they have (the router rejects them before).
+pub fn fields_hash(tuple: &[u8]) -> u64 {
+    let count = tuple
+        .get(..2)
+        .map_or(0, |b| i16::from_be_bytes([b[0], b[1]]).max(0) as usize);
+    let mut pos = 2;
+    let mut hash = 0u64;
+    for _ in 0..count {
+        let Some(len) = tuple.get(pos..pos + 4) else {
+            break;
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        pos += 4;
+        let field = if len < 0 {
+            0
+        } else {
+            let end = pos.saturating_add(len as usize).min(tuple.len());
+            let field = hash_bytes_extended(&tuple[pos..end]);
+            pos = end;
+            field
+        };
+        hash = hash.wrapping_mul(31).wrapping_add(field);
+    }
+    hash
+}
+
+/// PostgreSQL's `hash_bytes_extended(bytes, len, 0)` as computed on little-endian machines:
+/// lookup3 over 12-byte blocks of little-endian words, the last 0–11 bytes added the same way
+/// (the third word shifted up one byte), then the final mix; `b` and `c` make the result.
+pub fn hash_bytes_extended(bytes: &[u8]) -> u64 {
+    // PostgreSQL takes the length as a 32-bit int: values are at most 1 GB.
+    let start = 0x9e37_79b9u32
+        .wrapping_add(bytes.len() as u32)
+        .wrapping_add(3_923_095);
+    let mut state = [start; 3];
+    let mut blocks = bytes.chunks_exact(12);
+    for block in &mut blocks {
+        state[0] = state[0].wrapping_add(le_word(&block[0..4]));
+        state[1] = state[1].wrapping_add(le_word(&block[4..8]));
+        state[2] = state[2].wrapping_add(le_word(&block[8..12]));
+        mix(&mut state);
+    }
+    let rest = blocks.remainder();
+    state[0] = state[0].wrapping_add(le_word(&rest[..rest.len().min(4)]));
+    if rest.len() > 4 {
+        state[1] = state[1].wrapping_add(le_word(&rest[4..rest.len().min(8)]));
+    }
+    if rest.len() > 8 {
+        state[2] = state[2].wrapping_add(le_word(&rest[8..]) << 8);
+    }
+    final_mix(&mut state);
+    (u64::from(state[1]) << 32) | u64::from(state[2])
+}
+
+/// Up to 4 bytes as a little-endian word, zero-padded.
+#[inline(always)]
+fn le_word(bytes: &[u8]) -> u32 {
+    let mut word = [0u8; 4];
+    word[..bytes.len()].copy_from_slice(bytes);
+    u32::from_le_bytes(word)
+}
+
+/// lookup3's mix of a block into the state `[a, b, c]`.
+#[inline(always)]
+fn mix([a, b, c]: &mut [u32; 3]) {
+    for (x, y, z, r) in [
+        (0, 2, 1, 4),
+        (1, 0, 2, 6),
+        (2, 1, 0, 8),
+        (0, 2, 1, 16),
+        (1, 0, 2, 19),
+        (2, 1, 0, 4),
+    ] {
+        let mut s = [*a, *b, *c];
+        // x -= y; x ^= rotl(y, r); y += z
+        s[x] = s[x].wrapping_sub(s[y]) ^ s[y].rotate_left(r);
+        s[y] = s[y].wrapping_add(s[z]);
+        [*a, *b, *c] = s;
+    }
+}
+
+/// lookup3's final mix of the state `[a, b, c]`.
+#[inline(always)]
+fn final_mix([a, b, c]: &mut [u32; 3]) {
+    for (x, y, r) in [
+        (2, 1, 14),
+        (0, 2, 11),
+        (1, 0, 25),
+        (2, 1, 16),
+        (0, 2, 4),
+        (1, 0, 14),
+        (2, 1, 24),
+    ] {
+        let mut s = [*a, *b, *c];
+        // x ^= y; x -= rotl(y, r)
+        s[x] = (s[x] ^ s[y]).wrapping_sub(s[y].rotate_left(r));
+        [*a, *b, *c] = s;
+    }
+}
+
+/// A decimal integer (a `numeric` sum, possibly negative) modulo 2^64: the wrapping sum of the
+/// same `bigint` values. `None` when `text` is not an integer.
+fn numeric_mod_2_64(text: &str) -> Option<u64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value = digits.bytes().fold(0u64, |acc, digit| {
+        acc.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'))
+    });
+    Some(if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len() / 2)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0))
+            .collect()
+    }
+
+    /// `hash_record_extended(ROW(x::bytea), 0)` as PostgreSQL 15 computes it.
+    #[test]
+    fn matches_postgres_for_single_fields() {
+        for (bytes, expected) in [
+            ("", -6939563903564495251i64),
+            ("c4", -7564347649624687629),
+            ("c81e", 7238654129778668841),
+            ("eccbc8", -472633781456346579),
+            ("c51ce410c124a10e0db5e4b97f", -5346854371312795785),
+            (
+                "34173cb38f07f89ddbebc2ac9128303f6f3ef77ac0e3619e98159e9b6feb",
+                -6674467605348075110,
+            ),
+            (
+                "67c6a1e7ce56d3d6fa748ab6d9af3fd76faa8040da20ef399b63a72d0e4ab5758ebda540cbcc4d7336496819a46a1b",
+                -6224738070756419059,
+            ),
+        ] {
+            assert_eq!(hash_bytes_extended(&hex(bytes)) as i64, expected, "{bytes}");
+        }
+    }
+
+    /// `hash_record_extended(ROW('\x0102'::bytea, '\xdeadbeef00112233445566'::bytea,
+    /// NULL::bytea), 0)` as PostgreSQL 15 computes it, from a binary COPY tuple.
+    #[test]
+    fn matches_postgres_for_a_record_with_a_null() {
+        let mut tuple = 3i16.to_be_bytes().to_vec();
+        for field in [hex("0102"), hex("deadbeef00112233445566")] {
+            tuple.extend_from_slice(&(field.len() as i32).to_be_bytes());
+            tuple.extend_from_slice(&field);
+        }
+        tuple.extend_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(fields_hash(&tuple) as i64, 4887440795954074139);
+    }
+
+    #[test]
+    fn numeric_sums_wrap_like_bigint_sums() {
+        assert_eq!(numeric_mod_2_64("0"), Some(0));
+        assert_eq!(numeric_mod_2_64("-1"), Some(u64::MAX));
+        assert_eq!(numeric_mod_2_64("18446744073709551617"), Some(1));
+        let values = [i64::MAX, i64::MAX, -5, i64::MIN];
+        let exact: i128 = values.iter().map(|v| i128::from(*v)).sum();
+        let wrapped = values
+            .iter()
+            .fold(0u64, |acc, v| acc.wrapping_add(*v as u64));
+        assert_eq!(numeric_mod_2_64(&exact.to_string()), Some(wrapped));
+        assert_eq!(numeric_mod_2_64("1.5"), None);
+        assert_eq!(numeric_mod_2_64(""), None);
+    }
+}
