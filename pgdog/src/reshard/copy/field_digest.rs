@@ -188,70 +188,53 @@ pub fn hash_bytes_extended(bytes: &[u8]) -> u64 {
     let start = 0x9e37_79b9u32
         .wrapping_add(bytes.len() as u32)
         .wrapping_add(3_923_095);
-    let mut state = [start; 3];
+    let (mut a, mut b, mut c) = (start, start, start);
     let mut blocks = bytes.chunks_exact(12);
     for block in &mut blocks {
-        state[0] = state[0].wrapping_add(le_word(&block[0..4]));
-        state[1] = state[1].wrapping_add(le_word(&block[4..8]));
-        state[2] = state[2].wrapping_add(le_word(&block[8..12]));
-        mix(&mut state);
+        a = a.wrapping_add(u32::from_le_bytes([block[0], block[1], block[2], block[3]]));
+        b = b.wrapping_add(u32::from_le_bytes([block[4], block[5], block[6], block[7]]));
+        c = c.wrapping_add(u32::from_le_bytes([
+            block[8], block[9], block[10], block[11],
+        ]));
+        mix(&mut a, &mut b, &mut c);
     }
     let rest = blocks.remainder();
-    state[0] = state[0].wrapping_add(le_word(&rest[..rest.len().min(4)]));
-    if rest.len() > 4 {
-        state[1] = state[1].wrapping_add(le_word(&rest[4..rest.len().min(8)]));
-    }
-    if rest.len() > 8 {
-        state[2] = state[2].wrapping_add(le_word(&rest[8..]) << 8);
-    }
-    final_mix(&mut state);
-    (u64::from(state[1]) << 32) | u64::from(state[2])
+    let mut tail = [0u8; 12];
+    tail[..rest.len()].copy_from_slice(rest);
+    a = a.wrapping_add(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    b = b.wrapping_add(u32::from_le_bytes([tail[4], tail[5], tail[6], tail[7]]));
+    c = c.wrapping_add(u32::from_le_bytes([tail[8], tail[9], tail[10], 0]) << 8);
+    final_mix(&mut a, &mut b, &mut c);
+    (u64::from(b) << 32) | u64::from(c)
 }
 
-/// Up to 4 bytes as a little-endian word, zero-padded.
+/// lookup3's mix of a block into the state.
 #[inline(always)]
-fn le_word(bytes: &[u8]) -> u32 {
-    let mut word = [0u8; 4];
-    word[..bytes.len()].copy_from_slice(bytes);
-    u32::from_le_bytes(word)
+fn mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *a = a.wrapping_sub(*c) ^ c.rotate_left(4);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a) ^ a.rotate_left(6);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b) ^ b.rotate_left(8);
+    *b = b.wrapping_add(*a);
+    *a = a.wrapping_sub(*c) ^ c.rotate_left(16);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a) ^ a.rotate_left(19);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b) ^ b.rotate_left(4);
+    *b = b.wrapping_add(*a);
 }
 
-/// lookup3's mix of a block into the state `[a, b, c]`.
+/// lookup3's final mix of the state.
 #[inline(always)]
-fn mix([a, b, c]: &mut [u32; 3]) {
-    for (x, y, z, r) in [
-        (0, 2, 1, 4),
-        (1, 0, 2, 6),
-        (2, 1, 0, 8),
-        (0, 2, 1, 16),
-        (1, 0, 2, 19),
-        (2, 1, 0, 4),
-    ] {
-        let mut s = [*a, *b, *c];
-        // x -= y; x ^= rotl(y, r); y += z
-        s[x] = s[x].wrapping_sub(s[y]) ^ s[y].rotate_left(r);
-        s[y] = s[y].wrapping_add(s[z]);
-        [*a, *b, *c] = s;
-    }
-}
-
-/// lookup3's final mix of the state `[a, b, c]`.
-#[inline(always)]
-fn final_mix([a, b, c]: &mut [u32; 3]) {
-    for (x, y, r) in [
-        (2, 1, 14),
-        (0, 2, 11),
-        (1, 0, 25),
-        (2, 1, 16),
-        (0, 2, 4),
-        (1, 0, 14),
-        (2, 1, 24),
-    ] {
-        let mut s = [*a, *b, *c];
-        // x ^= y; x -= rotl(y, r)
-        s[x] = (s[x] ^ s[y]).wrapping_sub(s[y].rotate_left(r));
-        [*a, *b, *c] = s;
-    }
+fn final_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(14));
+    *a = (*a ^ *c).wrapping_sub(c.rotate_left(11));
+    *b = (*b ^ *a).wrapping_sub(a.rotate_left(25));
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(16));
+    *a = (*a ^ *c).wrapping_sub(c.rotate_left(4));
+    *b = (*b ^ *a).wrapping_sub(a.rotate_left(14));
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(24));
 }
 
 /// A decimal integer (a `numeric` sum, possibly negative) modulo 2^64: the wrapping sum of the
