@@ -65,3 +65,28 @@ async fn a_row_changed_on_a_shard_fails_the_read_back() {
         "a changed orders row",
     );
 }
+
+/// State tables left by a pgdog from before digest methods were recorded get the column, and
+/// the copy goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_tables_of_an_earlier_pgdog_get_the_digest_method() {
+    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
+    for k in 0..setup.shards() {
+        setup.psql_shard(
+            k,
+            "CREATE SCHEMA pgdog; \
+             CREATE TABLE pgdog.copy_tables (slot text NOT NULL, schema_name text NOT NULL, \
+             table_name text NOT NULL, watermark_lsn pg_lsn NOT NULL, ranges integer NOT NULL, \
+             started_at timestamptz NOT NULL DEFAULT now(), verified_at timestamptz, \
+             PRIMARY KEY (slot, schema_name, table_name))",
+        );
+    }
+    let (output, _) = setup.data_sync_ok(&[]);
+    setup.assert_copied("with old state tables").await;
+    let methods = digest_methods(&setup, 1);
+    assert!(
+        methods.contains("public.customers=fields"),
+        "{methods}\n{}",
+        describe(&output)
+    );
+}

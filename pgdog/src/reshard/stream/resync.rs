@@ -162,6 +162,8 @@ async fn copy_rows(
     let mut source_conn = source.connect_primary(options.source_shard).await?;
     for shard in 0..destination.shards.len() {
         let mut conn = destination.connect_primary(shard).await?;
+        // State tables of an earlier pgdog get the columns this one records.
+        conn.create_if_missing(state::CREATE).await?;
         if clean {
             // Emptied and marked unfinished at once: a crash from here on leaves a copy
             // that the next session finds and redoes.
