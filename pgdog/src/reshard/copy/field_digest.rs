@@ -13,14 +13,8 @@ use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
 
 use super::digest::Digest;
+use super::shape::TypeTree;
 use super::tables::TableJob;
-
-/// The first OID a database gives to objects it creates: below it, built-in types, the same
-/// in every database.
-const FIRST_NORMAL_OID: u32 = 16384;
-
-/// Nesting followed at most when checking a type (deeper types are not built-in enough).
-const MAX_DEPTH: usize = 8;
 
 /// The send function of each copied column, as the shards call it in the digest query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,24 +23,24 @@ pub struct FieldSends {
 }
 
 impl FieldSends {
-    /// The send functions for columns of the types `type_oids` (on the server `conn` talks
+    /// The send functions for columns of the types `types` (read on the server `conn` talks
     /// to), the columns at positions `widen` being bigint on the shards; `None` when a column
     /// holds a user-defined type anywhere inside it, or a type without a send function.
     pub async fn of_columns(
         conn: &mut Conn,
-        type_oids: &[u32],
+        types: &[TypeTree],
         widen: &[usize],
     ) -> Result<Option<FieldSends>, ConnError> {
-        if type_oids.is_empty() {
+        if types.is_empty() {
             return Ok(None);
         }
-        let mut sends = Vec::with_capacity(type_oids.len());
-        for (position, oid) in type_oids.iter().enumerate() {
+        let mut sends = Vec::with_capacity(types.len());
+        for (position, tree) in types.iter().enumerate() {
             if widen.contains(&position) {
                 sends.push("pg_catalog.int8send".to_string());
                 continue;
             }
-            if !built_in(conn, *oid, 0).await? {
+            if !tree.built_in() {
                 return Ok(None);
             }
             let rows = conn
@@ -54,7 +48,8 @@ impl FieldSends {
                     "SELECT p.proname FROM pg_catalog.pg_type t \
                      JOIN pg_catalog.pg_proc p ON p.oid = t.typsend \
                      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                     WHERE t.oid = {oid} AND n.nspname = 'pg_catalog'"
+                     WHERE t.oid = {} AND n.nspname = 'pg_catalog'",
+                    tree.oid
                 ))
                 .await?;
             match rows.get(0, 0) {
@@ -98,58 +93,6 @@ impl FieldSends {
             }),
         }
     }
-}
-
-/// Whether type `oid` and every type inside its values (a domain's base type, an array's
-/// element, a composite's attributes) are built in.
-fn built_in<'a>(
-    conn: &'a mut Conn,
-    oid: u32,
-    depth: usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, ConnError>> + Send + 'a>> {
-    Box::pin(async move {
-        if oid >= FIRST_NORMAL_OID || oid == 0 || depth > MAX_DEPTH {
-            return Ok(false);
-        }
-        let rows = conn
-            .query(&format!(
-                "SELECT t.typbasetype, t.typelem, t.typrelid FROM pg_catalog.pg_type t \
-                 WHERE t.oid = {oid}"
-            ))
-            .await?;
-        if rows.rows.is_empty() {
-            return Ok(false);
-        }
-        let number = |i: usize| rows.get(0, i).and_then(|v| v.parse::<u32>().ok());
-        let (Some(base), Some(element), Some(relation)) = (number(0), number(1), number(2)) else {
-            return Ok(false);
-        };
-        for inner in [base, element].into_iter().filter(|o| *o != 0) {
-            if !built_in(conn, inner, depth + 1).await? {
-                return Ok(false);
-            }
-        }
-        if relation != 0 {
-            let attributes = conn
-                .query(&format!(
-                    "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = {relation} \
-                     AND attnum > 0 AND NOT attisdropped"
-                ))
-                .await?;
-            for row in &attributes.rows {
-                let inner = row
-                    .first()
-                    .cloned()
-                    .flatten()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                if !built_in(conn, inner, depth + 1).await? {
-                    return Ok(false);
-                }
-            }
-        }
-        Ok(true)
-    })
 }
 
 /// PostgreSQL's `hash_record_extended(ROW(field, ...), 0)` of a binary COPY tuple's fields

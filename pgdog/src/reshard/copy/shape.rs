@@ -20,7 +20,7 @@ pub enum Shape {
     Record(Vec<Shape>),
 }
 
-/// The shapes of a tuple's columns; `None` from [`TupleShape::of_columns`] when every column
+/// The shapes of a tuple's columns; `None` from [`TupleShape::of_types`] when every column
 /// is a scalar (hash the bytes as they are).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TupleShape {
@@ -31,20 +31,13 @@ pub struct TupleShape {
 const MAX_DEPTH: usize = 8;
 
 impl TupleShape {
-    /// The shapes of the types `type_oids` (one per copied column, on the server `conn`
-    /// talks to), or `None` when none has embedded OIDs.
-    pub async fn of_columns(
-        conn: &mut Conn,
-        type_oids: &[u32],
-    ) -> Result<Option<Arc<TupleShape>>, ConnError> {
-        let mut columns = Vec::with_capacity(type_oids.len());
-        for oid in type_oids {
-            columns.push(shape_of(conn, *oid, 0).await?);
-        }
+    /// The shapes of the copied columns' types, or `None` when none has embedded OIDs.
+    pub fn of_types(types: &[TypeTree]) -> Option<Arc<TupleShape>> {
+        let columns: Vec<Shape> = types.iter().map(TypeTree::shape).collect();
         if columns.iter().all(|c| *c == Shape::Scalar) {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(Arc::new(TupleShape { columns })))
+        Some(Arc::new(TupleShape { columns }))
     }
 
     /// The hash of `tuple` (field count and fields) with embedded OIDs zeroed; `scratch` is
@@ -143,16 +136,76 @@ fn zero_oids(shape: &Shape, value: &mut [u8], depth: usize) {
     }
 }
 
-/// The shape of type `oid`: domains by their base type, arrays by their element, composite
-/// types by their live attributes.
-fn shape_of<'a>(
+/// A column's type and the types inside its binary values (a domain's base type, an array's
+/// element type, a composite type's attributes), as the catalog describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeTree {
+    /// The type.
+    pub oid: u32,
+    /// What its values hold.
+    pub inner: Inner,
+}
+
+/// What the values of a [`TypeTree`]'s type are made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inner {
+    /// Nothing typed: a base type.
+    Nothing,
+    /// A domain over this type.
+    Domain(Box<TypeTree>),
+    /// An array of this element type.
+    Array(Box<TypeTree>),
+    /// A composite type with these live attributes.
+    Record(Vec<TypeTree>),
+    /// Nested deeper than followed.
+    TooDeep,
+}
+
+/// The first OID a database gives to objects it creates: below it, the built-in types, the
+/// same in every database.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+impl TypeTree {
+    /// Type `oid` read from the catalog of the server `conn` talks to.
+    pub async fn read(conn: &mut Conn, oid: u32) -> Result<TypeTree, ConnError> {
+        read_tree(conn, oid, 0).await
+    }
+
+    /// The layout of its values, as far as embedded OIDs go.
+    fn shape(&self) -> Shape {
+        match &self.inner {
+            Inner::Domain(base) => base.shape(),
+            Inner::Array(element) => Shape::Array(Box::new(element.shape())),
+            Inner::Record(fields) => Shape::Record(fields.iter().map(TypeTree::shape).collect()),
+            Inner::Nothing | Inner::TooDeep => Shape::Scalar,
+        }
+    }
+
+    /// Whether it and every type inside its values are built in (so its binary values are
+    /// the same bytes in every database).
+    pub fn built_in(&self) -> bool {
+        self.oid != 0
+            && self.oid < FIRST_NORMAL_OID
+            && match &self.inner {
+                Inner::Nothing => true,
+                Inner::Domain(inner) | Inner::Array(inner) => inner.built_in(),
+                Inner::Record(fields) => fields.iter().all(TypeTree::built_in),
+                Inner::TooDeep => false,
+            }
+    }
+}
+
+fn read_tree<'a>(
     conn: &'a mut Conn,
     oid: u32,
     depth: usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Shape, ConnError>> + Send + 'a>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<TypeTree, ConnError>> + Send + 'a>> {
     Box::pin(async move {
         if depth > MAX_DEPTH {
-            return Ok(Shape::Scalar);
+            return Ok(TypeTree {
+                oid,
+                inner: Inner::TooDeep,
+            });
         }
         let rows = conn
             .query(&format!(
@@ -162,11 +215,11 @@ fn shape_of<'a>(
             .await?;
         let text = |i: usize| rows.get(0, i).unwrap_or("").to_string();
         let number = |i: usize| text(i).parse::<u32>().unwrap_or(0);
-        match (text(0).as_str(), text(4).as_str()) {
-            ("d", _) => shape_of(conn, number(1), depth + 1).await,
-            (_, "A") if number(2) != 0 && text(3) == "-1" => Ok(Shape::Array(Box::new(
-                shape_of(conn, number(2), depth + 1).await?,
-            ))),
+        let inner = match (text(0).as_str(), text(4).as_str()) {
+            ("d", _) => Inner::Domain(Box::new(read_tree(conn, number(1), depth + 1).await?)),
+            (_, "A") if number(2) != 0 && text(3) == "-1" => {
+                Inner::Array(Box::new(read_tree(conn, number(2), depth + 1).await?))
+            }
             ("c", _) => {
                 let attributes = conn
                     .query(&format!(
@@ -183,12 +236,13 @@ fn shape_of<'a>(
                         .flatten()
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
-                    fields.push(shape_of(conn, oid, depth + 1).await?);
+                    fields.push(read_tree(conn, oid, depth + 1).await?);
                 }
-                Ok(Shape::Record(fields))
+                Inner::Record(fields)
             }
-            _ => Ok(Shape::Scalar),
-        }
+            _ => Inner::Nothing,
+        };
+        Ok(TypeTree { oid, inner })
     })
 }
 

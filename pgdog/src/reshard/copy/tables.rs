@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::field_digest::FieldSends;
-use super::shape::TupleShape;
+use super::shape::{TupleShape, TypeTree};
 use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
 use crate::reshard::publication::TableRef;
@@ -221,8 +221,12 @@ pub async fn plan(
             .filter_map(|name| source_columns.iter().find(|c| &c.name == name))
             .map(|c| c.type_oid)
             .collect();
-        let shape = TupleShape::of_columns(source, &type_oids).await?;
-        let fields = FieldSends::of_columns(source, &type_oids, &widen)
+        let mut types = Vec::with_capacity(type_oids.len());
+        for oid in type_oids {
+            types.push(TypeTree::read(source, oid).await?);
+        }
+        let shape = TupleShape::of_types(&types);
+        let fields = FieldSends::of_columns(source, &types, &widen)
             .await?
             .map(Arc::new);
         let rule = rule_of(source, table, &names, sharding)
