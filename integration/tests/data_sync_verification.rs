@@ -34,36 +34,30 @@ fn digest_methods(setup: &DataSyncSetup, k: usize) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_changed_on_a_shard_fails_the_digest_the_shards_compute() {
+/// Copies with row `id` of `table` changed on its way into the shards: the copy must fail,
+/// naming `name`.
+async fn copy_with_a_changed_row(table: &str, id: i64, name: &str) -> (DataSyncSetup, String) {
     let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
     setup.schema_sync_pre();
-    tamper_with(&setup, "public.customers", 3);
+    tamper_with(&setup, table, id);
     let output = setup.data_sync(&["--skip-schema-sync"]);
-    integration::data_sync::assert_failed_with(
-        &output,
-        &["customers", "expected"],
-        "a changed customers row",
-    );
+    integration::data_sync::assert_failed_with(&output, &[name, "expected"], table);
+    (setup, describe(&output))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_changed_on_a_shard_fails_the_digest_the_shards_compute() {
+    let (setup, output) = copy_with_a_changed_row("public.customers", 3, "customers").await;
     let methods = digest_methods(&setup, 0);
     assert!(
         methods.contains("public.customers=fields") && methods.contains("Sales.orders=bytes"),
-        "customers is digested on the shards, orders (an enum column) read back: {methods}\n{}",
-        describe(&output)
+        "customers is digested on the shards, orders (an enum column) read back: {methods}\n{output}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_changed_on_a_shard_fails_the_read_back() {
-    let setup = DataSyncSetup::start(DataSyncOptions::default()).await;
-    setup.schema_sync_pre();
-    tamper_with(&setup, "\"Sales\".orders", 5);
-    let output = setup.data_sync(&["--skip-schema-sync"]);
-    integration::data_sync::assert_failed_with(
-        &output,
-        &["orders", "expected"],
-        "a changed orders row",
-    );
+    copy_with_a_changed_row("\"Sales\".orders", 5, "orders").await;
 }
 
 /// State tables left by a pgdog from before digest methods were recorded get the column, and
