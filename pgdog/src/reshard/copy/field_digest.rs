@@ -23,41 +23,25 @@ pub struct FieldSends {
 }
 
 impl FieldSends {
-    /// The send functions for columns of the types `types` (read on the server `conn` talks
-    /// to), the columns at positions `widen` being bigint on the shards; `None` when a column
-    /// holds a user-defined type anywhere inside it, or a type without a send function.
-    pub async fn of_columns(
-        conn: &mut Conn,
-        types: &[TypeTree],
-        widen: &[usize],
-    ) -> Result<Option<FieldSends>, ConnError> {
+    /// The send functions for columns of the types `types`, the columns at positions `widen`
+    /// being bigint on the shards; `None` when a column holds a user-defined type anywhere
+    /// inside it, or a type without a built-in send function.
+    pub fn of_columns(types: &[TypeTree], widen: &[usize]) -> Option<FieldSends> {
         if types.is_empty() {
-            return Ok(None);
+            return None;
         }
-        let mut sends = Vec::with_capacity(types.len());
-        for (position, tree) in types.iter().enumerate() {
-            if widen.contains(&position) {
-                sends.push("pg_catalog.int8send".to_string());
-                continue;
-            }
-            if !tree.built_in() {
-                return Ok(None);
-            }
-            let rows = conn
-                .query(&format!(
-                    "SELECT p.proname FROM pg_catalog.pg_type t \
-                     JOIN pg_catalog.pg_proc p ON p.oid = t.typsend \
-                     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                     WHERE t.oid = {} AND n.nspname = 'pg_catalog'",
-                    tree.oid
-                ))
-                .await?;
-            match rows.get(0, 0) {
-                Some(name) => sends.push(format!("pg_catalog.{}", quote::ident(name))),
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(FieldSends { sends }))
+        let sends = types
+            .iter()
+            .enumerate()
+            .map(|(position, tree)| {
+                if widen.contains(&position) {
+                    return Some("pg_catalog.int8send".to_string());
+                }
+                let send = tree.send.as_deref().filter(|_| tree.built_in())?;
+                Some(format!("pg_catalog.{}", quote::ident(send)))
+            })
+            .collect::<Option<Vec<String>>>()?;
+        Some(FieldSends { sends })
     }
 
     /// The query a shard answers with the row count and the digest (a numeric sum) of `job`'s

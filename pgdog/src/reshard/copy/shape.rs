@@ -144,6 +144,8 @@ pub struct TypeTree {
     pub oid: u32,
     /// What its values hold.
     pub inner: Inner,
+    /// Its send function when that is a built-in one (in `pg_catalog`).
+    pub send: Option<String>,
 }
 
 /// What the values of a [`TypeTree`]'s type are made of.
@@ -205,16 +207,21 @@ fn read_tree<'a>(
             return Ok(TypeTree {
                 oid,
                 inner: Inner::TooDeep,
+                send: None,
             });
         }
         let rows = conn
             .query(&format!(
-                "SELECT t.typtype, t.typbasetype, t.typelem, t.typlen, t.typcategory, t.typrelid \
+                "SELECT t.typtype, t.typbasetype, t.typelem, t.typlen, t.typcategory, t.typrelid, \
+                 (SELECT p.proname FROM pg_catalog.pg_proc p \
+                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                  WHERE p.oid = t.typsend AND n.nspname = 'pg_catalog') \
                  FROM pg_catalog.pg_type t WHERE t.oid = {oid}"
             ))
             .await?;
         let text = |i: usize| rows.get(0, i).unwrap_or("").to_string();
         let number = |i: usize| text(i).parse::<u32>().unwrap_or(0);
+        let send = rows.get(0, 6).map(str::to_string);
         let inner = match (text(0).as_str(), text(4).as_str()) {
             ("d", _) => Inner::Domain(Box::new(read_tree(conn, number(1), depth + 1).await?)),
             (_, "A") if number(2) != 0 && text(3) == "-1" => {
@@ -242,7 +249,7 @@ fn read_tree<'a>(
             }
             _ => Inner::Nothing,
         };
-        Ok(TypeTree { oid, inner })
+        Ok(TypeTree { oid, inner, send })
     })
 }
 

@@ -226,9 +226,7 @@ pub async fn plan(
             types.push(TypeTree::read(source, oid).await?);
         }
         let shape = TupleShape::of_types(&types);
-        let fields = FieldSends::of_columns(source, &types, &widen)
-            .await?
-            .map(Arc::new);
+        let fields = FieldSends::of_columns(&types, &widen).map(Arc::new);
         let rule = rule_of(source, table, &names, sharding)
             .await?
             .and_then(|rule| {

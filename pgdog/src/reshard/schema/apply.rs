@@ -351,14 +351,13 @@ async fn run_parallel(
             log.start(id);
             let result = match connect(&destination, shard).await {
                 Ok(mut conn) => {
-                    let result = match beside_copy {
-                        true => conn.execute(NO_PARALLEL_WORKERS).await,
-                        false => Ok(Default::default()),
-                    };
-                    let result = match result {
-                        Ok(_) => conn.execute(&step.sql).await,
-                        Err(e) => Err(e),
-                    };
+                    let result = async {
+                        if beside_copy {
+                            conn.execute(NO_PARALLEL_WORKERS).await?;
+                        }
+                        conn.execute(&step.sql).await
+                    }
+                    .await;
                     conn.close().await;
                     result.map(|_| ())
                 }
