@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::{pin_mut, SinkExt, StreamExt};
 use pgdog::cli::{load, Cli};
 use pgdog::reshard::copy::digest::{CopyDigester, Digest};
-use pgdog::reshard::copy::tuples::{TuplePlan, TupleRouter};
+use pgdog::reshard::copy::tuples::{TupleHashing, TuplePlan, TupleRouter};
 use pgdog::router::plan::ShardingSchema;
 use pgdog::router::sharding::{shard_of, KeyValue};
 use tokio_postgres::{Client, NoTls};
@@ -60,8 +60,7 @@ fn plan(port: u16) -> TuplePlan {
         key: Some((0, rule)),
         widen: vec![1],
         shards: SHARDS,
-        shape: None,
-        fields: false,
+        hashing: TupleHashing::Bytes(None),
     }
 }
 

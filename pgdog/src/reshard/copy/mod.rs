@@ -12,6 +12,7 @@ pub mod slot;
 pub mod state;
 pub mod tables;
 pub mod tuples;
+pub mod value_hash;
 pub mod worker;
 
 pub use progress::{CopyStatus, TableCopies, TableCopy};

@@ -20,10 +20,12 @@ use super::worker::{self, CopyContext, Unit};
 use super::CopyError;
 use crate::reshard::conn::Conn;
 use crate::reshard::endpoints::ClusterEndpoints;
+use crate::reshard::pg_dump::PgDumpError;
 use crate::reshard::preflight::{self, PreflightInput, Problem};
 use crate::reshard::publication;
 use crate::reshard::schema::{
-    self, KeyPlacement, Phase, PlannedPhase, SchemaSyncLog, SchemaSyncOptions, SchemaSyncReport,
+    self, KeyPlacement, Phase, PlannedPhase, SchemaSyncError, SchemaSyncLog, SchemaSyncOptions,
+    SchemaSyncReport,
 };
 use crate::reshard::tasks::TaskHandle;
 use crate::router::plan::ShardingSchema;
@@ -466,7 +468,9 @@ async fn copy_and_verify(
 /// The post phase of the copy: planned while the copy starts, then each table's own indexes,
 /// keys and ANALYZE built as soon as every shard verified it, beside the tables still being
 /// copied. Returns the rest (foreign keys, triggers, tables an earlier run copied) once no
-/// more tables come.
+/// more tables come. When a build beside the copy fails (a shard restarted), the rest is
+/// planned again after the copy from what the shards then hold, so that nothing is lost and
+/// nothing is built twice.
 async fn indexes_as_tables_finish(
     config: &ConfigAndUsers,
     options: &SchemaSyncOptions,
@@ -474,10 +478,13 @@ async fn indexes_as_tables_finish(
     log: &SchemaSyncLog,
     task: Option<&TaskHandle>,
 ) -> Result<PlannedPhase, CopyError> {
-    let mut plan = schema::plan_phase(config, options, task, false).await?;
+    let mut plan = Some(plan_post(config, options, task).await?);
     while let Some(table) = verified.recv().await {
+        let Some(planned) = plan.as_mut() else {
+            continue;
+        };
         // The channel closes when the copy ends: tables queued by then get the whole machine.
-        let own = plan.take_table(&table, !verified.is_closed());
+        let own = planned.take_table(&table, !verified.is_closed());
         if own.is_empty() {
             continue;
         }
@@ -485,12 +492,64 @@ async fn indexes_as_tables_finish(
             "data sync: building the indexes of {}.{} while the copy goes on",
             table.0, table.1
         );
-        clean(
-            &schema::apply_planned(config, own, log, task).await?,
-            Phase::Post,
-        )?;
+        let outcome = schema::apply_planned(config, own, log, task).await;
+        stopped(task)?;
+        let failure = match outcome {
+            Ok(report) if report.is_clean() => continue,
+            Ok(report) => report.summary(),
+            Err(e) => e.to_string(),
+        };
+        warn!(
+            "data sync: building the indexes of {}.{} beside the copy did not complete ({failure}); \
+             the post phase is planned again after the copy",
+            table.0, table.1
+        );
+        plan = None;
     }
-    Ok(plan)
+    match plan {
+        Some(plan) => Ok(plan),
+        None => plan_post(config, options, task).await,
+    }
+}
+
+/// Plans the post phase; while pg_dump or the source cannot reach a server (a restart), it is
+/// tried again after a backoff, as many times as a range of the copy would be.
+async fn plan_post(
+    config: &ConfigAndUsers,
+    options: &SchemaSyncOptions,
+    task: Option<&TaskHandle>,
+) -> Result<PlannedPhase, CopyError> {
+    let attempts = config
+        .config
+        .general
+        .resharding_copy_retry_max_attempts
+        .max(1);
+    let mut attempt = 1;
+    loop {
+        match schema::plan_phase(config, options, task, false).await {
+            Ok(plan) => return Ok(plan),
+            Err(e) if attempt < attempts && unreachable(&e) => {
+                let delay = worker::backoff(attempt);
+                warn!(
+                    "data sync: planning the post phase failed (attempt {attempt} of {attempts}): {e}; \
+                     retrying in {delay:?}"
+                );
+                tokio::time::sleep(delay).await;
+                stopped(task)?;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether a schema-sync error may be a server that is restarting.
+fn unreachable(error: &SchemaSyncError) -> bool {
+    match error {
+        SchemaSyncError::PgDump(PgDumpError::Failed { .. }) => true,
+        SchemaSyncError::Source(e) => worker::retryable(e),
+        _ => false,
+    }
 }
 
 /// Whether any destination shard has copy progress recorded for `slot` (shards that cannot be

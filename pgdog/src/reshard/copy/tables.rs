@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use super::field_digest::FieldSends;
+use super::field_digest::FieldHashes;
 use super::shape::{TupleShape, TypeTree};
+use super::tuples::TupleHashing;
 use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
 use crate::reshard::publication::TableRef;
@@ -35,15 +36,17 @@ pub struct TableJob {
     pub bytes: u64,
     /// Where the copied columns' values carry type OIDs (for digests).
     pub shape: Option<Arc<TupleShape>>,
-    /// The shards compute the table's digest themselves with these send functions (see
+    /// The shards compute the table's digest themselves, hashing its columns this way (see
     /// [`super::field_digest`]); `None`: the copy reads each shard's table back instead.
-    pub fields: Option<Arc<FieldSends>>,
+    pub fields: Option<Arc<FieldHashes>>,
     /// Its ranges.
     pub ranges: Vec<CtidRange>,
 }
 
-/// [`TableJob::digest_method`] of tables whose shards compute their digest.
-pub const DIGEST_FIELDS: &str = "fields";
+/// [`TableJob::digest_method`] of tables whose shards compute their digest, hashing each
+/// column by its type's own hash function where pgdog knows it. (An earlier pgdog recorded
+/// `fields`: every column through its send function; such tables are copied again.)
+pub const DIGEST_FIELDS: &str = "typed";
 /// [`TableJob::digest_method`] of tables read back to be digested.
 pub const DIGEST_BYTES: &str = "bytes";
 
@@ -226,7 +229,7 @@ pub async fn plan(
             types.push(TypeTree::read(source, oid).await?);
         }
         let shape = TupleShape::of_types(&types);
-        let fields = FieldSends::of_columns(&types, &widen).map(Arc::new);
+        let fields = FieldHashes::of_columns(&types, &widen).map(Arc::new);
         let rule = rule_of(source, table, &names, sharding)
             .await?
             .and_then(|rule| {
@@ -324,7 +327,15 @@ impl TableJob {
         )
     }
 
-    /// How the copy digests the table's tuples, as recorded in its state: `fields` (the
+    /// How the copy hashes the table's tuples for its digests.
+    pub fn hashing(&self) -> TupleHashing {
+        match &self.fields {
+            Some(fields) => TupleHashing::Fields(fields.clone()),
+            None => TupleHashing::Bytes(self.shape.clone()),
+        }
+    }
+
+    /// How the copy digests the table's tuples, as recorded in its state: `typed` (the
     /// shards compute it) or `bytes` (read back).
     pub fn digest_method(&self) -> &'static str {
         match self.fields {

@@ -18,21 +18,27 @@ use crate::router::sharding::KeyValue;
 use std::sync::Arc;
 
 use super::digest::Digest;
-use super::field_digest::fields_hash;
+use super::field_digest::FieldHashes;
 use super::shape::{tuple_hash, TupleShape};
 
-/// A tuple's hash for the digests: of its fields as the shards compute it (`fields`), or of
-/// its bytes with `shape`'s embedded OIDs zeroed.
-#[inline]
-fn digest_hash(
-    fields: bool,
-    shape: Option<&TupleShape>,
-    tuple: &[u8],
-    scratch: &mut Vec<u8>,
-) -> u64 {
-    match fields {
-        true => fields_hash(tuple),
-        false => tuple_hash(shape, tuple, scratch),
+/// How each tuple is hashed for the digests.
+#[derive(Debug, Clone)]
+pub enum TupleHashing {
+    /// As the shards hash their rows (see [`super::field_digest`]).
+    Fields(Arc<FieldHashes>),
+    /// By its bytes, with the type OIDs that `shape` locates zeroed (see [`super::shape`]);
+    /// `None`: the bytes as they are.
+    Bytes(Option<Arc<TupleShape>>),
+}
+
+impl TupleHashing {
+    /// The hash of one tuple (as sent, after widening).
+    #[inline]
+    fn hash(&self, tuple: &[u8], scratch: &mut Vec<u8>) -> u64 {
+        match self {
+            TupleHashing::Fields(fields) => fields.row_hash(tuple),
+            TupleHashing::Bytes(shape) => tuple_hash(shape.as_deref(), tuple, scratch),
+        }
     }
 }
 
@@ -47,12 +53,8 @@ pub struct TuplePlan {
     pub widen: Vec<usize>,
     /// Destination shard count.
     pub shards: usize,
-    /// Columns with type OIDs inside their values (arrays, composites): digests hash the
-    /// tuples with those zeroed (see [`super::shape`]). `None`: hash the bytes as they are.
-    pub shape: Option<Arc<TupleShape>>,
-    /// Digest each tuple as the shards will (PostgreSQL's hash of its fields, see
-    /// [`super::field_digest`]) instead of by its bytes; `shape` is then unused.
-    pub fields: bool,
+    /// How the digests hash each tuple.
+    pub hashing: TupleHashing,
 }
 
 /// Routes the tuples of one source COPY stream into per-shard binary COPY streams.
@@ -80,8 +82,7 @@ struct Output {
     widen: Vec<usize>,
     buffers: Vec<BytesMut>,
     digests: Vec<Digest>,
-    shape: Option<Arc<TupleShape>>,
-    fields: bool,
+    hashing: TupleHashing,
     scratch: Vec<u8>,
 }
 
@@ -92,8 +93,7 @@ impl TupleRouter {
             key,
             mut widen,
             shards,
-            shape,
-            fields,
+            hashing,
         } = plan;
         widen.sort_unstable();
         widen.dedup();
@@ -108,8 +108,7 @@ impl TupleRouter {
                 widen,
                 buffers: vec![BytesMut::new(); shards],
                 digests: vec![Digest::default(); shards],
-                shape,
-                fields,
+                hashing,
                 scratch: Vec::new(),
             },
             bytes: 0,
@@ -230,12 +229,7 @@ impl Output {
             buffer.truncate(start);
             return Err(error);
         }
-        digest.add_hash(digest_hash(
-            self.fields,
-            self.shape.as_deref(),
-            &buffer[start..],
-            &mut self.scratch,
-        ));
+        digest.add_hash(self.hashing.hash(&buffer[start..], &mut self.scratch));
         Ok(())
     }
 
@@ -249,12 +243,7 @@ impl Output {
             return Err(error);
         }
         let written = &first[start..];
-        let hash = digest_hash(
-            self.fields,
-            self.shape.as_deref(),
-            written,
-            &mut self.scratch,
-        );
+        let hash = self.hashing.hash(written, &mut self.scratch);
         for buffer in rest {
             buffer.extend_from_slice(written);
         }
@@ -417,8 +406,7 @@ mapping = [ { values = [1], shard = 1 }, { shard = 2 } ]
             key: key.map(|(column, table)| (column, rule(table))),
             widen: widen.to_vec(),
             shards: SHARDS,
-            shape: None,
-            fields: false,
+            hashing: TupleHashing::Bytes(None),
         }
     }
 

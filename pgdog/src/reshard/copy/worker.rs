@@ -197,8 +197,14 @@ fn fail(ctx: &CopyContext, copy: CopyId, error: &CopyError) {
     ctx.progress.set_status(copy, CopyStatus::Failed);
 }
 
+/// How long to wait before attempt `attempt + 1` of something a restarting server broke:
+/// 400 ms, doubling up to 12.8 s.
+pub(super) fn backoff(attempt: usize) -> Duration {
+    Duration::from_millis(200u64 << attempt.min(6))
+}
+
 /// Whether a shard error may go away by itself (restart, connection loss, overload).
-fn retryable(error: &ConnError) -> bool {
+pub(super) fn retryable(error: &ConnError) -> bool {
     match error {
         ConnError::Connect(_) | ConnError::Lost { .. } => true,
         ConnError::Sql { .. } => error
@@ -233,7 +239,7 @@ async fn copy_range(
                 error: error.short(),
             });
         }
-        let delay = Duration::from_millis(200u64 << attempt.min(6));
+        let delay = backoff(attempt);
         warn!(
             "copy of {table} range {} failed on shard {shard} (attempt {attempt} of {}): {}; retrying in {:?}",
             range,
@@ -327,8 +333,7 @@ async fn copy_once(
         key: job.rule.clone(),
         widen: job.widen.clone(),
         shards: shards.len(),
-        shape: job.shape.clone(),
-        fields: job.fields.is_some(),
+        hashing: job.hashing(),
     });
     source.copy_out_start(&job.copy_out_sql(range)).await?;
     let mut reported = (0u64, 0u64);
@@ -455,7 +460,7 @@ async fn verify_shard(
         match read_back(ctx, job, shard, slot).await {
             Ok(result) => break result,
             Err(CopyError::Conn(e)) if retryable(&e) && attempt < ctx.retry_max => {
-                let delay = Duration::from_millis(200u64 << attempt.min(6));
+                let delay = backoff(attempt);
                 warn!(
                     "verifying {table} on shard {shard} failed (attempt {attempt} of {}): {}; retrying in {delay:?}",
                     ctx.retry_max,

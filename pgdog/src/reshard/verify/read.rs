@@ -10,7 +10,7 @@ use super::{Servers, VerifyError};
 use crate::reshard::conn::Conn;
 use crate::reshard::copy::digest::{read_copy, read_digest, Digest, ReadError};
 use crate::reshard::copy::tables::TableJob;
-use crate::reshard::copy::tuples::{TuplePlan, TupleRouter};
+use crate::reshard::copy::tuples::{TupleHashing, TuplePlan, TupleRouter};
 
 /// Routed output is dropped once a shard's buffer holds this much (only digests are kept).
 const DISCARD: usize = 256 * 1024;
@@ -64,8 +64,7 @@ pub(super) async fn read_table(
             key: job.rule.clone(),
             widen: job.widen.clone(),
             shards: shard_count,
-            shape: job.shape.clone(),
-            fields: false,
+            hashing: TupleHashing::Bytes(job.shape.clone()),
         };
         let sql = sql.clone();
         set.spawn(async move {
