@@ -146,47 +146,39 @@ fn numeric_hash(value: &[u8]) -> u64 {
     }
     let count = (word(0) as i16).max(0) as usize;
     let weight = i32::from(word(2) as i16);
-    hash_digit_groups((0..count).map(word_at(value)), weight)
+    let digits = value.get(8..).unwrap_or(&[]);
+    hash_digits(&digits[..digits.len().min(2 * count)], weight)
 }
 
-/// The `i`-th base-10000 digit of a binary `numeric`.
-fn word_at(value: &[u8]) -> impl Fn(usize) -> u16 + Clone + '_ {
-    move |i| u16::from_be_bytes(be(value.get(8 + 2 * i..).unwrap_or(&[])))
-}
-
-/// `hash_numeric_extended` of the number whose base-10000 digits are `digits`, the first of
-/// weight `weight`: zero hashes as the seed minus one; otherwise the digits between the
-/// first and last non-zero one, as stored in memory, XOR the weight of the first.
-fn hash_digit_groups(digits: impl Iterator<Item = u16> + Clone, weight: i32) -> u64 {
-    let leading = digits.clone().take_while(|d| *d == 0).count();
-    let mut bytes = [0u8; 64];
-    let mut long = Vec::new();
-    let mut len = 0;
-    let mut significant = 0;
-    for (i, digit) in digits.skip(leading).enumerate() {
-        if digit != 0 {
-            significant = i + 1;
-        }
-        if 2 * (i + 1) <= bytes.len() {
-            bytes[2 * i..2 * i + 2].copy_from_slice(&digit.to_le_bytes());
-        } else {
-            if long.is_empty() {
-                long.extend_from_slice(&bytes);
-            }
-            long.extend_from_slice(&digit.to_le_bytes());
-        }
-        len = i + 1;
-    }
-    if len == 0 || significant == 0 {
+/// `hash_numeric_extended` of the number whose base-10000 digits are `digits` (16-bit
+/// big-endian), the first of weight `weight`: zero hashes as the seed minus one; otherwise
+/// the digits between the first and last non-zero one, as stored in memory (little-endian),
+/// XOR the weight of the first.
+fn hash_digits(digits: &[u8], weight: i32) -> u64 {
+    let zero = |i: usize| digits[2 * i] == 0 && digits[2 * i + 1] == 0;
+    let count = digits.len() / 2;
+    let Some(first) = (0..count).find(|i| !zero(*i)) else {
         return 0u64.wrapping_sub(1);
-    }
-    let digits = if long.is_empty() {
-        &bytes[..2 * significant]
-    } else {
-        &long[..2 * significant]
     };
-    let weight = weight - leading as i32;
-    hash_bytes_extended(digits, 0) ^ (weight as i64 as u64)
+    let last = (first..count).rfind(|i| !zero(*i)).unwrap_or(first);
+    let len = 2 * (last + 1 - first);
+    let mut stack = [0u8; 64];
+    let mut heap = Vec::new();
+    let swapped: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    for (k, pair) in digits[2 * first..2 * (last + 1)]
+        .chunks_exact(2)
+        .enumerate()
+    {
+        swapped[2 * k] = pair[1];
+        swapped[2 * k + 1] = pair[0];
+    }
+    let weight = weight - first as i32;
+    hash_bytes_extended(swapped, 0) ^ (weight as i64 as u64)
 }
 
 /// `hash_array_extended` of a binary array (dimension count, null flag, element type, each
@@ -328,17 +320,23 @@ impl Json<'_> {
         let start = self.pos + 1;
         let mut end = start;
         let mut escaped = false;
-        while let Some(byte) = self.text.get(end) {
-            match byte {
-                b'"' => break,
-                b'\\' => {
-                    escaped = true;
-                    end += 2;
-                }
-                _ => end += 1,
+        while let Some(found) = self
+            .text
+            .get(end..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            end += found;
+            if self.text[end] == b'"' {
+                break;
             }
+            escaped = true;
+            end += 2;
         }
-        let end = end.min(self.text.len());
+        let end = if self.text.get(end) == Some(&b'"') {
+            end
+        } else {
+            self.text.len()
+        };
         self.pos = end + 1;
         let raw = &self.text[start.min(end)..end];
         if !escaped {
@@ -421,34 +419,44 @@ fn decimal_hash(literal: &[u8]) -> u64 {
         .ok()
         .and_then(|e| e.parse().ok())
         .unwrap_or(0);
-    let digits: Vec<u8> = mantissa
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .map(|b| b - b'0')
-        .collect();
-    let before_point = mantissa
-        .iter()
-        .position(|b| *b == b'.')
-        .map_or(digits.len(), |at| {
-            mantissa[..at].iter().filter(|b| b.is_ascii_digit()).count()
-        });
+    // Decimal digits in order, with their index among the digits.
+    let digits = || {
+        mantissa
+            .iter()
+            .filter(|b| b.is_ascii_digit())
+            .map(|b| b - b'0')
+            .enumerate()
+    };
+    let before_point = match mantissa.iter().position(|b| *b == b'.') {
+        Some(at) => mantissa[..at].iter().filter(|b| b.is_ascii_digit()).count(),
+        None => digits().count(),
+    };
     let (Some(first), Some(last)) = (
-        digits.iter().position(|d| *d != 0),
-        digits.iter().rposition(|d| *d != 0),
+        digits().find(|(_, d)| *d != 0).map(|(i, _)| i),
+        digits().filter(|(_, d)| *d != 0).map(|(i, _)| i).last(),
     ) else {
         return 0u64.wrapping_sub(1);
     };
-    // Digit i stands for 10^(point - 1 - i).
+    // Digit i stands for 10^(point - 1 - i); base-10000 digit g holds powers 4g to 4g + 3.
     let point = before_point as i64 + exponent;
     let power = |i: usize| point - 1 - i as i64;
-    let group = |i: usize| power(i).div_euclid(4);
-    let (top, bottom) = (group(first), group(last));
-    let mut groups = vec![0u16; (top - bottom + 1) as usize];
-    for (i, digit) in digits.iter().enumerate().take(last + 1).skip(first) {
-        let slot = (top - group(i)) as usize;
-        groups[slot] += u16::from(*digit) * 10u16.pow(power(i).rem_euclid(4) as u32);
+    let top = power(first).div_euclid(4);
+    let len = 2 * (top - power(last).div_euclid(4) + 1) as usize;
+    let mut stack = [0u8; 64];
+    let mut heap = Vec::new();
+    let groups: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    for (i, digit) in digits().take(last + 1).skip(first) {
+        let at = 2 * (top - power(i).div_euclid(4)) as usize;
+        let group = u16::from_be_bytes([groups[at], groups[at + 1]])
+            + u16::from(digit) * 10u16.pow(power(i).rem_euclid(4) as u32);
+        groups[at..at + 2].copy_from_slice(&group.to_be_bytes());
     }
-    hash_digit_groups(groups.into_iter(), top as i32)
+    hash_digits(groups, top as i32)
 }
 
 #[cfg(test)]
