@@ -139,6 +139,18 @@ fn le_word(bytes: &[u8; 12], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
+/// The first (up to) four bytes of `bytes` as a little-endian word, missing bytes zero.
+#[inline(always)]
+fn partial_le_word(bytes: &[u8]) -> u32 {
+    match *bytes {
+        [] => 0,
+        [b0] => u32::from(b0),
+        [b0, b1] => u32::from(u16::from_le_bytes([b0, b1])),
+        [b0, b1, b2] => u32::from(u16::from_le_bytes([b0, b1])) | (u32::from(b2) << 16),
+        [b0, b1, b2, b3, ..] => u32::from_le_bytes([b0, b1, b2, b3]),
+    }
+}
+
 /// PostgreSQL's `hash_bytes_extended`: the seeded 64-bit lookup3 hash of `data`. `seed` 0 means
 /// no seed. This is what `hashtextextended` (for deterministic collations), `hashvarlenaextended`
 /// and `uuid_hash_extended` compute.
@@ -155,13 +167,12 @@ pub fn hash_bytes_extended(data: &[u8], seed: u64) -> u64 {
     }
 
     // 0..=11 bytes are left: bytes 0-3 go to `a`, 4-7 to `b`, and 8-10 to `c` shifted up by
-    // one byte. A tail shorter than a lane contributes only its bytes (the rest are zero).
-    let rest = blocks.remainder();
-    let mut tail = [0u8; 12];
-    tail[..rest.len()].copy_from_slice(rest);
-    state.a = state.a.wrapping_add(le_word(&tail, 0));
-    state.b = state.b.wrapping_add(le_word(&tail, 4));
-    state.c = state.c.wrapping_add(le_word(&tail, 8) << 8);
+    // one byte. A tail shorter than a lane contributes only its bytes.
+    let tail = blocks.remainder();
+    let lane = |from: usize| tail.get(from..).map_or(0, partial_le_word);
+    state.a = state.a.wrapping_add(lane(0));
+    state.b = state.b.wrapping_add(lane(4));
+    state.c = state.c.wrapping_add(lane(8) << 8);
 
     state.finish();
     state.result()

@@ -2,6 +2,7 @@
 //! `hash_record_extended(ROW(x), 0)` (with one column, that column's own hash), the text types
 //! under COLLATE "C".
 
+use super::jsonb::{decimal_hash, rotate_halves, unescape};
 use super::*;
 
 fn hex(text: &str) -> Vec<u8> {
