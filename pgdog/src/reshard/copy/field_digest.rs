@@ -13,6 +13,7 @@
 use crate::quote;
 use crate::reshard::conn::{Conn, ConnError};
 
+use super::binary_values::Values;
 use super::digest::Digest;
 use super::shape::TypeTree;
 use super::tables::TableJob;
@@ -128,28 +129,12 @@ impl FieldHashes {
     /// then each field's length and bytes) as the shards compute it. Malformed tuples hash
     /// what they have (the router rejects them before).
     pub fn row_hash(&self, tuple: &[u8]) -> u64 {
-        let count = tuple
-            .get(..2)
-            .map_or(0, |b| i16::from_be_bytes([b[0], b[1]]).max(0) as usize);
-        let mut pos = 2;
+        let mut fields = Values::of_tuple(tuple);
         let mut hash = 0u64;
-        for i in 0..count {
-            let Some(len) = tuple.get(pos..pos + 4) else {
-                break;
-            };
-            let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-            pos += 4;
-            let field = if len < 0 {
-                0
-            } else {
-                let end = pos.saturating_add(len as usize).min(tuple.len());
-                let value = &tuple[pos..end];
-                pos = end;
-                self.columns
-                    .get(i)
-                    .map_or(&SENT, ColumnHash::value_hash)
-                    .hash(value)
-            };
+        let mut column = self.columns.iter();
+        while let Some(range) = fields.next(tuple) {
+            let value_hash = column.next().map_or(&SENT, ColumnHash::value_hash);
+            let field = range.map_or(0, |range| value_hash.hash(&tuple[range]));
             hash = hash.wrapping_mul(31).wrapping_add(field);
         }
         hash

@@ -3,6 +3,7 @@
 //! router's rule, streamed as binary COPY, recorded range by range on the shards so a killed
 //! copy resumes exactly, and verified by reading the shards back.
 
+pub mod binary_values;
 pub mod digest;
 pub mod field_digest;
 pub mod progress;

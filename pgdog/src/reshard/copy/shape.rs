@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::binary_values::{read_i32, Values};
 use super::digest::hash64;
 use crate::reshard::conn::{Conn, ConnError};
 
@@ -45,18 +46,14 @@ impl TupleShape {
     pub fn hash(&self, tuple: &[u8], scratch: &mut Vec<u8>) -> u64 {
         scratch.clear();
         scratch.extend_from_slice(tuple);
-        let mut pos = 2;
+        let mut fields = Values::at(2, self.columns.len());
         for shape in &self.columns {
-            let Some(len) = read_i32(scratch, pos) else {
+            let Some(field) = fields.next(scratch) else {
                 break;
             };
-            pos += 4;
-            if len < 0 {
-                continue;
+            if let Some(range) = field {
+                zero_oids(shape, &mut scratch[range], 0);
             }
-            let end = pos.saturating_add(len as usize).min(scratch.len());
-            zero_oids(shape, &mut scratch[pos..end], 0);
-            pos = end;
         }
         hash64(scratch)
     }
@@ -68,11 +65,6 @@ pub fn tuple_hash(shape: Option<&TupleShape>, tuple: &[u8], scratch: &mut Vec<u8
         Some(shape) => shape.hash(tuple, scratch),
         None => hash64(tuple),
     }
-}
-
-fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
-    let word = bytes.get(at..at.checked_add(4)?)?;
-    Some(i32::from_be_bytes([word[0], word[1], word[2], word[3]]))
 }
 
 fn zero(bytes: &mut [u8], at: usize) {
@@ -89,28 +81,16 @@ fn zero_oids(shape: &Shape, value: &mut [u8], depth: usize) {
     match shape {
         Shape::Scalar => {}
         Shape::Array(element) => {
-            let (Some(dims), Some(_flags)) = (read_i32(value, 0), read_i32(value, 4)) else {
+            // Dimension count and null flag both there, else nothing to zero.
+            if read_i32(value, 4).is_none() {
                 return;
-            };
-            zero(value, 8);
-            let dims = dims.clamp(0, 6) as usize;
-            let mut count: usize = if dims == 0 { 0 } else { 1 };
-            for d in 0..dims {
-                let size = read_i32(value, 12 + d * 8).unwrap_or(0).max(0) as usize;
-                count = count.saturating_mul(size);
             }
-            let mut pos = 12 + dims * 8;
-            for _ in 0..count {
-                let Some(len) = read_i32(value, pos) else {
-                    return;
-                };
-                pos += 4;
-                if len < 0 {
-                    continue;
+            zero(value, 8);
+            let mut elements = Values::of_array(value);
+            while let Some(field) = elements.next(value) {
+                if let Some(range) = field {
+                    zero_oids(element, &mut value[range], depth + 1);
                 }
-                let end = pos.saturating_add(len as usize).min(value.len());
-                zero_oids(element, &mut value[pos..end], depth + 1);
-                pos = end;
             }
         }
         Shape::Record(fields) => {

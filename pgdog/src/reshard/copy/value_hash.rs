@@ -11,6 +11,7 @@ use crate::router::sharding::hash::{
     hash_bytes_extended, hash_int8_extended, hash_uint32_extended,
 };
 
+use super::binary_values::Values;
 use super::shape::{Inner, TypeTree};
 
 /// How PostgreSQL hashes a value, given its binary form.
@@ -188,28 +189,10 @@ fn hash_stripped_digits(digits: &[u8], weight: i32) -> u64 {
 /// dimension's length and lower bound, then each element's length and bytes, -1 for NULL):
 /// starting from 1, `h = h * 31 + element hash`, NULL elements hashing as 0.
 fn array_hash(element: &ValueHash, value: &[u8]) -> u64 {
-    let int = |at: usize| i32::from_be_bytes(be(value.get(at..).unwrap_or(&[])));
-    let dimensions = int(0).max(0) as usize;
-    let mut count: usize = if dimensions == 0 { 0 } else { 1 };
-    for d in 0..dimensions {
-        count = count.saturating_mul(int(12 + 8 * d).max(0) as usize);
-    }
-    let mut pos = 12 + 8 * dimensions;
+    let mut elements = Values::of_array(value);
     let mut hash = 1u64;
-    for _ in 0..count {
-        if pos + 4 > value.len() {
-            break;
-        }
-        let len = int(pos);
-        pos += 4;
-        let element_hash = if len < 0 {
-            0
-        } else {
-            let end = pos.saturating_add(len as usize).min(value.len());
-            let h = element.hash(&value[pos..end]);
-            pos = end;
-            h
-        };
+    while let Some(range) = elements.next(value) {
+        let element_hash = range.map_or(0, |range| element.hash(&value[range]));
         hash = hash.wrapping_mul(31).wrapping_add(element_hash);
     }
     hash
